@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+// cavpt-dist: Class-Aware Visual Prompt Tuning for CLIP as a data-parallel MPI trainer.
+import PackageDescription
+
+// Release builds drop bounds and overflow checks in the hot loops; tests build debug.
+let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "cavpt-dist",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "cavpt-dist", targets: ["cavpt-dist"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        // System libraries and the tiny C shims Swift needs to reach them.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
+
+        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: fast),
+        .target(name: "CLIP", dependencies: ["Tensor"], swiftSettings: fast,
+                linkerSettings: [.linkedLibrary("z")]),
+        .target(name: "Data", dependencies: ["Tensor", "CJPEG", .product(name: "Yams", package: "Yams")],
+                swiftSettings: fast),
+        .target(name: "PromptTuning", dependencies: ["Tensor", "CLIP"], swiftSettings: fast),
+        .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: fast),
+        .target(name: "Training",
+                dependencies: ["Tensor", "CLIP", "Data", "PromptTuning", "Distributed",
+                               .product(name: "Yams", package: "Yams")],
+                swiftSettings: fast),
+        .executableTarget(name: "cavpt-dist",
+                          dependencies: ["Training", "CBLAS",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: fast),
+
+        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        .testTarget(name: "CLIPTests", dependencies: ["CLIP"]),
+        .testTarget(name: "DataTests", dependencies: ["Data"]),
+        .testTarget(name: "PromptTuningTests", dependencies: ["PromptTuning"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "cavpt-dist"]),
+    ]
+)
