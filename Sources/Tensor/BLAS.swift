@@ -1,0 +1,72 @@
+// Every matrix product in cavpt-dist goes through here: cblas_sgemm, its strided-batched
+// loop for attention's many small products, and per-task GEMM counting for tests.
+import CBLAS
+
+/// Counts the GEMMs issued inside `BLAS.$counter.withValue(counter) { … }` (tests and profiling).
+public final class OpCounter: @unchecked Sendable {
+    public var gemms = 0
+    public var flops = 0.0
+    public init() {}
+}
+
+public enum BLAS {
+    @TaskLocal public static var counter: OpCounter?
+
+    /// Row-major C[m,n] = alpha · op(A) · op(B) + beta · C, with op(X) = Xᵀ when trans is set.
+    /// lda/ldb/ldc are row strides, so heads and shards of packed buffers need no copies.
+    @inline(__always)
+    public static func gemm(transA: Bool = false, transB: Bool = false,
+                            m: Int, n: Int, k: Int, alpha: Float = 1,
+                            a: UnsafePointer<Float>, lda: Int,
+                            b: UnsafePointer<Float>, ldb: Int,
+                            beta: Float = 0,
+                            c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if m == 0 || n == 0 { return }
+        if k == 0 {
+            // An empty sum: C = beta·C (OpenBLAS rejects k = 0 with some leading dimensions).
+            for i in 0..<m {
+                let row = c + i * ldc
+                if beta == 0 { row.update(repeating: 0, count: n) } else { for j in 0..<n { row[j] *= beta } }
+            }
+            return
+        }
+        if let counter {
+            counter.gemms += 1
+            counter.flops += 2.0 * Double(m) * Double(n) * Double(k)
+        }
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    blasint(m), blasint(n), blasint(k), alpha,
+                    a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+    }
+
+    /// `count` independent products C_i = alpha · op(A_i) op(B_i) + beta · C_i whose operands sit at
+    /// fixed strides (attention heads × samples). OpenBLAS 0.3.21 has no batched sgemm, and these
+    /// products are too small to thread internally, so they run one after another.
+    @inline(__always)
+    public static func gemmStridedBatched(count: Int, transA: Bool = false, transB: Bool = false,
+                                          m: Int, n: Int, k: Int, alpha: Float = 1,
+                                          a: UnsafePointer<Float>, lda: Int, strideA: Int,
+                                          b: UnsafePointer<Float>, ldb: Int, strideB: Int,
+                                          beta: Float = 0,
+                                          c: UnsafeMutablePointer<Float>, ldc: Int, strideC: Int) {
+        for i in 0..<count {
+            gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                 a: a + i * strideA, lda: lda, b: b + i * strideB, ldb: ldb,
+                 beta: beta, c: c + i * strideC, ldc: ldc)
+        }
+    }
+}
+
+extension Tensor {
+    /// self [m, k] · other [k, n] (or the transposes), as a new tensor. Leading axes are flattened into rows.
+    public func matmul(_ other: Tensor, transA: Bool = false, transB: Bool = false) -> Tensor {
+        let (ar, ac) = (rows, lastDim), (br, bc) = (other.rows, other.lastDim)
+        let m = transA ? ac : ar, k = transA ? ar : ac
+        let n = transB ? br : bc
+        precondition((transB ? bc : br) == k, "matmul: inner sizes differ: \(shape) · \(other.shape)")
+        let out = Tensor(uninitialized: [m, n])
+        BLAS.gemm(transA: transA, transB: transB, m: m, n: n, k: k,
+                  a: data, lda: ac, b: other.data, ldb: bc, c: out.data, ldc: n)
+        return out
+    }
+}

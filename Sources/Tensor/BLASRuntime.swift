@@ -1,0 +1,75 @@
+// OpenBLAS at run time: which kernels it picked, how many threads it uses, and the
+// re-exec that rescues a CPU OpenBLAS 0.3.21 does not recognise.
+import CBLAS
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum BLASRuntime {
+    /// The kernel family OpenBLAS selected (e.g. "SkylakeX", "Haswell", "Prescott").
+    public static var coreName: String {
+        guard let p = openblas_get_corename() else { return "unknown" }
+        return String(cString: p)
+    }
+
+    public static var threads: Int { Int(openblas_get_num_threads()) }
+
+    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
+
+    /// Generic fallbacks OpenBLAS's dynamic dispatch chooses when it cannot identify a CPU.
+    static let genericCores: Set<String> = ["prescott", "core2", "nehalem", "katmai", "coppermine",
+                                            "northwood", "banias", "atom", "unknown"]
+
+    /// The best kernel family this CPU supports, from the instruction-set flags the kernel reports.
+    public static func bestCoreForThisCPU() -> String? {
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let flagsLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+        else { return nil }
+        let flags = Set(flagsLine.split(separator: " ").map(String.init))
+        if flags.contains("avx512f") && flags.contains("avx512bw") && flags.contains("avx512vl") { return "SkylakeX" }
+        if flags.contains("avx2") && flags.contains("fma") { return "Haswell" }
+        if flags.contains("avx") { return "Sandybridge" }
+        return nil
+    }
+
+    /// OpenBLAS reads OPENBLAS_CORETYPE only when the library loads, so a process that got a generic
+    /// kernel on a CPU with AVX2/AVX-512 restarts itself once with the variable set. Call first thing
+    /// in `main`, before MPI_Init or any thread starts. Returns normally when nothing needs doing.
+    /// `CAVPT_DIST_NO_REEXEC=1` disables it (the slow kernels are then reported, not hidden).
+    public static func ensureFastKernels(arguments: [String]) {
+        guard getenv("OPENBLAS_CORETYPE") == nil, getenv("CAVPT_DIST_NO_REEXEC") == nil,
+              genericCores.contains(coreName.lowercased()),
+              let best = bestCoreForThisCPU() else { return }
+        setenv("OPENBLAS_CORETYPE", best, 1)
+        setenv("CAVPT_DIST_REEXEC_FROM", coreName, 1)
+        var cArgs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
+        cArgs.append(nil)
+        execv("/proc/self/exe", &cArgs)
+        // execv only returns on failure: carry on with the slow kernels, but say so.
+        let msg = "warning: OpenBLAS chose \(coreName) kernels and restarting with OPENBLAS_CORETYPE=\(best) failed; matrix products will be slow\n"
+        writeStandardError(msg)
+    }
+
+    /// Non-nil when OpenBLAS runs generic kernels on a CPU that has better ones (a slow run).
+    public static var slowKernelWarning: String? {
+        guard genericCores.contains(coreName.lowercased()), let best = bestCoreForThisCPU() else { return nil }
+        return "OpenBLAS is running \(coreName) kernels on a CPU that supports \(best); set OPENBLAS_CORETYPE=\(best)"
+    }
+
+    /// Online CPUs on this machine.
+    public static var onlineCPUs: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
+}
+
+/// Writes straight to file descriptor 2 (unbuffered, safe from any thread).
+public func writeStandardError(_ text: String) {
+    var bytes = Array(text.utf8)
+    bytes.withUnsafeMutableBytes { buf in
+        var off = 0
+        while off < buf.count {
+            let n = write(2, buf.baseAddress! + off, buf.count - off)
+            if n <= 0 { break }
+            off += n
+        }
+    }
+}

@@ -1,0 +1,94 @@
+// LayerNorm over the last axis and L2 normalisation of rows, with their backward passes.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// LayerNorm over the last axis: y = (x − μ)/sqrt(σ² + eps) · γ + β   (biased σ², as PyTorch).
+///   x: [..., d]  γ, β: [d]
+public func layerNorm(_ x: Var, _ gamma: Var, _ beta: Var, eps: Float = 1e-5) -> Var {
+    let d = x.value.lastDim, n = x.value.rows
+    precondition(gamma.value.count == d && beta.value.count == d, "layerNorm: γ/β \(gamma.shape) vs width \(d)")
+    let y = Tensor(uninitialized: x.value.shape)
+    let xhat = Tensor(uninitialized: x.value.shape)   // saved for backward
+    let rstd = Tensor(uninitialized: [n])
+    let (px, py, ph, pr, pg, pb) = (x.value.data, y.data, xhat.data, rstd.data, gamma.value.data, beta.value.data)
+    for r in 0..<n {
+        let row = px + r * d
+        var mean: Float = 0
+        for j in 0..<d { mean += row[j] }
+        mean /= Float(d)
+        var variance: Float = 0
+        for j in 0..<d { let c = row[j] - mean; variance += c * c }
+        variance /= Float(d)
+        let s = 1 / sqrtf(variance + eps)
+        pr[r] = s
+        let h = ph + r * d, out = py + r * d
+        for j in 0..<d {
+            let v = (row[j] - mean) * s
+            h[j] = v
+            out[j] = v * pg[j] + pb[j]
+        }
+    }
+    return Var.op(y, [x, gamma, beta]) { dy in
+        // Reach the saved buffers through their tensors so the closure keeps them alive.
+        let (ph, pr, pg) = (xhat.data, rstd.data, gamma.value.data)
+        let g = dy.data
+        if x.requiresGrad {
+            // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)),  dx̂ = dy ⊙ γ
+            let dx = Tensor(uninitialized: x.value.shape)
+            let pd = dx.data
+            for r in 0..<n {
+                let gr = g + r * d, h = ph + r * d, out = pd + r * d
+                var m1: Float = 0, m2: Float = 0
+                for j in 0..<d {
+                    let dh = gr[j] * pg[j]
+                    m1 += dh
+                    m2 += dh * h[j]
+                }
+                m1 /= Float(d); m2 /= Float(d)
+                let s = pr[r]
+                for j in 0..<d { out[j] = s * (gr[j] * pg[j] - m1 - h[j] * m2) }
+            }
+            x.accumulate(dx)
+        }
+        if gamma.requiresGrad {
+            let dg = Tensor(zeros: [d])
+            for r in 0..<n {
+                let gr = g + r * d, h = ph + r * d
+                for j in 0..<d { dg.data[j] += gr[j] * h[j] }
+            }
+            gamma.accumulate(dg.reshaped(gamma.shape))
+        }
+        if beta.requiresGrad { beta.accumulate(sumRows(dy, rows: n, width: d).reshaped(beta.shape)) }
+    }
+}
+
+/// Rows scaled to unit L2 norm (F.normalize, eps 1e-12).   x: [..., d]
+public func l2Normalize(_ x: Var) -> Var {
+    let d = x.value.lastDim, n = x.value.rows
+    let y = Tensor(uninitialized: x.value.shape)
+    let inv = Tensor(uninitialized: [n])
+    let (px, py) = (x.value.data, y.data)
+    for r in 0..<n {
+        var ss: Float = 0
+        for j in 0..<d { ss += px[r * d + j] * px[r * d + j] }
+        let s = 1 / max(sqrtf(ss), 1e-12)
+        inv.data[r] = s
+        for j in 0..<d { py[r * d + j] = px[r * d + j] * s }
+    }
+    return Var.op(y, [x]) { dy in
+        // dx = (dy − y (dy·y)) / ‖x‖
+        let py = y.data
+        let dx = Tensor(uninitialized: x.value.shape)
+        let (g, pd) = (dy.data, dx.data)
+        for r in 0..<n {
+            var dot: Float = 0
+            for j in 0..<d { dot += g[r * d + j] * py[r * d + j] }
+            let s = inv.data[r]
+            for j in 0..<d { pd[r * d + j] = (g[r * d + j] - py[r * d + j] * dot) * s }
+        }
+        x.accumulate(dx)
+    }
+}
