@@ -1,0 +1,263 @@
+// A prompt-tuning method on a frozen CLIP (SPEC §3): the trained tensors (CoOp context, visual
+// prompts, CAVPT modules), the prompted forward pass, and the paper's losses.
+//
+// b images in this rank's shard, B images in the global batch, K classes, K_N selected classes,
+// L image layers, T image tokens, P visual prompt length, d image width, w text width, D embedding width.
+import CLIP
+import Tensor
+
+public final class PromptLearner: @unchecked Sendable {
+    public let settings: MethodSettings
+    public let model: CLIPModel
+    public let prompts: ClassPrompts
+    /// Frozen template text features [K, D], computed once per run.
+    public let templateFeatures: Tensor
+    public let textContext: Var?            // text.ctx [M, w]
+    let contextPrompts: TextContextPrompts?
+    public let visualPrompts: Var?          // visual.prompts [rows, P, d]
+    public let cavpt: [CAVPTModule]         // by ascending layer
+    /// For each 0-based image layer, the row of visual.prompts it takes (nil: none).
+    let promptRow: [Int?]
+    /// Canonical name -> trained tensor, in a fixed order (checkpoints, allreduce packing).
+    public let parameters: [(String, Var)]
+
+    public var classCount: Int { prompts.classNames.count }
+    /// K_N actually used (capped at K; 0 = all).
+    public var selectedPerImage: Int {
+        settings.cavpt.topK <= 0 ? classCount : min(settings.cavpt.topK, classCount)
+    }
+
+    public init(model: CLIPModel, prompts: ClassPrompts, settings: MethodSettings, seed: UInt64) throws {
+        self.settings = settings
+        self.model = model
+        self.prompts = prompts
+        templateFeatures = try prompts.templateFeatures(model.text)
+        let L = model.image.layers, d = model.image.width
+        var params: [(String, Var)] = []
+        var seeds = SplitMix64(seed: seed)
+
+        if settings.textPrompt {
+            let ctx = Var(trainable: .randn([settings.textLength, model.text.width], std: 0.02, seed: seeds.next()),
+                          name: "text.ctx")
+            textContext = ctx
+            contextPrompts = try TextContextPrompts(prompts, text: model.text)
+            params.append(("text.ctx", ctx))
+        } else {
+            textContext = nil
+            contextPrompts = nil
+        }
+
+        let cavptLayers = try Self.resolveLayers(settings.cavpt.layers, depth: L)
+        var rows: [Int?] = Array(repeating: nil, count: L)
+        var rowCount = 0
+        switch settings.visualPrompt {
+        case .none: break
+        case .shallow: rows[0] = cavptLayers.contains(1) ? nil : 0; rowCount = rows[0] == nil ? 0 : 1
+        case .deep:
+            for l in 0..<L where !cavptLayers.contains(l + 1) { rows[l] = rowCount; rowCount += 1 }
+        }
+        promptRow = rows
+        if rowCount > 0 {
+            let vp = Var(trainable: .randn([rowCount, settings.visualLength, d], std: 0.02, seed: seeds.next()),
+                         name: "visual.prompts")
+            visualPrompts = vp
+            params.append(("visual.prompts", vp))
+        } else {
+            visualPrompts = nil
+        }
+        cavpt = cavptLayers.map {
+            CAVPTModule(layer: $0, settings: settings.cavpt, width: d, textDim: model.text.embedDim,
+                        classes: prompts.classNames.count, seed: seeds.next())
+        }
+        for module in cavpt { params += module.parameters }
+        parameters = params
+    }
+
+    /// 1-based layers, negatives counted from the end; sorted, unique, each in 1...depth.
+    static func resolveLayers(_ layers: [Int], depth: Int) throws -> [Int] {
+        let resolved = layers.map { $0 < 0 ? depth + 1 + $0 : $0 }
+        for (given, l) in zip(layers, resolved) where l < 1 || l > depth {
+            throw PromptError.configuration("cavpt.layers: layer \(given) does not exist in a \(depth)-layer image encoder")
+        }
+        return Array(Set(resolved)).sorted()
+    }
+
+    /// Sets trained tensors by canonical name (e.g. from `--params` or a checkpoint); every given
+    /// name must exist with the same shape.
+    public func load(_ tensors: [String: Tensor], requireAll: Bool = false) throws {
+        let known = Dictionary(uniqueKeysWithValues: parameters)
+        for (name, t) in tensors {
+            guard let v = known[name] else {
+                throw PromptError.parameter("unexpected trained tensor \"\(name)\" (this method trains: \(parameters.map(\.0).joined(separator: ", ")))")
+            }
+            guard v.shape == t.shape else {
+                throw PromptError.parameter("trained tensor \"\(name)\" has shape \(t.shape), expected \(v.shape)")
+            }
+            v.value.assign(t)
+        }
+        if requireAll, let missing = parameters.first(where: { tensors[$0.0] == nil }) {
+            throw PromptError.parameter("missing trained tensor \"\(missing.0)\"")
+        }
+    }
+
+    // MARK: Forward
+
+    /// What the frozen encoder says about a batch before the prompted pass.
+    public struct Selection: Sendable {
+        /// Plain image features [b, D] (unnormalised), when a loss or CAVPT needs them.
+        public var plainFeatures: Tensor?
+        /// Per image, the K_N classes zero-shot CLIP ranks highest, best first.
+        public var selected: [[Int]]
+    }
+
+    /// Needs the frozen zero-shot pass (CAVPT selection or the guidance loss)?
+    func needsPlainPass(epoch: Int) -> Bool {
+        !cavpt.isEmpty || (epoch < settings.cavpt.guidanceEpochs)
+    }
+
+    public func select(pixels: Tensor, epoch: Int) -> Selection {
+        guard needsPlainPass(epoch: epoch) else { return Selection(plainFeatures: nil, selected: []) }
+        let plain = model.image(Var(pixels)).value
+        guard !cavpt.isEmpty else { return Selection(plainFeatures: plain, selected: []) }
+        let zeroShot = model.logits(imageFeatures: Var(plain), textFeatures: Var(templateFeatures)).value
+        return Selection(plainFeatures: plain, selected: topClasses(zeroShot, k: selectedPerImage))
+    }
+
+    /// (layer, image, slot) entries that count in L_ca for this shard (SPEC §3.1 step 6).
+    public func contributingPairs(_ selection: Selection, labels: [Int]) -> Int {
+        guard !cavpt.isEmpty else { return 0 }
+        switch settings.cavpt.nonTarget {
+        case .uniform: return cavpt.count * labels.count * selectedPerImage
+        case .ignore:
+            let hits = zip(selection.selected, labels).reduce(0) { $0 + ($1.0.contains($1.1) ? 1 : 0) }
+            return cavpt.count * hits
+        }
+    }
+
+    /// Text features the main logits use: learned CoOp prompts (with gradient) or the frozen template.
+    public func textFeatures() -> Var {
+        if let contextPrompts, let textContext { return contextPrompts.features(model.text, context: textContext) }
+        return Var(templateFeatures)
+    }
+
+    /// The prompted image encoder. Returns image features [b, D] and each CAVPT layer's class logits.
+    public func imageFeatures(pixels: Tensor, selection: Selection, textFeatures: Var) -> (Var, [Var]) {
+        let image = model.image
+        let b = pixels.shape[0], T = image.tokens, L = image.layers
+        var x = image.embed(Var(pixels))
+        var classLogits: [Var] = []
+        // Queries: the selected classes' text features, slot order, [b·K_N, D].
+        let kN = selectedPerImage
+        var queryText: Var?
+        if !cavpt.isEmpty {
+            let source = settings.cavpt.queries == .learned ? textFeatures : Var(templateFeatures)
+            queryText = gatherRows(source, selection.selected.flatMap { $0 })
+        }
+        var cavptIndex = 0
+        for l in 0..<L {
+            let last = l == L - 1
+            // Rows whose outputs continue: image tokens (and shallow prompts once inserted).
+            let carried = x.shape[1]
+            if cavptIndex < cavpt.count, cavpt[cavptIndex].layer == l + 1 {
+                let module = cavpt[cavptIndex]
+                cavptIndex += 1
+                let (prompts, logits) = module(tokens: sliceTokens(x, 0..<T), queryText: queryText!, selectedPerImage: kN)
+                classLogits.append(logits)
+                x = image.blocks[l](concatTokens([x, prompts], samples: b), outputs: .prefix(last ? 1 : carried))
+            } else if let row = promptRow[l], let visualPrompts {
+                let rowPrompts = reshape(sliceTokens(visualPrompts, row..<(row + 1)),
+                                         [settings.visualLength, image.width])
+                let input = concatTokens([x, rowPrompts], samples: b)
+                switch settings.visualPrompt {
+                case .deep: x = image.blocks[l](input, outputs: .prefix(last ? 1 : carried))
+                case .shallow: x = image.blocks[l](input, outputs: last ? .prefix(1) : .all)   // carried on
+                case .none: x = image.blocks[l](x, outputs: last ? .prefix(1) : .all)
+                }
+            } else {
+                x = image.blocks[l](x, outputs: last ? .prefix(1) : .all)
+            }
+        }
+        return (image.head(x), classLogits)
+    }
+
+    /// Per-shard contributions to the global loss.
+    public struct StepOutput {
+        /// This shard's share of the global loss (already divided by the global normalisers).
+        public var loss: Var
+        /// Main logits [b, K] (for accuracy).
+        public var logits: Tensor
+        public var correct: Int
+    }
+
+    /// The loss of SPEC §3.1/§3.3 for this shard, normalised by global counts so that summing the
+    /// shards' gradients gives the gradient of the global mean loss.
+    ///   globalBatch: B.   contributingPairs: the global count of L_ca entries (0: no CAVPT term).
+    public func loss(pixels: Tensor, labels: [Int], selection: Selection, epoch: Int,
+                     globalBatch: Int, contributingPairs: Int) -> StepOutput {
+        let text = textFeatures()
+        let (features, classLogits) = imageFeatures(pixels: pixels, selection: selection, textFeatures: text)
+        let logits = model.logits(imageFeatures: features, textFeatures: text)
+        let perBatch = 1 / Float(max(globalBatch, 1))
+        var total = perBatch * crossEntropy(logits, .hard(labels), reduction: .sum)
+        if epoch < settings.cavpt.guidanceEpochs, let plain = selection.plainFeatures {
+            // General-knowledge guidance: zero-shot image · learned text + prompted image · template text.
+            let zeroShotLearned = model.logits(imageFeatures: Var(plain), textFeatures: text)
+            let promptedTemplate = model.logits(imageFeatures: features, textFeatures: Var(templateFeatures))
+            total = 0.1 * total
+                + perBatch * crossEntropy(zeroShotLearned, .hard(labels), reduction: .sum)
+                + perBatch * crossEntropy(promptedTemplate, .hard(labels), reduction: .sum)
+        }
+        if !classLogits.isEmpty && contributingPairs > 0 {
+            let ca = classAwareLoss(classLogits, labels: labels, selection: selection)
+            total = total + (settings.cavpt.alpha / Float(contributingPairs)) * ca
+        }
+        let predictions = argmaxRows(logits.value)
+        let correct = zip(predictions, labels).reduce(0) { $0 + ($1.0 == $1.1 ? 1 : 0) }
+        return StepOutput(loss: total, logits: logits.value, correct: correct)
+    }
+
+    /// Σ over this shard's counting (layer, image, slot) entries of the class-branch CE.
+    func classAwareLoss(_ classLogits: [Var], labels: [Int], selection: Selection) -> Var {
+        let kN = selectedPerImage, K = classCount
+        var terms: [Var] = []
+        for logits in classLogits {            // [b·K_N, K]
+            switch settings.cavpt.nonTarget {
+            case .ignore:
+                var rows: [Int] = [], targets: [Int] = []
+                for (i, slots) in selection.selected.enumerated() {
+                    for (j, c) in slots.enumerated() where c == labels[i] { rows.append(i * kN + j); targets.append(c) }
+                }
+                if !rows.isEmpty { terms.append(crossEntropy(gatherRows(logits, rows), .hard(targets), reduction: .sum)) }
+            case .uniform:
+                let target = Tensor(shape: [labels.count * kN, K], repeating: 1 / Float(K))
+                for (i, slots) in selection.selected.enumerated() {
+                    for (j, c) in slots.enumerated() where c == labels[i] {
+                        let row = target.data + (i * kN + j) * K
+                        row.update(repeating: 0, count: K)
+                        row[c] = 1
+                    }
+                }
+                terms.append(crossEntropy(logits, .soft(target), reduction: .sum))
+            }
+        }
+        return terms.dropFirst().reduce(terms.first ?? Var(Tensor(scalar: 0))) { $0 + $1 }
+    }
+
+    /// Class predictions for evaluation. `textFeatures` is computed once per evaluation by the caller.
+    public func predict(pixels: Tensor, textFeatures: Tensor) -> Tensor {
+        let selection = select(pixels: pixels, epoch: Int.max)
+        let (features, _) = imageFeatures(pixels: pixels, selection: selection, textFeatures: Var(textFeatures))
+        return model.logits(imageFeatures: features, textFeatures: Var(textFeatures)).value
+    }
+}
+
+/// Index of the largest entry of each row (first on ties).
+public func argmaxRows(_ t: Tensor) -> [Int] {
+    let (n, K) = (t.rows, t.lastDim)
+    return (0..<n).map { i in
+        let row = t.data + i * K
+        var best = 0
+        for j in 1..<max(K, 1) where row[j] > row[best] { best = j }
+        return best
+    }
+}
