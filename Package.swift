@@ -41,7 +41,9 @@ let package = Package(
         .testTarget(name: "CLIPTests", dependencies: ["CLIP"]),
         .testTarget(name: "DataTests", dependencies: ["Data"]),
         .testTarget(name: "PromptTuningTests", dependencies: ["PromptTuning"]),
-        .testTarget(name: "DistributedTests", dependencies: ["Distributed"]),
+        // Launched under mpirun by DistributedTests; also holds the allreduce benchmark.
+        .executableTarget(name: "DistributedCheck", dependencies: ["Distributed"], path: "Tests/DistributedCheck"),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "DistributedCheck"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "cavpt-dist"]),
     ]
 )

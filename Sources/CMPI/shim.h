@@ -18,3 +18,18 @@ static inline int cmpi_undefined(void) { return MPI_UNDEFINED; }
 static inline int cmpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
 static inline MPI_Info cmpi_info_null(void) { return MPI_INFO_NULL; }
 static inline MPI_Errhandler cmpi_errors_return(void) { return MPI_ERRORS_RETURN; }
+static inline MPI_Datatype cmpi_int32(void) { return MPI_INT32_T; }
+static inline MPI_Datatype cmpi_uint8(void) { return MPI_UINT8_T; }
+static inline MPI_Datatype cmpi_uint64(void) { return MPI_UINT64_T; }
+static inline MPI_Op cmpi_bor(void) { return MPI_BOR; }
+static inline int cmpi_thread_serialized(void) { return MPI_THREAD_SERIALIZED; }
+static inline int cmpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
+static inline int cmpi_max_library_version_string(void) { return MPI_MAX_LIBRARY_VERSION_STRING; }
+
+// glibc declares sched_getaffinity only under _GNU_SOURCE, which Swift's Glibc
+// module is not built with; this alias reaches the same symbol with a plain
+// byte-buffer mask, so the CPU count can honour mpirun/Slurm bindings.
+#ifdef __linux__
+#include <stddef.h>
+extern int cmpi_sched_getaffinity(int pid, size_t mask_bytes, void *mask) __asm__("sched_getaffinity");
+#endif
