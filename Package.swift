@@ -33,7 +33,7 @@ let package = Package(
                                .product(name: "Yams", package: "Yams")],
                 swiftSettings: fast),
         .executableTarget(name: "cavpt-dist",
-                          dependencies: ["Training", "CBLAS",
+                          dependencies: ["Training", "CLIP", "PromptTuning", "Tensor", "CBLAS",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: fast),
 

@@ -165,7 +165,7 @@ public final class PromptLearner: @unchecked Sendable {
                 classLogits.append(logits)
                 x = image.blocks[l](concatTokens([x, prompts], samples: b), outputs: .prefix(last ? 1 : carried))
             } else if let row = promptRow[l], let visualPrompts {
-                let rowPrompts = reshape(sliceTokens(visualPrompts, row..<(row + 1)),
+                let rowPrompts = reshape(sliceLeading(visualPrompts, row..<(row + 1)),
                                          [settings.visualLength, image.width])
                 let input = concatTokens([x, rowPrompts], samples: b)
                 switch settings.visualPrompt {

@@ -149,3 +149,14 @@ func col2im(_ cols: UnsafePointer<Float>, into x: UnsafeMutablePointer<Float>, n
         }
     }
 }
+
+/// Entries [range] along the leading axis (a view; the backward scatters into a zero gradient).
+public func sliceLeading(_ x: Var, _ range: Range<Int>) -> Var {
+    let y = x.value.slice(range)
+    return Var.op(y, [x]) { dy in
+        let dx = Tensor(zeros: x.value.shape)
+        let inner = x.value.count / max(x.value.shape[0], 1)
+        (dx.data + range.lowerBound * inner).update(from: dy.data, count: dy.count)
+        x.accumulate(dx)
+    }
+}

@@ -2,11 +2,13 @@
 import ArgumentParser
 import Foundation
 import Tensor
+import CLIP
+import PromptTuning
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print performance figures for this machine.",
-        subcommands: [BenchGEMM.self])
+        subcommands: [BenchGEMM.self, BenchStep.self])
 }
 
 struct BenchGEMM: ParsableCommand {
@@ -83,5 +85,69 @@ struct PeakEstimate {
         let perCycle: Double = best == "SkylakeX" ? 64 : best == "Haswell" ? 32 : 16
         return PeakEstimate(perCore: mhz / 1000 * perCycle,
                             basis: String(format: "%.2f GHz × %.0f FLOP/cycle", mhz / 1000, perCycle))
+    }
+}
+
+/// One training step (forward + backward w.r.t. the trained tensors) on ViT-B/32 shapes with random
+/// frozen weights — the same work as ../shared/bench/pytorch_step.py, for a ratio on one machine.
+struct BenchStep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "step",
+        abstract: "Seconds per training step of a method on ViT-B/32 shapes (random weights).")
+
+    @Option(help: "Preset: zsclip (evaluation forward), coop, vpt_deep, vlp_deep, vpt_cavpt, vlp_cavpt, …")
+    var method: String = "vpt_deep"
+    @Option(help: "Images per step.") var batch: Int = 32
+    @Option(help: "Classes K.") var classes: Int = 10
+    @Option(help: "Tokens in each class prompt before EOT padding (PyTorch peer: EOT at 20).") var eot: Int = 20
+    @Option(help: "Timed steps (after one warm-up step).") var steps: Int = 3
+    @Option(help: "BLAS threads (default: all cores).") var threads: Int?
+
+    func run() throws {
+        try reportingErrors {
+            guard let settings = MethodSettings.preset(method) else {
+                throw ValidationError("unknown method '\(method)'; one of \(MethodSettings.presetNames.joined(separator: ", "))")
+            }
+            BLASRuntime.setThreads(threads ?? BLASRuntime.onlineCPUs)
+            print("OpenBLAS core \(BLASRuntime.coreName), \(BLASRuntime.threads) threads")
+            let model = try CLIPModel(tensors: RandomCLIP.make(.vitB32, seed: 1))
+            // Class prompts of fixed length: SOT, words…, EOT at `eot`, as the PyTorch peer's.
+            let names = (0..<classes).map { "class\($0)" }
+            var nextWord = 0
+            let prompts = try ClassPrompts(classNames: names, template: "a photo of a {}.", contextLength: 16) { text in
+                let words = text.split(separator: " ").count
+                var ids = [49406]
+                for w in 0..<max(words, eot - 1) {
+                    if text.hasPrefix("X") && w < 16 { ids.append(343) } else { nextWord += 1; ids.append(400 + nextWord % 40000) }
+                }
+                ids = Array(ids.prefix(eot)) + [49407]
+                return ids + Array(repeating: 0, count: 77 - ids.count)
+            }
+            let learner = try PromptLearner(model: model, prompts: prompts, settings: settings, seed: 1)
+            let pixels = Tensor.randn([batch, 3, 224, 224], seed: 2)
+            let labels = (0..<batch).map { $0 % classes }
+            func step() {
+                if !settings.trainsAnything {
+                    _ = learner.predict(pixels: pixels, textFeatures: learner.templateFeatures)
+                    return
+                }
+                let selection = learner.select(pixels: pixels, epoch: 100)
+                let pairs = learner.contributingPairs(selection, labels: labels)
+                let out = learner.loss(pixels: pixels, labels: labels, selection: selection, epoch: 100,
+                                       globalBatch: batch, contributingPairs: pairs)
+                out.loss.backward()
+                for (_, p) in learner.parameters { p.zeroGrad() }
+            }
+            step()
+            var times: [Double] = []
+            for _ in 0..<steps {
+                let start = DispatchTime.now().uptimeNanoseconds
+                step()
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
+            let median = times.sorted()[times.count / 2]
+            print(String(format: "%@ B=%d K=%d threads=%d: median %.3fs/step min %.3f  (%.1f img/s)",
+                         method, batch, classes, BLASRuntime.threads, median, times.min()!, Double(batch) / median))
+        }
     }
 }

@@ -57,6 +57,7 @@ private func expectGradients(_ inputs: [Tensor], _ trainable: [Bool]? = nil, eps
         }
         expectGradients([r([2, 5, 3], 27)]) { sliceTokens($0[0], 1..<4) }
         expectGradients([r([5, 3], 28)]) { gatherRows($0[0], [4, 0, 4, 2, 4]) }   // repeats scatter-add
+        expectGradients([r([4, 2, 3], 29)]) { sliceLeading($0[0], 1..<3) }
     }
 
     @Test func patchEmbedding() {
