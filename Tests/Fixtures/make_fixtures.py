@@ -31,7 +31,7 @@ TINY_VOCAB_MERGES = 500
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073])
 CLIP_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711])
 
-TINY_A = dict(vision_width=128, vision_layers=2, patch_size=8, resolution=32,
+TINY_A = dict(vision_width=64, vision_layers=2, patch_size=8, resolution=32,
               text_width=128, text_layers=2, context_length=77, vocab_size=1014, embed_dim=64)
 VIT_B32 = dict(vision_width=768, vision_layers=12, patch_size=32, resolution=224,
                text_width=512, text_layers=12, context_length=77, vocab_size=49408, embed_dim=512)
