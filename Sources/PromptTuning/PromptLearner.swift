@@ -134,6 +134,21 @@ public final class PromptLearner: @unchecked Sendable {
         }
     }
 
+    /// True when L_ca's normaliser depends on the data (`ignore`): the count must be summed over ranks
+    /// before backward. For `uniform` it is `contributingPairs(globalBatch:)`.
+    public var pairCountNeedsReduction: Bool { !cavpt.isEmpty && settings.cavpt.nonTarget == .ignore }
+
+    /// L_ca's normaliser under `uniform`: every (layer, image, slot) of the global batch.
+    public func contributingPairs(globalBatch: Int) -> Int { cavpt.count * globalBatch * selectedPerImage }
+
+    /// Text features for evaluation: as `textFeatures()`, without recording a graph.
+    public func evaluationTextFeatures() -> Tensor {
+        if let contextPrompts, let textContext {
+            return contextPrompts.features(model.text, context: Var(textContext.value)).value
+        }
+        return templateFeatures
+    }
+
     /// Text features the main logits use: learned CoOp prompts (with gradient) or the frozen template.
     public func textFeatures() -> Var {
         if let contextPrompts, let textContext { return contextPrompts.features(model.text, context: textContext) }

@@ -1,0 +1,109 @@
+// What rank 0 writes: the run directory (effective config, few-shot lists, metrics.jsonl,
+// checkpoints, results.json) and the progress lines on the terminal.
+import Data
+import Foundation
+import Tensor
+
+public final class RunOutput: @unchecked Sendable {
+    public let directory: String
+    public var checkpointDirectory: String { directory + "/checkpoints" }
+    let config: Config
+    let quiet: Bool
+    var metrics: FileHandle?
+
+    /// Creates the run directory and writes the effective config (and few-shot lists).
+    public init(directory: String, config: Config, fewshot: FewShotLists?, quiet: Bool = false) throws {
+        self.directory = directory
+        self.config = config
+        self.quiet = quiet
+        try createDirectory(directory)
+        try writeDurably(Data(config.yaml().utf8), to: directory + "/config.yaml")
+        if let fewshot { try fewshot.write(to: directory + "/fewshot.json") }
+        let metricsPath = directory + "/metrics.jsonl"
+        if !FileManager.default.fileExists(atPath: metricsPath) {
+            FileManager.default.createFile(atPath: metricsPath, contents: nil)
+        }
+        metrics = FileHandle(forWritingAtPath: metricsPath)
+        metrics?.seekToEndOfFile()
+    }
+
+    public func say(_ line: String) {
+        guard !quiet else { return }
+        print(line)
+        fflush(stdout)
+    }
+
+    func progress(epoch: Int, epochs: Int, step: Int, steps: Int, loss: Double, accuracy: Double, lr: Double,
+                  textLR: Double?, imagesPerSecond: Double, elapsed: Double) {
+        let remainingSteps = Double(steps - step) + Double(epochs - epoch - 1) * Double(steps)
+        let eta = elapsed / Double(max(step, 1)) * remainingSteps
+        var line = String(format: "epoch %d/%d  step %d/%d  loss %.4f  acc %.1f%%  lr %.2e", epoch + 1, epochs, step, steps,
+                          loss, accuracy * 100, lr)
+        if let textLR { line += String(format: " (text %.2e)", textLR) }
+        line += String(format: "  %.1f img/s  ETA %@", imagesPerSecond, formatDuration(eta))
+        say(line)
+    }
+
+    func log(epoch s: EpochStats, of epochs: Int) {
+        let record: [String: Any] = [
+            "epoch": s.epoch + 1, "loss": s.loss, "accuracy": s.accuracy, "images": s.images,
+            "seconds": s.seconds, "communicationSeconds": s.communicationSeconds, "lr": s.learningRates,
+            "imagesPerSecond": Double(s.images) / max(s.seconds, 1e-9),
+        ]
+        appendMetrics(record)
+    }
+
+    func appendMetrics(_ record: [String: Any]) {
+        if let data = try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) {
+            metrics?.write(data + Data("\n".utf8))
+        }
+    }
+
+    func checkpoint(_ trainer: Trainer) throws {
+        let state = CheckpointState(epoch: trainer.epochsDone, seed: config.int("train.seed"),
+                                    configHash: configHash(config), config: config.yaml(),
+                                    rngKeys: ["seed": config.int("train.seed"), "epoch": trainer.epochsDone],
+                                    ranks: trainer.comm.size, version: cavptDistVersion)
+        try Checkpoints.write(state, parameters: trainer.learner.parameters.map { ($0.0, $0.1.value) },
+                              momentum: trainer.optimizer.buffers, to: checkpointDirectory,
+                              keep: config.int("checkpoint.keep"))
+        say("checkpoint: \(checkpointDirectory)/\(Checkpoints.folderName(epoch: trainer.epochsDone))")
+    }
+
+    /// results.json: accuracy, macro-F1, per-class accuracy, timing and versions.
+    public func writeResults(_ result: EvaluationResult, classNames: [String], split: String, extra: [String: Any]) throws {
+        var perClass: [String: Any] = [:]
+        for (name, acc) in zip(classNames, result.confusion.perClassAccuracy) { perClass[name] = acc ?? NSNull() }
+        var record: [String: Any] = [
+            "dataset": config.string("dataset.name"), "method": config.string("method.name"),
+            "seed": config.int("train.seed"), "shots": config.int("train.shots"), "split": split,
+            "accuracy": result.confusion.accuracy, "macroF1": result.confusion.macroF1,
+            "perClassAccuracy": perClass, "evaluated": Int(result.confusion.total),
+            "versions": ["cavpt-dist": cavptDistVersion, "openblasCore": BLASRuntime.coreName],
+        ]
+        var timing: [String: Any] = ["evaluationSeconds": result.seconds]
+        for (k, v) in extra {
+            if k.hasSuffix("Seconds") || k.hasSuffix("PerSecond") { timing[k] = v } else { record[k] = v }
+        }
+        record["timing"] = timing
+        let data = try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
+        try writeDurably(data, to: directory + "/results.json")
+    }
+}
+
+public let cavptDistVersion = "0.1.0"
+
+/// FNV-1a of the effective config without operational keys.
+public func configHash(_ c: Config) -> String {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for key in c.values.keys.sorted() where !ConfigSchema.operational.contains(key) {
+        for byte in "\(key)=\(c.values[key]!)\n".utf8 { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
+    }
+    return String(h, radix: 16)
+}
+
+func formatDuration(_ seconds: Double) -> String {
+    guard seconds.isFinite else { return "?" }
+    let s = Int(seconds.rounded())
+    return String(format: "%d:%02d:%02d", s / 3600, (s / 60) % 60, s % 60)
+}

@@ -1,0 +1,164 @@
+// From command-line options to a ready run: the layered configuration, the frozen model and
+// tokenizer, the dataset lists and few-shot subset, and the prompt learner.
+import CLIP
+import Data
+import Foundation
+import PromptTuning
+import Tensor
+
+/// What `train`, `eval` and friends accept on the command line (SPEC §7).
+public struct RunOptions: Sendable {
+    public var dataset: String?
+    public var method: String?
+    public var configFile: String?
+    public var dataRoot: String?
+    public var model: String?
+    public var vocab: String?
+    public var seed: Int?
+    public var output: String?
+    public var fewshot: String?
+    public var sets: [String] = []
+
+    public init() {}
+}
+
+/// The lists a run trains and evaluates on, with paths relative to `imageRoot`.
+public struct RunData: Sendable {
+    public var datasetName: String
+    public var imageRoot: String
+    public var classNames: [String]
+    public var template: String
+    public var train: [Sample]
+    public var val: [Sample]
+    public var test: [Sample]
+    public var fewshot: FewShotLists?
+    /// How errors name the train list (the few-shot file or split).
+    public var trainListName: String
+
+    public init(datasetName: String, imageRoot: String, classNames: [String], template: String, train: [Sample],
+                val: [Sample], test: [Sample], fewshot: FewShotLists?, trainListName: String) {
+        self.datasetName = datasetName; self.imageRoot = imageRoot; self.classNames = classNames
+        self.template = template; self.train = train; self.val = val; self.test = test
+        self.fewshot = fewshot; self.trainListName = trainListName
+    }
+}
+
+public enum RunSetup {
+    /// Layers: dataset YAML, method YAML, the user's config file, command-line flags, then `--set`.
+    public static func config(_ o: RunOptions) throws -> Config {
+        // A user config may name the dataset and method itself; read it first to find them.
+        var user = Config()
+        if let file = o.configFile { try user.merge(file: file, ignoring: ["dataset"]) }
+        var c = Config()
+        let datasetName = o.dataset ?? (user.sources["dataset.name"] != nil ? user.string("dataset.name") : nil)
+        if let datasetName, !datasetName.isEmpty {
+            let path = try datasetConfigPath(datasetName)
+            try c.merge(file: path, ignoring: ["dataset"])
+            try c.set("dataset.name", raw: try DatasetSpec(contentsOf: path).name, source: path)
+            try c.set("dataset.config", raw: path, source: path)
+        }
+        let methodName = o.method ?? (user.sources["method.name"] != nil ? user.string("method.name") : nil)
+        if let methodName, !methodName.isEmpty {
+            try c.merge(file: try methodConfigPath(methodName))
+        }
+        if let file = o.configFile { try c.merge(file: file, ignoring: ["dataset"]) }
+        if let v = o.dataRoot { try c.set("data.root", raw: v, source: "--data-root") }
+        if let v = o.model { try c.set("model.path", raw: v, source: "--model") }
+        if let v = o.vocab { try c.set("model.vocab", raw: v, source: "--vocab") }
+        if let v = o.seed { try c.set("train.seed", raw: v, source: "--seed") }
+        if let v = o.output { try c.set("output.dir", raw: v, source: "--output") }
+        if let v = o.fewshot { try c.set("data.fewshot", raw: v, source: "--fewshot") }
+        for assignment in o.sets { try c.apply(override: assignment) }
+        return c
+    }
+
+    public static func datasetConfigPath(_ nameOrPath: String) throws -> String {
+        if nameOrPath.hasSuffix(".yaml") || nameOrPath.contains("/") {
+            guard FileManager.default.fileExists(atPath: nameOrPath) else {
+                throw TrainingError.input("dataset config \(nameOrPath) does not exist")
+            }
+            return nameOrPath
+        }
+        let path = try ConfigLocator.configsDirectory() + "/datasets/\(nameOrPath).yaml"
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw TrainingError.input("unknown dataset '\(nameOrPath)': no \(path) (known: \(known("datasets")))")
+        }
+        return path
+    }
+
+    public static func methodConfigPath(_ nameOrPath: String) throws -> String {
+        if nameOrPath.hasSuffix(".yaml") || nameOrPath.contains("/") {
+            guard FileManager.default.fileExists(atPath: nameOrPath) else {
+                throw TrainingError.input("method config \(nameOrPath) does not exist")
+            }
+            return nameOrPath
+        }
+        let path = try ConfigLocator.configsDirectory() + "/methods/\(nameOrPath).yaml"
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw TrainingError.input("unknown method '\(nameOrPath)' (known: \(known("methods")))")
+        }
+        return path
+    }
+
+    static func known(_ folder: String) -> String {
+        let dir = ((try? ConfigLocator.configsDirectory()) ?? "configs") + "/" + folder
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [])
+            .filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }.sorted()
+        return names.joined(separator: ", ")
+    }
+
+    /// The frozen CLIP and its tokenizer.
+    public static func model(_ c: Config) throws -> (CLIPModel, CLIPTokenizer) {
+        let path = c.string("model.path")
+        guard !path.isEmpty else {
+            throw ConfigError.missing("model.path", hint: "pass --model PATH (a .safetensors file or a folder with model.safetensors)")
+        }
+        let (_, tensors) = try loadCLIPWeights(path: path)
+        let model = try CLIPModel(tensors: tensors)
+        let vocab = c.string("model.vocab")
+        let tokenizer = try CLIPTokenizer(try findVocabulary(modelPath: path, override: vocab.isEmpty ? nil : vocab))
+        guard tokenizer.vocabularySize <= model.text.vocabularySize else {
+            throw TrainingError.input("the tokenizer's vocabulary (\(tokenizer.vocabularySize) ids) is larger than the model's token embedding (\(model.text.vocabularySize) rows); pass the vocabulary this model was trained with (--vocab)")
+        }
+        return (model, tokenizer)
+    }
+
+    /// Dataset lists and the few-shot subset (sampled with the run's seed, or read from data.fewshot).
+    public static func data(_ c: Config) throws -> RunData {
+        let specPath = c.string("dataset.config")
+        guard !specPath.isEmpty else {
+            throw ConfigError.missing("dataset.name", hint: "pass --dataset NAME or a config with dataset: {name: …}")
+        }
+        let root = c.string("data.root")
+        guard !root.isEmpty else { throw ConfigError.missing("data.root", hint: "pass --data-root DIR") }
+        let spec = try DatasetSpec(contentsOf: specPath)
+        let splits = try loadDataset(spec: spec, dataRoot: root)
+        let fewshotFile = c.string("data.fewshot")
+        let lists: FewShotLists
+        let listName: String
+        if fewshotFile.isEmpty {
+            lists = sampleFewShot(splits: splits, shots: c.int("train.shots"), seed: c.int("train.seed"))
+            listName = "few-shot train list (\(c.int("train.shots")) shots, seed \(c.int("train.seed")))"
+        } else {
+            lists = try FewShotLists.read(from: fewshotFile)
+            try lists.validate(against: splits, file: fewshotFile)
+            listName = fewshotFile
+        }
+        return RunData(datasetName: spec.name, imageRoot: splits.imageRoot, classNames: splits.classNames,
+                       template: spec.template, train: lists.train, val: lists.val, test: splits.test,
+                       fewshot: lists, trainListName: listName)
+    }
+
+    public static func learner(_ c: Config, model: CLIPModel, tokenizer: CLIPTokenizer,
+                               classNames: [String], template: String) throws -> PromptLearner {
+        let settings = MethodSettings(config: c)
+        if settings.cavpt.queries == .learned && !settings.textPrompt && settings.usesCAVPT {
+            throw ConfigError.badValue("cavpt.queries", value: "learned", expected: "template when method.textPrompt is false",
+                                       source: c.sources["cavpt.queries"] ?? "config")
+        }
+        let prompts = try ClassPrompts(classNames: classNames, template: template, contextLength: settings.textLength) {
+            tokenizer.tokenize($0, contextLength: model.text.contextLength)
+        }
+        return try PromptLearner(model: model, prompts: prompts, settings: settings, seed: UInt64(c.int("train.seed")))
+    }
+}
