@@ -48,7 +48,7 @@ public final class RunOutput: @unchecked Sendable {
         let record: [String: Any] = [
             "epoch": s.epoch + 1, "loss": s.loss, "accuracy": s.accuracy, "images": s.images,
             "seconds": s.seconds, "communicationSeconds": s.communicationSeconds, "lr": s.learningRates,
-            "imagesPerSecond": Double(s.images) / max(s.seconds, 1e-9),
+            "imagesPerSecond": Double(s.images) / max(s.seconds, 1e-9), "steps": s.steps, "allreduces": s.allreduces,
         ]
         appendMetrics(record)
     }
@@ -68,6 +68,15 @@ public final class RunOutput: @unchecked Sendable {
                               momentum: trainer.optimizer.buffers, to: checkpointDirectory,
                               keep: config.int("checkpoint.keep"))
         say("checkpoint: \(checkpointDirectory)/\(Checkpoints.folderName(epoch: trainer.epochsDone))")
+    }
+
+    /// Test hook: starts writing this epoch's checkpoint folder, then dies mid-write.
+    func crashDuringCheckpoint(_ trainer: Trainer) -> Never {
+        let partial = checkpointDirectory + "/" + Checkpoints.folderName(epoch: trainer.epochsDone) + ".tmp"
+        try? createDirectory(partial)
+        FileManager.default.createFile(atPath: partial + "/state.safetensors", contents: Data(repeating: 7, count: 100))
+        raise(SIGKILL)
+        fatalError("unreachable")
     }
 
     /// results.json: accuracy, macro-F1, per-class accuracy, timing and versions.

@@ -17,6 +17,10 @@ public struct EpochStats: Sendable {
     public var seconds: Double
     public var communicationSeconds: Double
     public var learningRates: [String: Double]
+    public var steps: Int = 0
+    /// Allreduce calls during the epoch (one per step for gradients, plus one per step for the
+    /// `ignore` pair count).
+    public var allreduces: Int = 0
 }
 
 public struct EvaluationResult: Sendable {
@@ -92,15 +96,25 @@ public final class Trainer: @unchecked Sendable {
     /// Trains from `epochsDone` to the configured epoch count, checkpointing as configured.
     public func train() throws {
         let every = config.int("checkpoint.every")
+        let fault = FaultInjection.fromEnvironment()
         while epochsDone < epochs {
-            let stats = try trainEpoch(epochsDone)
+            let allreducesBefore = comm.stats.allreduces
+            var stats = try trainEpoch(epochsDone)
+            stats.allreduces = comm.stats.allreduces - allreducesBefore
             epochsDone += 1
             try checkConsistency()
+            let checkpointDue = every > 0 && (epochsDone % every == 0 || epochsDone == epochs)
             if let output {
                 output.log(epoch: stats, of: epochs)
-                if every > 0 && (epochsDone % every == 0 || epochsDone == epochs) {
+                if checkpointDue {
+                    if fault?.kind == .crashDuringCheckpoint, fault?.epoch == epochsDone { output.crashDuringCheckpoint(self) }
                     try output.checkpoint(self)
                 }
+            }
+            if let fault, fault.kind == .killRank, fault.epoch == epochsDone {
+                // Test hook: the checkpoint of this epoch is complete on rank 0 before any rank dies.
+                try comm.barrier()
+                if comm.rank == fault.rank { raise(SIGKILL) }
             }
         }
     }
@@ -134,7 +148,8 @@ public final class Trainer: @unchecked Sendable {
         return EpochStats(epoch: epoch, loss: step > 0 ? lossSum / Double(step) : 0, accuracy: images > 0 ? correct / images : 0,
                           images: Int(images), seconds: Date().timeIntervalSince(start),
                           communicationSeconds: comm.stats.secondsInCollectives - commStart,
-                          learningRates: Dictionary(uniqueKeysWithValues: rates.map { ($0.key.rawValue, Double($0.value)) }))
+                          learningRates: Dictionary(uniqueKeysWithValues: rates.map { ($0.key.rawValue, Double($0.value)) }),
+                          steps: step)
     }
 
     /// One data-parallel SGD step on this rank's shard. Returns the global (mean loss, correct, images).
@@ -210,5 +225,27 @@ public final class Trainer: @unchecked Sendable {
         }
         try comm.allreduceSum(&confusion.counts)
         return EvaluationResult(confusion: confusion, seconds: Date().timeIntervalSince(start))
+    }
+}
+
+/// Deterministic failures for the resume tests, from CAVPT_DIST_FAULT:
+/// `kill-rank:R:after-epoch:E` — rank R dies by SIGKILL once epoch E's checkpoint is complete;
+/// `crash-checkpoint:E` — rank 0 dies by SIGKILL half-way through writing epoch E's checkpoint.
+struct FaultInjection {
+    enum Kind { case killRank, crashDuringCheckpoint }
+    var kind: Kind
+    var rank: Int
+    var epoch: Int
+
+    static func fromEnvironment() -> FaultInjection? {
+        guard let spec = ProcessInfo.processInfo.environment["CAVPT_DIST_FAULT"] else { return nil }
+        let parts = spec.split(separator: ":").map(String.init)
+        if parts.count == 4, parts[0] == "kill-rank", parts[2] == "after-epoch", let r = Int(parts[1]), let e = Int(parts[3]) {
+            return FaultInjection(kind: .killRank, rank: r, epoch: e)
+        }
+        if parts.count == 2, parts[0] == "crash-checkpoint", let e = Int(parts[1]) {
+            return FaultInjection(kind: .crashDuringCheckpoint, rank: 0, epoch: e)
+        }
+        return nil
     }
 }

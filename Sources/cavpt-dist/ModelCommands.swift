@@ -87,3 +87,54 @@ func readBatch(pixels: String, labels: String, model: CLIPModel, classes: Int) t
     }
     return (p, l)
 }
+
+struct Features: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Image and text features and logits of the frozen CLIP (linear probes, numerics checks).")
+
+    @Option(help: "CLIP weights (.safetensors file or folder).") var model: String
+    @Option(help: "Tokenizer vocabulary.") var vocab: String?
+    @Option(parsing: .upToNextOption, help: "JPEG files (test transform: resize shorter side, centre crop, normalise).")
+    var images: [String] = []
+    @Option(help: "safetensors with normalised F32 `pixels` [n,3,R,R] instead of --images.") var pixels: String?
+    @Option(parsing: .upToNextOption, help: "Texts to encode.") var texts: [String] = []
+    @Option(help: "Output safetensors: image_features, text_features (before normalisation), logits.") var out: String
+    @Flag(name: .customLong("save-pixels"), help: "Also write the preprocessed `pixels`.") var savePixels = false
+
+    func validate() throws {
+        guard images.isEmpty != (pixels == nil) else { throw ValidationError("give either --images JPG... or --pixels FILE") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let (_, tensors) = try loadCLIPWeights(path: model)
+            let clip = try CLIPModel(tensors: tensors)
+            let R = clip.image.resolution
+            let batch: Tensor
+            if let pixels {
+                let file = try SafeTensorsFile(path: pixels)
+                guard file.contains("pixels") else { throw TrainingError.input("\(pixels): no tensor named \"pixels\"") }
+                batch = try file.tensor("pixels")
+                guard batch.rank == 4, batch.shape[1] == 3, batch.shape[2] == R, batch.shape[3] == R else {
+                    throw TrainingError.input("\(pixels): \"pixels\" has shape \(batch.shape), expected [n, 3, \(R), \(R)] for this model")
+                }
+            } else {
+                batch = Tensor(uninitialized: [images.count, 3, R, R])
+                for (i, path) in images.enumerated() {
+                    writeTestImage(try JPEG.decode(path: path), resolution: R, into: batch.data + i * 3 * R * R)
+                }
+            }
+            let imageFeatures = clip.image(Var(batch)).value
+            var outputs: [(String, Tensor)] = [("image_features", imageFeatures)]
+            if !texts.isEmpty {
+                let tokenizer = try CLIPTokenizer(try findVocabulary(modelPath: model, override: vocab))
+                let tokens = texts.map { tokenizer.tokenize($0, contextLength: clip.text.contextLength) }
+                let textFeatures = try clip.text(tokens: tokens).value
+                outputs.append(("text_features", textFeatures))
+                outputs.append(("logits", clip.logits(imageFeatures: Var(imageFeatures), textFeatures: Var(textFeatures)).value))
+            }
+            if savePixels { outputs.append(("pixels", batch)) }
+            try SafeTensorsFile.write(outputs, metadata: ["model": model], to: out)
+        }
+    }
+}

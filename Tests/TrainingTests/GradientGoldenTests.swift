@@ -1,0 +1,100 @@
+// `cavpt-dist gradients` against the float64 PyTorch reference of every method (SPEC §3), and the
+// optimiser and schedule against torch.optim.SGD and SPEC §4.
+import CLIP
+import Foundation
+import Tensor
+import Testing
+@testable import Training
+
+struct GradientCase: Decodable, Sendable, CustomTestStringConvertible {
+    var name: String
+    var preset: String
+    var set: [String]
+    var epoch: Int
+    var params: String?
+    var golden: String
+    var trained: [String: [Int]]
+    var testDescription: String { name }
+}
+
+struct GradientManifest: Decodable {
+    var model: String, vocab: String, classes: String, template: String, pixels: String, labels: String
+    var tolerance: Float
+    var cases: [GradientCase]
+}
+
+let gradientManifest: GradientManifest = {
+    let data = FileManager.default.contents(atPath: goldenDirectory + "/grad_cases.json") ?? Data()
+    return (try? JSONDecoder().decode(GradientManifest.self, from: data))
+        ?? GradientManifest(model: "", vocab: "", classes: "", template: "", pixels: "", labels: "", tolerance: 0, cases: [])
+}()
+
+@Suite struct GradientGoldens {
+    @Test func manifestLoads() { #expect(gradientManifest.cases.count >= 12) }
+
+    @Test(arguments: gradientManifest.cases)
+    func gradientsMatchPyTorch(_ c: GradientCase) throws {
+        let m = gradientManifest
+        let g = { goldenDirectory + "/" + $0 }
+        let out = temporaryDirectory("grad") + "/out.safetensors"
+        var args = ["gradients", "--model", g(m.model), "--vocab", g(m.vocab), "--method", c.preset,
+                    "--classes", g(m.classes), "--template", m.template, "--pixels", g(m.pixels), "--labels", g(m.labels),
+                    "--epoch", String(c.epoch), "--out", out]
+        if let params = c.params { args += ["--params", g(params)] }
+        for s in c.set { args += ["--set", s] }
+        let result = try cavptDist(args)
+        try #require(result.status == 0, "\(result.stderr)")
+        let produced = try SafeTensorsFile(path: out)
+        let expected = try SafeTensorsFile(path: g(c.golden))
+        #expect(relativeError(try produced.tensor("loss"), try expected.tensor("loss")) < m.tolerance, "loss")
+        #expect(Set(produced.names) == Set(["loss"] + c.trained.keys), "trained tensors")
+        for (name, shape) in c.trained {
+            let grad = try produced.tensor(name)
+            #expect(grad.shape == shape, "\(name) shape")
+            let err = relativeError(grad, try expected.tensor("grad." + name))
+            #expect(err < m.tolerance, "\(c.name): \(name) relative error \(err)")
+        }
+    }
+}
+
+@Suite struct OptimiserGoldens {
+    @Test func sgdMatchesTorch() throws {
+        let f = try SafeTensorsFile(path: goldenDirectory + "/sgd.safetensors")
+        let p = Var(trainable: try f.tensor("param"), name: "visual.prompts")
+        let lrs = try f.tensor("lr")
+        let sgd = SGD(parameters: [("visual.prompts", p)], momentum: try f.tensor("momentum").scalar,
+                      weightDecay: try f.tensor("weight_decay").scalar)
+        for step in 1...3 {
+            p.setGrad(try f.tensor("grad\(step)"))
+            sgd.step { _ in lrs.data[step - 1] }
+            #expect(relativeError(p.value, try f.tensor("param\(step)")) < 1e-6, "param after step \(step)")
+            #expect(relativeError(sgd.buffers["visual.prompts"]!, try f.tensor("momentum_buffer\(step)")) < 1e-6)
+        }
+    }
+
+    struct Schedules: Decodable {
+        struct Entry: Decodable { var lr: Double; var warmupEpochs: Int; var warmupLR: Double; var epochs: Int; var lrPerEpoch: [Double] }
+        var schedules: [Entry]
+    }
+
+    @Test func scheduleFollowsSpec() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: goldenDirectory + "/schedule.json"))
+        let s = try JSONDecoder().decode(Schedules.self, from: data)
+        #expect(s.schedules.count == 2)
+        for entry in s.schedules {
+            let schedule = LRSchedule(lr: entry.lr, warmupEpochs: entry.warmupEpochs, warmupLR: entry.warmupLR, epochs: entry.epochs)
+            for (e, expected) in entry.lrPerEpoch.enumerated() {
+                #expect(abs(schedule.rate(epoch: e) - expected) <= 1e-12 * max(1, expected), "epoch \(e)")
+            }
+        }
+    }
+
+    @Test func configGroupsGetTheirSchedules() throws {
+        // CoOp's text group and the paper's visual group, from the method configs.
+        var c = Config()
+        try c.merge(file: packageRoot + "/configs/methods/vlp_cavpt.yaml")
+        let text = LRSchedule(config: c, group: .text), visual = LRSchedule(config: c, group: .visual)
+        #expect(text == LRSchedule(lr: 0.002, warmupEpochs: 1, warmupLR: 1e-5, epochs: 200))
+        #expect(visual == LRSchedule(lr: 0.01, warmupEpochs: 10, warmupLR: 1e-5, epochs: 200))
+    }
+}

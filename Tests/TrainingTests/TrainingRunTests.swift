@@ -1,0 +1,41 @@
+// Single-process training and evaluation on the synthetic dataset, through the real binary.
+import Foundation
+import Testing
+
+@Suite(.serialized) struct TrainingRuns {
+    @Test(arguments: ["vpt_deep", "vlp_cavpt"])
+    func trainingLearnsAndEvalReproduces(_ method: String) throws {
+        let out = temporaryDirectory("learn-\(method)") + "/run"
+        var args = tinyRun.trainArguments(method: method, output: out, epochs: 12, batch: 8)
+        args += ["--set", "optim.visual.lr=0.05", "--set", "optim.text.lr=0.02"]
+        let result = try cavptDist(args)
+        try #require(result.status == 0, "\(result.stderr)")
+        let epochs = try metricLines(out)
+        let first = epochs.first!["loss"] as! Double, last = epochs.last!["loss"] as! Double
+        #expect(last < 0.8 * first, "training loss \(first) → \(last)")
+        let accuracy = try results(out)["accuracy"] as! Double
+        #expect(accuracy > 0.5, "test accuracy \(accuracy) with 4 classes (chance 0.25)")
+        // `eval` on the saved run reports the same accuracy.
+        let evaluation = try cavptDist(["eval", "--run", out])
+        try #require(evaluation.status == 0, "\(evaluation.stderr)")
+        #expect(evaluation.stdout.contains(String(format: "accuracy %.2f%%", accuracy * 100)), "\(evaluation.stdout)")
+    }
+
+    @Test func badInputsGiveOneLineErrors() throws {
+        let out = temporaryDirectory("bad") + "/run"
+        let cases: [([String], String)] = [
+            (tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 1, extra: ["--set", "train.epoch=2"]),
+             "unknown config key 'train.epoch'"),
+            (tinyRun.trainArguments(method: "nope", output: out, epochs: 1), "unknown method 'nope'"),
+            (["train", "--dataset", tinyRun.datasetYAML, "--method", "vpt_deep", "--data-root", tinyRun.dataRoot,
+              "--model", "/nonexistent/model.safetensors", "--output", out], "/nonexistent"),
+        ]
+        for (args, needle) in cases {
+            let r = try cavptDist(args)
+            #expect(r.status != 0)
+            let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
+            #expect(errors.count == 1, "\(r.stderr)")
+            #expect(errors.first?.contains(needle) == true, "\(r.stderr)")
+        }
+    }
+}
