@@ -158,10 +158,11 @@ import Tensor
             loader.cancel()
             #expect(try loader.next() == nil)
         }
-        #expect(weakBatchPixels == nil)
-        // The workers see the cancellation, finish the image in hand and exit, releasing the state.
-        for _ in 0..<500 where weakState != nil { usleep(10_000) }
+        // The workers see the cancellation, finish the image in hand and exit, releasing the state
+        // and every batch tensor.
+        for _ in 0..<500 where weakState != nil || weakBatchPixels != nil { usleep(10_000) }
         #expect(weakState == nil, "worker threads still hold the loader state")
+        #expect(weakBatchPixels == nil)
         // Dropping a loader without cancel() does the same.
         do {
             let loader = try BatchLoader.evaluation(samples: splits.test, imageRoot: splits.imageRoot, listName: "test",
