@@ -78,7 +78,7 @@ public final class BatchLoader: @unchecked Sendable {
         case test
     }
 
-    private let state: LoaderState
+    let state: LoaderState
     public var batchCount: Int { state.jobs.count }
 
     /// Training batches of one epoch for rank `rank` of `size`. `samples` is the train list (the

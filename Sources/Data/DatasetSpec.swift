@@ -225,3 +225,38 @@ public enum ConfigLocator {
         return FileManager.default.fileExists(atPath: path, isDirectory: &flag) && flag.boolValue
     }
 }
+
+/// A run config file as the `fewshot` command reads it: either a dataset definition of its own
+/// (`dataset:` with `layout`, like the files in configs/datasets) or `dataset.name` naming a
+/// shipped one, and `train.shots` when the file sets it.
+public struct DatasetConfigFile: Sendable {
+    public var spec: DatasetSpec
+    public var shots: Int?
+
+    public init(contentsOf path: String) throws {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw DataError.datasetConfig(file: path, reason: FileManager.default.fileExists(atPath: path)
+                                          ? "cannot read it as UTF-8 text" : "no such file")
+        }
+        func fail(_ reason: String) -> DataError { .datasetConfig(file: path, reason: reason) }
+        let root: Node?
+        do { root = try Yams.compose(yaml: text) } catch {
+            throw fail("not valid YAML: \(String(describing: error).split(separator: "\n").joined(separator: " "))")
+        }
+        guard let top = root?.mapping, let dataset = top["dataset"]?.mapping else {
+            throw fail("missing the `dataset:` section (a dataset definition, or `dataset: {name: NAME}`)")
+        }
+        if dataset["layout"] == nil {
+            guard let name = dataset["name"]?.string, !name.isEmpty else {
+                throw fail("`dataset:` needs either a full definition (layout, folder, ...) or a name")
+            }
+            spec = try datasetSpec(named: name)
+        } else {
+            spec = try DatasetSpec(yaml: text, file: path)
+        }
+        if let node = top["train"]?.mapping?["shots"] {
+            guard let value = node.int else { throw fail("train.shots must be an integer") }
+            shots = value
+        }
+    }
+}

@@ -112,16 +112,20 @@ func readCoOpSplit(file: String, spec: DatasetSpec, imageRoot: String) throws ->
                          test: lists["test"] ?? [], classNames: try names.classNames(rules: spec.classNames))
 }
 
-/// JSON numbers arrive as NSNumber; accept integral ones only.
+/// JSON numbers arrive as NSNumber; accept integral ones, not booleans (objCType "c") or strings.
 private func integer(_ value: Any) -> Int? {
-    if value is Bool { return nil }
-    if let n = value as? Int { return n }
-    if let d = value as? Double, d == d.rounded(), abs(d) < 1e15 { return Int(d) }
-    return nil
+    guard !(value is String), let number = value as? NSNumber else { return nil }
+    switch String(cString: number.objCType) {
+    case "c", "B": return nil
+    case "d", "f":
+        let d = number.doubleValue
+        return d == d.rounded() && abs(d) < 1e15 ? Int(d) : nil
+    default: return number.intValue
+    }
 }
 
 private func shortJSON(_ value: Any) -> String {
-    let text = (try? JSONSerialization.data(withJSONObject: [value])).flatMap { String(data: $0, encoding: .utf8) }
+    let text = (try? JSONSerialization.data(withJSONObject: [value], options: [.withoutEscapingSlashes])).flatMap { String(data: $0, encoding: .utf8) }
         .map { String($0.dropFirst().dropLast()) } ?? "\(value)"
     return text.count > 80 ? String(text.prefix(77)) + "..." : text
 }

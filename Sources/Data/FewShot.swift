@@ -22,13 +22,15 @@ public struct FewShotLists: Codable, Equatable, Sendable {
 
     /// Writes the lists as JSON (one sample per line, so files diff well).
     public func write(to path: String) throws {
-        func entries(_ samples: [Sample]) -> String {
-            samples.map { sample in
-                let pathJSON = (try? JSONEncoder().encode(sample.path)).flatMap { String(data: $0, encoding: .utf8) } ?? "\"\""
-                return "    [\(pathJSON), \(sample.label)]"
-            }.joined(separator: ",\n")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        func quoted(_ text: String) -> String {
+            (try? encoder.encode(text)).flatMap { String(data: $0, encoding: .utf8) } ?? "\"\""
         }
-        let datasetJSON = (try? JSONEncoder().encode(dataset)).flatMap { String(data: $0, encoding: .utf8) } ?? "\"\""
+        func entries(_ samples: [Sample]) -> String {
+            samples.map { "    [\(quoted($0.path)), \($0.label)]" }.joined(separator: ",\n")
+        }
+        let datasetJSON = quoted(dataset)
         let text = """
         {
           "dataset": \(datasetJSON),

@@ -43,12 +43,6 @@ enum StreamKey {
     static let fewShotTrain: UInt64 = 0x6665_7773_686F_7454  // "fewshotT"
     static let fewShotVal: UInt64 = 0x6665_7773_686F_7456    // "fewshotV"
 
-    static func key(_ domain: UInt64, _ parts: Int...) -> UInt64 {
-        var h = mix(domain)
-        for part in parts { h = mix(h ^ UInt64(bitPattern: Int64(part))) }
-        return h
-    }
-
     static func generator(_ domain: UInt64, _ parts: Int...) -> SplitMix64 {
         var h = mix(domain)
         for part in parts { h = mix(h ^ UInt64(bitPattern: Int64(part))) }

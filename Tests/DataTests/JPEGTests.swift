@@ -66,6 +66,18 @@ import Testing
         #expect("\(thrownError { try JPEG.decode(path: folder) }!)" == folder + ": not a regular file")
     }
 
+    @Test func hugeHeaderSizesAreRefusedBeforeAllocating() throws {
+        // A valid stream whose SOF0 header claims 65000x65000 pixels (4.2 G, 12.7 GB of RGB).
+        var bytes = try syntheticJPEG(width: 16, height: 16, seed: 1)
+        let sof = try #require((0..<(bytes.count - 9)).first { bytes[$0] == 0xFF && bytes[$0 + 1] == 0xC0 })
+        for offset in [sof + 5, sof + 7] {
+            bytes[offset] = 0xFD
+            bytes[offset + 1] = 0xE8
+        }
+        let message = "\(thrownError { try JPEG.decode(data: bytes, name: "bomb.jpg") }!)"
+        #expect(message == "bomb.jpg: not a decodable JPEG: image is 65000x65000, more than the 178956970-pixel limit")
+    }
+
     @Test func corruptDataInsideTheStreamIsDecodedLikePillow() throws {
         // Flipping bytes in the entropy-coded data gives libjpeg warnings, not errors; Pillow
         // decodes such files too, so they must not stop training.
