@@ -6,6 +6,7 @@ struct CavptDist: ParsableCommand {
         commandName: "cavpt-dist",
         abstract: "Class-Aware Visual Prompt Tuning for CLIP: a data-parallel MPI trainer.",
         subcommands: [
+            Tokenize.self,
         ])
 }
 
