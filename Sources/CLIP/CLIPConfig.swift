@@ -122,8 +122,10 @@ public struct CLIPConfig: Sendable, Equatable, CustomStringConvertible {
             embedDim = visualProjection[1]
         } else if textProjection.count == 2 && textProjection[0] == t {
             embedDim = textProjection[1]
-        } else if let last = visualProjection.last ?? textProjection.last, visualProjection.count == 2 || textProjection.count == 2 {
-            embedDim = last
+        } else if visualProjection.count == 2 {
+            embedDim = visualProjection[1]
+        } else if textProjection.count == 2 {
+            embedDim = textProjection[1]
         } else {
             throw fail("neither visual.proj nor text_projection is a matrix, so the embedding width is unknown")
         }
@@ -149,11 +151,13 @@ public struct CLIPConfig: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// One more than the largest block index under `prefix` (gaps show up as missing keys later).
+    /// Indices past 1000 are not layers of any CLIP; they stay unexpected keys instead of making the
+    /// strict check list a million missing ones.
     static func layerCount(prefix: String, in shapes: [String: [Int]]) -> Int {
         var count = 0
         for name in shapes.keys where name.hasPrefix(prefix) {
             let rest = name.dropFirst(prefix.count)
-            if let dot = rest.firstIndex(of: "."), let index = Int(rest[..<dot]), index >= 0, index < 10_000 {
+            if let dot = rest.firstIndex(of: "."), let index = Int(rest[..<dot]), index >= 0, index < 1000 {
                 count = max(count, index + 1)
             }
         }

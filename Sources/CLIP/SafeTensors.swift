@@ -98,7 +98,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// The `__metadata__` string map (empty when absent).
     public let metadata: [String: String]
 
-    private let mapping: UnsafeMutableRawPointer?
+    private let mapping: UnsafeMutableRawPointer
     private let mappedBytes: Int
     private let dataStart: Int
 
@@ -136,9 +136,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         entries = Dictionary(parsed.entries.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
-    deinit {
-        if let mapping { munmap(mapping, mappedBytes) }
-    }
+    deinit { munmap(mapping, mappedBytes) }
 
     public func shape(_ name: String) -> [Int]? { entries[name]?.shape }
     public func dtype(_ name: String) -> SafeTensorsDType? { entries[name]?.dtype }
@@ -147,7 +145,6 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// A floating-point tensor (F32, F16, BF16 or F64) converted to an F32 copy.
     public func tensor(_ name: String) throws -> Tensor {
         guard let entry = entries[name] else { throw SafeTensorsError.missing(file: path, name: name) }
-        guard let mapping else { throw SafeTensorsError.missing(file: path, name: name) }
         let source = UnsafeRawPointer(mapping) + dataStart + entry.byteRange.lowerBound
         let result = Tensor(uninitialized: entry.shape)
         let out = result.data
@@ -175,7 +172,6 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// An integer tensor (I64, I32, I16, I8, U8, U16, U32, U64, BOOL), flattened.
     public func integers(_ name: String) throws -> [Int] {
         guard let entry = entries[name] else { throw SafeTensorsError.missing(file: path, name: name) }
-        guard let mapping else { throw SafeTensorsError.missing(file: path, name: name) }
         let source = UnsafeRawPointer(mapping) + dataStart + entry.byteRange.lowerBound
         let n = entry.count
         switch entry.dtype {

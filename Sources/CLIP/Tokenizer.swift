@@ -49,18 +49,18 @@ public final class CLIPTokenizer: @unchecked Sendable {
         } catch let error as GzipError {
             throw TokenizerError.unreadable(file: path, reason: error.description)
         }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
+        guard let text = String(bytes: bytes, encoding: .utf8) else {
             throw TokenizerError.malformed(file: path, reason: "decompressed text is not UTF-8")
         }
         // Python's `text.split('\n')[1:48895]`: the trailing empty line of a short file counts too,
         // and like open_clip we give it a vocabulary slot.
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let lines = splitLines(text)
         guard lines.count > 1 else { throw TokenizerError.malformed(file: path, reason: "no merge lines") }
         let mergeLines = lines[min(Self.mergeLines.lowerBound, lines.count)..<min(Self.mergeLines.upperBound, lines.count)]
 
         var vocabulary = byteCharacters.map { String($0.scalar) }
         vocabulary += byteCharacters.map { String($0.scalar) + "</w>" }
-        let merges = mergeLines.map { pythonSplit(String($0)) }
+        let merges = mergeLines.map(pythonSplit)
         vocabulary += merges.map { $0.joined() }
         vocabulary += ["<start_of_text>", "<end_of_text>"]
         var encoder: [String: Int] = [:]
@@ -83,13 +83,13 @@ public final class CLIPTokenizer: @unchecked Sendable {
         guard let mergesData = FileManager.default.contents(atPath: mergesPath) else {
             throw TokenizerError.unreadable(file: mergesPath, reason: "no such file or not readable")
         }
-        guard let mergesText = String(validating: [UInt8](mergesData), as: UTF8.self) else {
+        guard let mergesText = String(data: mergesData, encoding: .utf8) else {
             throw TokenizerError.malformed(file: mergesPath, reason: "not UTF-8")
         }
         // transformers' CLIPTokenizer: `read().strip().split("\n")[1:48895]`.
-        let lines = pythonStrip(mergesText).split(separator: "\n", omittingEmptySubsequences: false)
+        let lines = splitLines(pythonStrip(mergesText))
         let mergeLines = lines[min(Self.mergeLines.lowerBound, lines.count)..<min(Self.mergeLines.upperBound, lines.count)]
-        try self.init(encoder: encoder, merges: mergeLines.map { pythonSplit(String($0)) },
+        try self.init(encoder: encoder, merges: mergeLines.map(pythonSplit),
                       sotToken: "<|startoftext|>", eotToken: "<|endoftext|>", file: vocabJSON)
     }
 
@@ -372,6 +372,11 @@ func appendUTF8(_ scalar: Unicode.Scalar, to bytes: inout [UInt8]) {
         bytes += [UInt8(0xF0 | (v >> 18)), UInt8(0x80 | ((v >> 12) & 0x3F)),
                   UInt8(0x80 | ((v >> 6) & 0x3F)), UInt8(0x80 | (v & 0x3F))]
     }
+}
+
+/// Python's `text.split('\n')`: on scalars, so that "\r\n" (one Swift Character) still splits.
+func splitLines(_ text: String) -> [String] {
+    text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).map { String(String.UnicodeScalarView($0)) }
 }
 
 /// Python's `str.split()` with no argument.
