@@ -20,9 +20,10 @@ let package = Package(
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
+        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
 
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: fast),
-        .target(name: "CLIP", dependencies: ["Tensor"], swiftSettings: fast,
+        .target(name: "CLIP", dependencies: ["Tensor", "CZlib"], swiftSettings: fast,
                 linkerSettings: [.linkedLibrary("z")]),
         .target(name: "Data", dependencies: ["Tensor", "CJPEG", .product(name: "Yams", package: "Yams")],
                 swiftSettings: fast),
