@@ -108,6 +108,11 @@ public final class PromptLearner: @unchecked Sendable {
         public var plainFeatures: Tensor?
         /// Per image, the K_N classes zero-shot CLIP ranks highest, best first.
         public var selected: [[Int]]
+
+        public init(plainFeatures: Tensor?, selected: [[Int]]) {
+            self.plainFeatures = plainFeatures
+            self.selected = selected
+        }
     }
 
     /// Needs the frozen zero-shot pass (CAVPT selection or the guidance loss)?

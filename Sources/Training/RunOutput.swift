@@ -21,7 +21,7 @@ public final class RunOutput: @unchecked Sendable {
         if let fewshot { try fewshot.write(to: directory + "/fewshot.json") }
         let metricsPath = directory + "/metrics.jsonl"
         if !FileManager.default.fileExists(atPath: metricsPath) {
-            FileManager.default.createFile(atPath: metricsPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: metricsPath, contents: nil)
         }
         metrics = FileHandle(forWritingAtPath: metricsPath)
         metrics?.seekToEndOfFile()
@@ -30,7 +30,7 @@ public final class RunOutput: @unchecked Sendable {
     public func say(_ line: String) {
         guard !quiet else { return }
         print(line)
-        fflush(stdout)
+        flushStandardOutput()
     }
 
     func progress(epoch: Int, epochs: Int, step: Int, steps: Int, loss: Double, accuracy: Double, lr: Double,
@@ -74,7 +74,7 @@ public final class RunOutput: @unchecked Sendable {
     func crashDuringCheckpoint(_ trainer: Trainer) -> Never {
         let partial = checkpointDirectory + "/" + Checkpoints.folderName(epoch: trainer.epochsDone) + ".tmp"
         try? createDirectory(partial)
-        FileManager.default.createFile(atPath: partial + "/state.safetensors", contents: Data(repeating: 7, count: 100))
+        _ = FileManager.default.createFile(atPath: partial + "/state.safetensors", contents: Data(repeating: 7, count: 100))
         raise(SIGKILL)
         fatalError("unreachable")
     }
@@ -116,3 +116,7 @@ func formatDuration(_ seconds: Double) -> String {
     let s = Int(seconds.rounded())
     return String(format: "%d:%02d:%02d", s / 3600, (s / 60) % 60, s % 60)
 }
+
+/// Flushes buffered `print` output (fflush(NULL) flushes every C stream, stdout included, without
+/// naming the C global that Swift 6 treats as shared mutable state).
+public func flushStandardOutput() { fflush(nil) }

@@ -160,9 +160,8 @@ public final class Trainer: @unchecked Sendable {
         // L_ca's normaliser is global: under `ignore` it depends on every rank's data.
         var pairs = learner.contributingPairs(globalBatch: batch.globalCount)
         if learner.pairCountNeedsReduction {
-            var local = [Double(b > 0 ? learner.contributingPairs(selection, labels: batch.labels) : 0)]
-            try comm.allreduceSum(&local)
-            pairs = Int(local[0])
+            let local = Double(b > 0 ? learner.contributingPairs(selection, labels: batch.labels) : 0)
+            pairs = Int(try comm.allreduce(local, .sum))
         }
         let g = packed.data
         packed.fill(0)

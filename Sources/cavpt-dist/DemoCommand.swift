@@ -50,7 +50,7 @@ struct Demo: ParsableCommand {
             }
             print("demo: " + command.map { $0.contains(" ") ? "\"\($0)\"" : $0 }.joined(separator: " "))
             if prepareOnly { return }
-            fflush(stdout)
+            flushStandardOutput()
             // Replace this process with the training job: its output and exit status are the demo's.
             var cArgs: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) }
             cArgs.append(nil)

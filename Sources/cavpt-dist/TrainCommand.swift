@@ -68,7 +68,7 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a prompt-tuning method, data-parallel over MPI ranks (mpirun -np N cavpt-dist train …).")
 
-    @OptionGroup var run: RunArguments
+    @OptionGroup var arguments: RunArguments
     @Flag(help: "Continue from the newest complete checkpoint in the run directory.")
     var resume = false
     @Option(name: .customLong("resume-from"), help: "Continue from this checkpoint folder.")
@@ -76,7 +76,7 @@ struct Train: ParsableCommand {
 
     func run() throws {
         try withCommunicator { comm in
-            let config = try RunSetup.config(run.options)
+            let config = try RunSetup.config(arguments.options)
             configureThreads(comm, config: config)
             let data = try RunSetup.data(config)
             let (model, tokenizer) = try RunSetup.model(config)
@@ -144,8 +144,8 @@ struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate a saved run (--run DIR) or a checkpoint (--checkpoint DIR --config FILE) on the test split.")
 
-    @Option(help: "A run directory written by `train` (its config.yaml and newest checkpoint).")
-    var run: String?
+    @Option(name: .customLong("run"), help: "A run directory written by `train` (its config.yaml and newest checkpoint).")
+    var runDirectory: String?
     @Option(help: "A checkpoint folder (runs/…/checkpoints/epoch-NNNN).")
     var checkpoint: String?
     @Option(help: "The run's config (with --checkpoint).")
@@ -157,16 +157,16 @@ struct Eval: ParsableCommand {
     @Option(help: "Write the results JSON here.") var out: String?
 
     func validate() throws {
-        guard (run != nil) != (checkpoint != nil) else { throw ValidationError("give either --run DIR or --checkpoint DIR --config FILE") }
+        guard (runDirectory != nil) != (checkpoint != nil) else { throw ValidationError("give either --run DIR or --checkpoint DIR --config FILE") }
         if checkpoint != nil && config == nil { throw ValidationError("--checkpoint needs --config FILE (the run's config.yaml)") }
     }
 
     func run() throws {
         try withCommunicator { comm in
             var c = Config()
-            let configPath = config ?? (run! + "/config.yaml")
+            let configPath = config ?? (runDirectory! + "/config.yaml")
             guard FileManager.default.fileExists(atPath: configPath) else {
-                throw TrainingError.input("\(configPath) does not exist; is \(run ?? configPath) a run directory?")
+                throw TrainingError.input("\(configPath) does not exist; is \(runDirectory ?? configPath) a run directory?")
             }
             try c.merge(file: configPath)
             if let dataRoot { try c.set("data.root", raw: dataRoot, source: "--data-root") }
@@ -180,8 +180,8 @@ struct Eval: ParsableCommand {
             if !learner.parameters.isEmpty {
                 let saved: Checkpoint
                 if let checkpoint { saved = try Checkpoints.read(checkpoint) }
-                else if let newest = Checkpoints.newest(in: run! + "/checkpoints") { saved = newest }
-                else { throw TrainingError.checkpoint("\(run!)/checkpoints holds no complete checkpoint") }
+                else if let newest = Checkpoints.newest(in: runDirectory! + "/checkpoints") { saved = newest }
+                else { throw TrainingError.checkpoint("\(runDirectory!)/checkpoints holds no complete checkpoint") }
                 try learner.load(saved.parameters, requireAll: true)
             }
             let trainer = Trainer(comm: comm, config: c, learner: learner, data: data, output: nil)
@@ -205,11 +205,11 @@ struct Zeroshot: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Zero-shot CLIP accuracy on a dataset's test split with its template.")
 
-    @OptionGroup var run: RunArguments
+    @OptionGroup var arguments: RunArguments
 
     func run() throws {
         try withCommunicator { comm in
-            var options = run.options
+            var options = arguments.options
             options.method = "zsclip"
             let config = try RunSetup.config(options)
             configureThreads(comm, config: config)
