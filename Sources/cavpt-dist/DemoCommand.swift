@@ -16,11 +16,17 @@ struct Demo: ParsableCommand {
     @Option(help: "MPI ranks (mpirun -np); 1 runs in this process.") var ranks: Int = 2
     @Option(help: "Training epochs.") var epochs: Int = 40
     @Option(help: "Method preset to train.") var method: String = "vlp_cavpt"
+    @Option(help: "Synthetic classes (at most 8).") var classes: Int = 6
+    @Option(help: "Training images per class (the few-shot K).") var shots: Int = 16
+    @Option(name: .customLong("test-per-class"), help: "Test images per class.") var testPerClass: Int = 10
     @Flag(help: "Only write the model and data; print the training command.") var prepareOnly = false
 
     func run() throws {
         try reportingErrors {
             guard ranks >= 1 else { throw ValidationError("--ranks must be at least 1") }
+            guard (2...SyntheticDataset.classes.count).contains(classes), shots >= 1, testPerClass >= 1 else {
+                throw ValidationError("--classes must be 2…\(SyntheticDataset.classes.count), --shots and --test-per-class at least 1")
+            }
             let root = URL(fileURLWithPath: dir).standardizedFileURL.path
             let modelDir = root + "/model", dataDir = root + "/data"
             try FileManager.default.createDirectory(atPath: modelDir, withIntermediateDirectories: true)
@@ -29,11 +35,13 @@ struct Demo: ParsableCommand {
                                         .sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
                                       metadata: ["note": "random weights for the cavpt-dist demo"],
                                       to: modelDir + "/model.safetensors")
-            let datasetYAML = try SyntheticDataset.write(root: dataDir)
-            print("demo: tiny random CLIP in \(modelDir), synthetic 6-class dataset in \(dataDir)")
+            try? FileManager.default.removeItem(atPath: dataDir)
+            let datasetYAML = try SyntheticDataset.write(root: dataDir, classCount: classes, perClass: shots,
+                                                         testPerClass: testPerClass)
+            print("demo: tiny random CLIP in \(modelDir), synthetic \(classes)-class dataset in \(dataDir)")
             let trainArguments = ["train", "--dataset", datasetYAML, "--method", method, "--data-root", dataDir,
                                   "--model", modelDir, "--output", root + "/run", "--seed", "1",
-                                  "--set", "train.epochs=\(epochs)", "--set", "train.batchSize=16",
+                                  "--set", "train.epochs=\(epochs)", "--set", "train.shots=\(shots)", "--set", "train.batchSize=16",
                                   "--set", "optim.visual.warmupEpochs=1", "--set", "optim.text.warmupEpochs=1",
                                   "--set", "optim.text.lr=0.01", "--set", "checkpoint.every=10",
                                   "--set", "eval.batchSize=20", "--set", "train.logEvery=100"]

@@ -23,11 +23,10 @@ struct TinyRun: Sendable {
 /// Built on first use: `cavpt-dist demo --prepare-only` writes exactly what a user's first run sees.
 let tinyRun: TinyRun = {
     let root = temporaryDirectory("tinyrun")
-    let result = try? cavptDist(["demo", "--dir", root, "--prepare-only"])
+    // Few images keep the multi-rank runs short.
+    let result = try? cavptDist(["demo", "--dir", root, "--prepare-only", "--classes", "4", "--shots", "6",
+                                 "--test-per-class", "4"])
     precondition(result?.status == 0, "demo --prepare-only failed: \(result?.stderr ?? "did not start")")
-    // Fewer images keep the multi-rank runs short.
-    try? FileManager.default.removeItem(atPath: root + "/data")
-    _ = try? SyntheticDataset.write(root: root + "/data", classCount: 4, perClass: 6, testPerClass: 3, size: 36, seed: 5)
     return TinyRun(root: root)
 }()
 

@@ -6,7 +6,7 @@ import Testing
     @Test(arguments: ["vpt_deep", "vlp_cavpt"])
     func trainingLearnsAndEvalReproduces(_ method: String) throws {
         let out = temporaryDirectory("learn-\(method)") + "/run"
-        var args = tinyRun.trainArguments(method: method, output: out, epochs: 12, batch: 8)
+        var args = tinyRun.trainArguments(method: method, output: out, epochs: 20, batch: 8)
         args += ["--set", "optim.visual.lr=0.05", "--set", "optim.text.lr=0.02"]
         let result = try cavptDist(args)
         try #require(result.status == 0, "\(result.stderr)")
