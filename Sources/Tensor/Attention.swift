@@ -45,7 +45,7 @@ public func causalMask(_ S: Int) -> Tensor {
     for j in 0..<k where row[j] > mx { mx = row[j] }
     if mx == -.infinity { row.update(repeating: 0, count: k); return }
     var total: Float = 0
-    for j in 0..<k { let e = expf(row[j] - mx); row[j] = e; total += e }
+    for j in 0..<k { let e = fastExp(row[j] - mx); row[j] = e; total += e }
     let inv = 1 / total
     for j in 0..<k { row[j] *= inv }
 }

@@ -1,12 +1,19 @@
 // Every matrix product in cavpt-dist goes through here: cblas_sgemm, its strided-batched
 // loop for attention's many small products, and per-task GEMM counting for tests.
 import CBLAS
+import Dispatch
 
 /// Counts the GEMMs issued inside `BLAS.$counter.withValue(counter) { … }` (tests and profiling).
 public final class OpCounter: @unchecked Sendable {
     public var gemms = 0
     public var flops = 0.0
-    public init() {}
+    /// Wall time inside sgemm (only measured when `timed` is set, for profiling).
+    public var seconds = 0.0
+    /// The same for products under 2 MFLOP (attention heads): count, flops, seconds.
+    public var smallGEMMs = 0, smallFlops = 0.0, smallSeconds = 0.0
+    public let timed: Bool
+    public init() { timed = false }
+    public init(timed: Bool) { self.timed = timed }
 }
 
 public enum BLAS {
@@ -30,13 +37,24 @@ public enum BLAS {
             }
             return
         }
+        var start: UInt64 = 0
         if let counter {
             counter.gemms += 1
             counter.flops += 2.0 * Double(m) * Double(n) * Double(k)
+            if counter.timed { start = DispatchTime.now().uptimeNanoseconds }
         }
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     blasint(m), blasint(n), blasint(k), alpha,
                     a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+        if let counter, counter.timed {
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            counter.seconds += seconds
+            if 2 * m * n * k < 2_000_000 {
+                counter.smallGEMMs += 1
+                counter.smallFlops += 2.0 * Double(m) * Double(n) * Double(k)
+                counter.smallSeconds += seconds
+            }
+        }
     }
 
     /// `count` independent products C_i = alpha · op(A_i) op(B_i) + beta · C_i whose operands sit at

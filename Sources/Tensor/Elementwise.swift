@@ -4,7 +4,10 @@
 public func + (a: Var, b: Var) -> Var {
     precondition(a.value.count == b.value.count, "add: \(a.shape) vs \(b.shape)")
     let y = Tensor(uninitialized: a.value.shape)
-    add(a.value.data, b.value.data, into: y.data, count: y.count)
+    let (pa, pb, py) = (a.value.data, b.value.data, y.data)
+    Parallel.chunks(y.count, grain: 1 << 16) { range in
+        add(pa + range.lowerBound, pb + range.lowerBound, into: py + range.lowerBound, count: range.count)
+    }
     return Var.op(y, [a, b]) { dy in
         a.accumulate(dy)
         b.accumulate(dy)
@@ -53,9 +56,11 @@ public func addBroadcast(_ x: Var, _ p: Var) -> Var {
     let outer = x.value.count / inner
     let y = Tensor(uninitialized: x.value.shape)
     let (px, pp, py) = (x.value.data, p.value.data, y.data)
-    for o in 0..<outer {
-        let base = o * inner
-        for j in 0..<inner { py[base + j] = px[base + j] + pp[j] }
+    Parallel.chunks(outer, grain: max(1, (1 << 15) / inner)) { range in
+        for o in range {
+            let base = o * inner
+            for j in 0..<inner { py[base + j] = px[base + j] + pp[j] }
+        }
     }
     return Var.op(y, [x, p]) { dy in
         x.accumulate(dy)
@@ -68,19 +73,23 @@ public func quickGELU(_ x: Var) -> Var {
     let n = x.value.count
     let y = Tensor(uninitialized: x.value.shape)
     let (px, py) = (x.value.data, y.data)
-    for i in 0..<n {
-        let z = px[i]
-        py[i] = z / (1 + _exp(-1.702 * z))
+    Parallel.chunks(n, grain: 1 << 15) { range in
+        for i in range {
+            let z = px[i]
+            py[i] = z / (1 + _exp(-1.702 * z))
+        }
     }
     return Var.op(y, [x]) { dy in
         // d/dz z σ(az) = σ + a z σ (1 − σ)
         let px = x.value.data
         let dx = Tensor(uninitialized: x.value.shape)
         let (g, pd) = (dy.data, dx.data)
-        for i in 0..<n {
-            let z = px[i]
-            let s = 1 / (1 + _exp(-1.702 * z))
-            pd[i] = g[i] * (s + 1.702 * z * s * (1 - s))
+        Parallel.chunks(n, grain: 1 << 15) { range in
+            for i in range {
+                let z = px[i]
+                let s = 1 / (1 + _exp(-1.702 * z))
+                pd[i] = g[i] * (s + 1.702 * z * s * (1 - s))
+            }
         }
         x.accumulate(dx)
     }
@@ -114,4 +123,4 @@ import Glibc
 import Darwin
 #endif
 
-@inline(__always) func _exp(_ x: Float) -> Float { expf(x) }
+@inline(__always) func _exp(_ x: Float) -> Float { fastExp(x) }

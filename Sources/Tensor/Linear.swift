@@ -13,7 +13,10 @@ public func linear(_ x: Var, _ w: Var, _ b: Var? = nil) -> Var {
     let y = Tensor(uninitialized: outShape)
     if let b {
         // Preload the bias rows and let the GEMM accumulate onto them (beta = 1).
-        for r in 0..<n { (y.data + r * o).update(from: b.value.data, count: o) }
+        let (py, pb) = (y.data, b.value.data)
+        Parallel.chunks(n, grain: max(1, (1 << 16) / o)) { rows in
+            for r in rows { (py + r * o).update(from: pb, count: o) }
+        }
     }
     BLAS.gemm(transB: true, m: n, n: o, k: i, a: x.value.data, lda: i, b: w.value.data, ldb: i,
               beta: b == nil ? 0 : 1, c: y.data, ldc: o)

@@ -14,7 +14,7 @@ public func layerNorm(_ x: Var, _ gamma: Var, _ beta: Var, eps: Float = 1e-5) ->
     let xhat = Tensor(uninitialized: x.value.shape)   // saved for backward
     let rstd = Tensor(uninitialized: [n])
     let (px, py, ph, pr, pg, pb) = (x.value.data, y.data, xhat.data, rstd.data, gamma.value.data, beta.value.data)
-    for r in 0..<n {
+    Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in for r in rows {
         let row = px + r * d
         var mean: Float = 0
         for j in 0..<d { mean += row[j] }
@@ -30,7 +30,7 @@ public func layerNorm(_ x: Var, _ gamma: Var, _ beta: Var, eps: Float = 1e-5) ->
             h[j] = v
             out[j] = v * pg[j] + pb[j]
         }
-    }
+    } }
     return Var.op(y, [x, gamma, beta]) { dy in
         // Reach the saved buffers through their tensors so the closure keeps them alive.
         let (ph, pr, pg) = (xhat.data, rstd.data, gamma.value.data)
@@ -39,7 +39,7 @@ public func layerNorm(_ x: Var, _ gamma: Var, _ beta: Var, eps: Float = 1e-5) ->
             // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)),  dx̂ = dy ⊙ γ
             let dx = Tensor(uninitialized: x.value.shape)
             let pd = dx.data
-            for r in 0..<n {
+            Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in for r in rows {
                 let gr = g + r * d, h = ph + r * d, out = pd + r * d
                 var m1: Float = 0, m2: Float = 0
                 for j in 0..<d {
@@ -50,7 +50,7 @@ public func layerNorm(_ x: Var, _ gamma: Var, _ beta: Var, eps: Float = 1e-5) ->
                 m1 /= Float(d); m2 /= Float(d)
                 let s = pr[r]
                 for j in 0..<d { out[j] = s * (gr[j] * pg[j] - m1 - h[j] * m2) }
-            }
+            } }
             x.accumulate(dx)
         }
         if gamma.requiresGrad {

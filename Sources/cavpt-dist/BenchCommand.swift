@@ -140,14 +140,22 @@ struct BenchStep: ParsableCommand {
             }
             step()
             var times: [Double] = []
+            let counter = OpCounter(timed: true)
             for _ in 0..<steps {
                 let start = DispatchTime.now().uptimeNanoseconds
-                step()
+                BLAS.$counter.withValue(counter) { step() }
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
             }
             let median = times.sorted()[times.count / 2]
             print(String(format: "%@ B=%d K=%d threads=%d: median %.3fs/step min %.3f  (%.1f img/s)",
                          method, batch, classes, BLASRuntime.threads, median, times.min()!, Double(batch) / median))
+            let total = times.reduce(0, +)
+            print(String(format: "  per step: %.0f GEMMs, %.1f GFLOP in sgemm at %.0f GFLOP/s; sgemm %.0f%% of step time",
+                         Double(counter.gemms) / Double(steps), counter.flops / 1e9 / Double(steps),
+                         counter.flops / 1e9 / max(counter.seconds, 1e-9), 100 * counter.seconds / total))
+            print(String(format: "  of which %.0f small GEMMs (attention): %.1f GFLOP at %.0f GFLOP/s, %.0f%% of step time",
+                         Double(counter.smallGEMMs) / Double(steps), counter.smallFlops / 1e9 / Double(steps),
+                         counter.smallFlops / 1e9 / max(counter.smallSeconds, 1e-9), 100 * counter.smallSeconds / total))
         }
     }
 }

@@ -1,4 +1,5 @@
 // Finite-difference checks of every op's backward, and the frozen-weight guarantees.
+import Foundation
 import Testing
 @testable import Tensor
 
@@ -153,5 +154,20 @@ private func expectGradients(_ inputs: [Tensor], _ trainable: [Bool]? = nil, eps
             }
         }
         #expect(errs[0] > 0.3)
+    }
+}
+
+@Suite struct FastMathTests {
+    @Test func fastExpMatchesLibm() {
+        var worst: Float = 0
+        var x: Float = -87
+        while x < 87 {
+            let exact = Float(exp(Double(x)))
+            worst = max(worst, abs(fastExp(x) - exact) / exact)
+            x += 0.0137
+        }
+        #expect(worst < 4e-7, "max relative error \(worst)")
+        #expect(fastExp(0) == 1)
+        #expect(fastExp(-1000) < 1e-37 && fastExp(-1000) >= 0)
     }
 }

@@ -1,0 +1,26 @@
+// Row-parallel loops for the element-wise kernels, on as many threads as OpenBLAS is allowed
+// (cores ÷ ranks on the node), so a rank never oversubscribes the cores its GEMMs use.
+import Dispatch
+
+public enum Parallel {
+    /// Runs `body` over contiguous chunks of 0..<count, at most one per thread; a chunk holds at
+    /// least `grain` items, so small loops stay on the calling thread. Chunks must touch disjoint memory.
+    @inline(__always)
+    public static func chunks(_ count: Int, grain: Int, _ body: (Range<Int>) -> Void) {
+        let threads = min(BLASRuntime.threads, count / max(grain, 1))
+        if threads <= 1 { body(0..<count); return }
+        withoutActuallyEscaping(body) { escapable in
+            // The chunks write disjoint ranges, so sharing the closure across threads is safe.
+            let shared = UncheckedSendable(escapable)
+            DispatchQueue.concurrentPerform(iterations: threads) { t in
+                shared.value(count * t / threads..<count * (t + 1) / threads)
+            }
+        }
+    }
+}
+
+/// A value the caller vouches is safe to share across threads.
+public struct UncheckedSendable<Value>: @unchecked Sendable {
+    public let value: Value
+    public init(_ value: Value) { self.value = value }
+}
