@@ -86,7 +86,7 @@ IFS=, read -r -a seed_list <<< "$seeds"
 for seed in "${seed_list[@]}"; do [[ $seed =~ ^[0-9]+$ ]] || die "seed \"$seed\" is not a number"; done
 
 # Every run's arguments to `cavpt-dist train`, one shell-quoted line each; done runs are reported.
-pending=()
+pending=() outputs=()
 done_count=0
 for method in "${method_list[@]}"; do
     for dataset in "${dataset_list[@]}"; do
@@ -103,6 +103,7 @@ for method in "${method_list[@]}"; do
             if [ $resume = 1 ] && [ -d "$output" ]; then args+=(--resume); fi
             args+=(${train_args[@]+"${train_args[@]}"})
             pending+=("$(quote "${args[@]}")")
+            outputs+=("$output")
         done
     done
 done
@@ -186,7 +187,7 @@ for index in "${!pending[@]}"; do
         reap
     done
     eval "args=(${pending[$index]})"
-    output=$(for ((i = 0; i < ${#args[@]}; i++)); do [ "${args[$i]}" != --output ] || echo "${args[$((i + 1))]}"; done)
+    output=${outputs[$index]}
     mkdir -p "$(dirname "$output")"
     echo "start  $output"
     "${launch[@]}" train "${args[@]}" > "$output.log" 2>&1 &
