@@ -46,5 +46,7 @@ let package = Package(
         .executableTarget(name: "DistributedCheck", dependencies: ["Distributed"], path: "Tests/DistributedCheck"),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "DistributedCheck"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "cavpt-dist"]),
+        // cluster/ scripts under real Slurm and mpirun, DistributedCheck as the MPI payload.
+        .testTarget(name: "ClusterTests", dependencies: ["DistributedCheck"]),
     ]
 )

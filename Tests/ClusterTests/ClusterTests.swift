@@ -1,0 +1,523 @@
+// The cluster/ scripts against real processes: Slurm jobs through slurm.sbatch on a local slurmctld and
+// slurmd, mpirun through run-hostfile.sh, sweep.sh's commands and runs, and collect.py's table.
+// DistributedCheck `info` stands in for `cavpt-dist train` as the MPI payload; a small shell script
+// that writes results.json stands in for it in sweeps.
+import Foundation
+import Testing
+
+// MARK: - Slurm: real jobs on a local single-node cluster
+
+/// Slurm needs its client commands and root (slurmd and munged are started by cluster/local-slurm.sh).
+let slurmAvailable = findInPath("sbatch") != nil && geteuid() == 0
+
+@Suite(.serialized,
+       .enabled(if: slurmAvailable,
+                "needs sbatch on PATH and root: apt-get install -y slurm-wlm munge libpmix-dev"))
+struct SlurmTests {
+    @Test func batchScriptStartsEveryRankAndSweepsRunAsAnArray() throws {
+        let lock = try SlurmLock()
+        defer { lock.release() }
+        let directory = try temporaryDirectory("slurm")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let slurm = cluster("local-slurm.sh")
+
+        let started = try run(slurm, ["start"], environment: testSlurmEnvironment)
+        // Registered before anything else can throw, so the daemons never outlive the test.
+        defer {
+            if let stopped = try? run(slurm, ["stop"], environment: testSlurmEnvironment), stopped.status != 0 {
+                Issue.record("local-slurm.sh stop failed:\n\(stopped.output)")
+            }
+        }
+        try #require(started.status == 0, "local-slurm.sh start failed:\n\(started.output)")
+        let status = try run(slurm, ["status"], environment: testSlurmEnvironment)
+        #expect(status.status == 0, "local-slurm.sh status after start:\n\(status.output)")
+
+        // Every job goes in at once; the node declares 32 CPUs, so they run side by side.
+        struct InfoJob { var ranks: Int; var cpusPerTask: Int; var launcher: String; var id = "" }
+        var infoJobs = [InfoJob(ranks: 2, cpusPerTask: 2, launcher: "srun"),
+                        InfoJob(ranks: 3, cpusPerTask: 1, launcher: "srun"),
+                        InfoJob(ranks: 2, cpusPerTask: 1, launcher: "mpirun"),
+                        InfoJob(ranks: 3, cpusPerTask: 1, launcher: "mpirun")]
+        for index in infoJobs.indices {
+            let job = infoJobs[index]
+            infoJobs[index].id = try submit(
+                ["--nodes=1", "--ntasks-per-node=\(job.ranks)", "--cpus-per-task=\(job.cpusPerTask)", "--time=2",
+                 "--output=\(directory.path)/info-%j.out", cluster("slurm.sbatch").path],
+                payload: ["CAVPT_DIST_COMMAND": "info", "CAVPT_DIST_LAUNCHER": job.launcher])
+        }
+        // A rank that fails must end the whole job with its line, not leave the others waiting.
+        let failingJob = try submit(
+            ["--ntasks-per-node=3", "--cpus-per-task=1", "--time=2", "--output=\(directory.path)/fail-%j.out",
+             cluster("slurm.sbatch").path],
+            payload: ["CAVPT_DIST_COMMAND": "fail"])
+        // A sweep as a job array: each task reads its line of the run list and runs the fake trainer.
+        let fakeTrainer = try writeFakeTrainer(in: directory)
+        let sweep = try run(cluster("sweep.sh"),
+                            ["--slurm", "--methods", "vlp_cavpt", "--datasets", "eurosat,dtd", "--seeds", "1,2",
+                             "--np", "1", "--sbatch-arg=--cpus-per-task=1", "--sbatch-arg=--time=2",
+                             "--sbatch-arg=--parsable"],
+                            environment: testSlurmEnvironment.merging(["CAVPT_DIST_BINARY": fakeTrainer.path]) { $1 },
+                            directory: directory)
+        try #require(sweep.status == 0, "sweep.sh --slurm failed:\n\(sweep.output)")
+        let arrayJob = try #require(sweep.stdout.split(separator: "\n").last.map { String($0.prefix { $0.isNumber }) })
+        try #require(!arrayJob.isEmpty, "no job id from sweep.sh --slurm:\n\(sweep.output)")
+
+        let states = try waitForJobs(infoJobs.map(\.id) + [failingJob, arrayJob], timeout: 45)
+
+        for job in infoJobs {
+            #expect(states[job.id] == "COMPLETED", "\(job.launcher) job with \(job.ranks) ranks: \(states[job.id] ?? "no state")")
+            let output = try String(contentsOf: directory.appendingPathComponent("info-\(job.id).out"), encoding: .utf8)
+            let lines = output.split(separator: "\n").map(String.init)
+            #expect(lines.first == "cavpt-dist job \(job.id): \(job.ranks) ranks on 1 node(s), "
+                        + "\(job.cpusPerTask) BLAS threads per rank, launcher \(job.launcher)", "\(output)")
+            // Rank 0 prints every rank's line in rank order: all N ranks ran in one MPI world of size N.
+            let ranks = lines.filter { $0.hasPrefix("rank ") }
+            #expect(ranks.map { $0.split(separator: " ").prefix(4).joined(separator: " ") }
+                        == (0 ..< job.ranks).map { "rank \($0)/\(job.ranks) local \($0)/\(job.ranks)" }, "\(output)")
+            #expect(ranks.allSatisfy { $0.contains("backend Open MPI") }, "\(output)")
+        }
+
+        #expect(states[failingJob] == "FAILED")
+        let failure = try String(contentsOf: directory.appendingPathComponent("fail-\(failingJob).out"), encoding: .utf8)
+        #expect(failure.contains("error: [rank 1] corrupt image train/cat/003.jpg: not a JPEG file (read only by this rank)"),
+                "\(failure)")
+
+        let arrayStates = states.filter { $0.key.hasPrefix(arrayJob + "_") }
+        #expect(arrayStates == Dictionary(uniqueKeysWithValues: (0 ..< 4).map { ("\(arrayJob)_\($0)", "COMPLETED") }))
+        let table = try run(cluster("collect.py"), ["runs", "--metric", "accuracy"], directory: directory)
+        #expect(table.status == 0, "\(table.output)")
+        #expect(table.stdout == """
+            accuracy (%), mean ± std over seeds
+            method          eurosat           dtd  average
+            vlp_cavpt  68.50 ± 0.71  64.50 ± 0.71    66.50
+            seeds per cell: 2
+
+            """)
+
+        let stopped = try run(slurm, ["stop"], environment: testSlurmEnvironment)
+        #expect(stopped.status == 0, "\(stopped.output)")
+        let after = try run(slurm, ["status"], environment: testSlurmEnvironment)
+        #expect(after.status == 3, "local-slurm.sh status after stop:\n\(after.output)")
+    }
+
+    /// Submits slurm.sbatch with DistributedCheck as the binary; returns the job id.
+    func submit(_ arguments: [String], payload: [String: String]) throws -> String {
+        var environment = testSlurmEnvironment.merging(payload) { $1 }
+        environment["CAVPT_DIST_BINARY"] = try checkExecutable().path
+        let result = try run(try #require(findInPath("sbatch")), ["--parsable"] + arguments, environment: environment)
+        try #require(result.status == 0, "sbatch \(arguments) failed:\n\(result.output)")
+        let id = String(result.stdout.prefix { $0.isNumber })
+        try #require(!id.isEmpty, "sbatch printed no job id: \(result.output)")
+        return id
+    }
+
+    /// Polls squeue (finished jobs stay listed for MinJobAge) until every job and array task has ended.
+    func waitForJobs(_ ids: [String], timeout: Double) throws -> [String: String] {
+        let squeue = try #require(findInPath("squeue"))
+        let ended: Set = ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
+                          "BOOT_FAIL", "DEADLINE", "PREEMPTED"]
+        let deadline = Date().addingTimeInterval(timeout)
+        var states: [String: String] = [:]
+        while true {
+            let listing = try run(squeue, ["-h", "-t", "all", "-j", ids.joined(separator: ","), "-o", "%i %T"],
+                                  environment: testSlurmEnvironment)
+            try #require(listing.status == 0, "squeue failed:\n\(listing.output)")
+            states = [:]
+            for line in listing.stdout.split(separator: "\n") {
+                let fields = line.split(separator: " ")
+                if fields.count == 2 { states[String(fields[0])] = String(fields[1]) }
+            }
+            let listed = ids.allSatisfy { id in states.keys.contains { $0 == id || $0.hasPrefix(id + "_") } }
+            if listed && states.values.allSatisfy(ended.contains) { return states }
+            if Date() > deadline {
+                Issue.record("jobs still not finished after \(Int(timeout)) s: \(states)")
+                return states
+            }
+            usleep(200_000)
+        }
+    }
+}
+
+/// A cluster of its own (state folder and ports), apart from one a developer may run on the defaults.
+let testSlurmEnvironment = [
+    "CAVPT_SLURM_DIR": "/tmp/cavpt-slurm-test",
+    "CAVPT_SLURM_PORT": "6917",
+    "CAVPT_SLURM_CPUS": "32",
+    "SLURM_CONF": "/tmp/cavpt-slurm-test/slurm.conf",
+]
+
+/// Two test processes (e.g. two checkouts tested at once) would share the ports: one waits for the other.
+struct SlurmLock {
+    let descriptor: Int32
+    init() throws {
+        // Close-on-exec: the daemons the test starts must not inherit (and so hold) the lock.
+        descriptor = open("/tmp/cavpt-slurm-test.lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        guard descriptor >= 0, flock(descriptor, LOCK_EX) == 0 else {
+            throw LaunchError("cannot lock /tmp/cavpt-slurm-test.lock (errno \(errno))")
+        }
+    }
+    func release() { close(descriptor) }
+}
+
+// MARK: - mpirun through run-hostfile.sh
+
+let mpirunAvailable = findInPath("mpirun") != nil
+
+@Suite(.enabled(if: mpirunAvailable, "needs mpirun: apt-get install -y openmpi-bin libopenmpi-dev"))
+struct HostfileTests {
+    @Test func workstationFormStartsTheRanksAsked() throws {
+        let result = try run(cluster("run-hostfile.sh"), ["-np", "3", "--mpirun-arg=--oversubscribe"],
+                             environment: ["CAVPT_DIST_BINARY": try checkExecutable().path, "CAVPT_DIST_COMMAND": "info"])
+        #expect(result.status == 0, "\(result.output)")
+        #expect(rankPrefixes(result.stdout) == (0 ..< 3).map { "rank \($0)/3 local \($0)/3" }, "\(result.output)")
+    }
+
+    @Test func hostfileFormPlacesRanksPerNode() throws {
+        let directory = try temporaryDirectory("hostfile")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let hostfile = directory.appendingPathComponent("hosts")
+        try "# this machine only\nlocalhost slots=4\n".write(to: hostfile, atomically: true, encoding: .utf8)
+        let result = try run(cluster("run-hostfile.sh"), ["--hostfile", hostfile.path, "--ppn", "3", "--threads", "1"],
+                             environment: ["CAVPT_DIST_BINARY": try checkExecutable().path, "CAVPT_DIST_COMMAND": "info"])
+        #expect(result.status == 0, "\(result.output)")
+        #expect(rankPrefixes(result.stdout) == (0 ..< 3).map { "rank \($0)/3 local \($0)/3" }, "\(result.output)")
+    }
+
+    @Test func dryRunPrintsTheMpirunCommand() throws {
+        let binary = "/opt/cavpt/cavpt-dist"
+        let nodes = try run(cluster("run-hostfile.sh"),
+                            ["--hostfile", cluster("hostfile.example").path, "--ppn", "2", "--threads", "8", "--pin",
+                             "--dry-run", "configs/my run.yaml", "--set", "train.epochs=5"],
+                            environment: ["CAVPT_DIST_BINARY": binary, "OPENBLAS_CORETYPE": "Haswell",
+                                          "LD_LIBRARY_PATH": "", "CAVPT_DIST_NO_REEXEC": ""])
+        #expect(nodes.status == 0, "\(nodes.output)")
+        #expect(nodes.stdout == "CAVPT_DIST_BLAS_THREADS=8 mpirun --hostfile \(cluster("hostfile.example").path) "
+                    + "--map-by ppr:2:node:PE=8 -x CAVPT_DIST_BLAS_THREADS -x OPENBLAS_CORETYPE -x PATH --bind-to core "
+                    + "\(binary) train --config 'configs/my run.yaml' --set train.epochs=5\n")
+
+        let workstation = try run(cluster("run-hostfile.sh"), ["-np", "2", "--dry-run", "--", "--dataset", "dtd"],
+                                  environment: ["CAVPT_DIST_BINARY": binary])
+        #expect(workstation.stdout == "mpirun -np 2 --bind-to none \(binary) train --dataset dtd\n", "\(workstation.output)")
+    }
+
+    func rankPrefixes(_ output: String) -> [String] {
+        output.split(separator: "\n").filter { $0.hasPrefix("rank ") }
+            .map { $0.split(separator: " ").prefix(4).joined(separator: " ") }
+    }
+}
+
+// MARK: - sweep.sh and collect.py
+
+let pythonAvailable = findInPath("python3") != nil
+
+@Suite struct SweepTests {
+    @Test func dryRunListsTheRunsNotYetDone() throws {
+        let directory = try temporaryDirectory("sweep")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try writeFile(directory, "runs/coop/dtd/seed2/results.json", "{}")
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("runs/coop/eurosat/seed1"),
+                                                withIntermediateDirectories: true)
+        let result = try run(cluster("sweep.sh"),
+                             ["--methods", "coop,vlp_cavpt", "--datasets", "eurosat,dtd", "--seeds", "1,2",
+                              "--np", "2", "--jobs", "2", "--data-root", "/data/my dir", "--resume", "--dry-run",
+                              "--", "--set", "train.epochs=5"],
+                             environment: ["CAVPT_DIST_BINARY": "/opt/cavpt/cavpt-dist", "CAVPT_DIST_BLAS_THREADS": "3"],
+                             directory: directory)
+        #expect(result.status == 0, "\(result.output)")
+        let command = "CAVPT_DIST_BLAS_THREADS=3 mpirun -np 2 --bind-to none /opt/cavpt/cavpt-dist train"
+        let common = "--data-root '/data/my dir'"
+        #expect(result.stdout == """
+            # skip runs/coop/dtd/seed2: results.json exists
+            # 7 runs to do, 1 done already; 2 at a time, 2 ranks each, 3 BLAS threads per rank
+            \(command) --dataset eurosat --method coop --seed 1 --output runs/coop/eurosat/seed1 \(common) --resume --set train.epochs=5
+            \(command) --dataset eurosat --method coop --seed 2 --output runs/coop/eurosat/seed2 \(common) --set train.epochs=5
+            \(command) --dataset dtd --method coop --seed 1 --output runs/coop/dtd/seed1 \(common) --set train.epochs=5
+            \(command) --dataset eurosat --method vlp_cavpt --seed 1 --output runs/vlp_cavpt/eurosat/seed1 \(common) --set train.epochs=5
+            \(command) --dataset eurosat --method vlp_cavpt --seed 2 --output runs/vlp_cavpt/eurosat/seed2 \(common) --set train.epochs=5
+            \(command) --dataset dtd --method vlp_cavpt --seed 1 --output runs/vlp_cavpt/dtd/seed1 \(common) --set train.epochs=5
+            \(command) --dataset dtd --method vlp_cavpt --seed 2 --output runs/vlp_cavpt/dtd/seed2 \(common) --set train.epochs=5
+
+            """)
+    }
+
+    @Test func slurmDryRunPrintsTheRunListAndTheArraySubmission() throws {
+        let directory = try temporaryDirectory("sweep")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try writeFile(directory, "runs/coop/dtd/seed2/results.json", "{}")
+        let result = try run(cluster("sweep.sh"),
+                             ["--slurm", "--methods", "coop", "--datasets", "eurosat,dtd", "--seeds", "1,2", "--np", "4",
+                              "--jobs", "2", "--model", "/models/ViT-B-32", "--sbatch-arg=--partition=cpu", "--dry-run"],
+                             environment: ["CAVPT_DIST_BINARY": "/opt/cavpt/cavpt-dist"], directory: directory)
+        #expect(result.status == 0, "\(result.output)")
+        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        try #require(lines.count == 7, "\(result.output)")
+        // The run list is named by a checksum of its content.
+        let listPrefix = "# 3 runs to submit, 1 done already; run list \(directory.path)/runs/.sweep/runs-"
+        #expect(lines[1].hasPrefix(listPrefix) && lines[1].hasSuffix(".list:"), "\(lines[1])")
+        let listFile = String(lines[1].dropFirst("# 3 runs to submit, 1 done already; run list ".count).dropLast())
+        #expect(lines == [
+            "# skip runs/coop/dtd/seed2: results.json exists",
+            lines[1],
+            "#   --dataset eurosat --method coop --seed 1 --output runs/coop/eurosat/seed1 --model /models/ViT-B-32",
+            "#   --dataset eurosat --method coop --seed 2 --output runs/coop/eurosat/seed2 --model /models/ViT-B-32",
+            "#   --dataset dtd --method coop --seed 1 --output runs/coop/dtd/seed1 --model /models/ViT-B-32",
+            "sbatch --array=0-2%2 --job-name=cavpt-sweep --nodes=1 --ntasks-per-node=4 "
+                + "--output=runs/.sweep/slurm-%A_%a.out "
+                + "--export=ALL,CAVPT_DIST_RUN_LIST=\(listFile),CAVPT_DIST_BINARY=/opt/cavpt/cavpt-dist "
+                + "--partition=cpu \(cluster("slurm.sbatch").path)",
+            "",
+        ])
+        #expect(!FileManager.default.fileExists(atPath: listFile), "a dry run wrote \(listFile)")
+    }
+
+    @Test(.enabled(if: pythonAvailable, "needs python3 for collect.py"))
+    func localSweepRunsConcurrentlySkipsFinishedRunsAndReportsFailures() throws {
+        let directory = try temporaryDirectory("sweep")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let trainer = try writeFakeTrainer(in: directory).path
+        let environment = ["CAVPT_DIST_BINARY": trainer, "CAVPT_DIST_BLAS_THREADS": "1"]
+        let arguments = ["--methods", "coop", "--datasets", "eurosat,dtd,broken", "--seeds", "1,2", "--jobs", "2"]
+
+        let first = try run(cluster("sweep.sh"), arguments, environment: environment, directory: directory)
+        #expect(first.status == 1, "\(first.output)")
+        let lines = first.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == "# 6 runs to do, 0 done already; 2 at a time, 1 ranks each, 1 BLAS threads per rank")
+        #expect(lines.filter { $0.hasPrefix("done ") }.sorted() == ["done   runs/coop/dtd/seed1", "done   runs/coop/dtd/seed2",
+                                                                     "done   runs/coop/eurosat/seed1", "done   runs/coop/eurosat/seed2"])
+        #expect(lines.filter { $0.hasPrefix("FAILED ") }.sorted() == [
+            "FAILED runs/coop/broken/seed1 (exit 3, log runs/coop/broken/seed1.log)",
+            "FAILED runs/coop/broken/seed2 (exit 3, log runs/coop/broken/seed2.log)",
+        ])
+        #expect(lines.last == "# 6 runs finished, 2 failed")
+        let log = try String(contentsOf: directory.appendingPathComponent("runs/coop/broken/seed1.log"), encoding: .utf8)
+        #expect(log == "error: dataset broken has no split file\n")
+
+        let again = try run(cluster("sweep.sh"), arguments + ["--dry-run"], environment: environment, directory: directory)
+        #expect(again.stdout == """
+            # skip runs/coop/eurosat/seed1: results.json exists
+            # skip runs/coop/eurosat/seed2: results.json exists
+            # skip runs/coop/dtd/seed1: results.json exists
+            # skip runs/coop/dtd/seed2: results.json exists
+            # 2 runs to do, 4 done already; 2 at a time, 1 ranks each, 1 BLAS threads per rank
+            CAVPT_DIST_BLAS_THREADS=1 \(trainer) train --dataset broken --method coop --seed 1 --output runs/coop/broken/seed1
+            CAVPT_DIST_BLAS_THREADS=1 \(trainer) train --dataset broken --method coop --seed 2 --output runs/coop/broken/seed2
+
+            """)
+
+        let table = try run(cluster("collect.py"), ["runs"], directory: directory)
+        #expect(table.status == 0, "\(table.output)")
+        #expect(table.stdout == """
+            accuracy (%), mean ± std over seeds
+            method       eurosat           dtd  average
+            coop    68.50 ± 0.71  64.50 ± 0.71    66.50
+            seeds per cell: 2
+
+            macro-F1 (%), mean ± std over seeds
+            method       eurosat           dtd  average
+            coop    60.00 ± 1.41  56.00 ± 1.41    58.00
+            seeds per cell: 2
+
+            """)
+    }
+}
+
+@Suite(.enabled(if: pythonAvailable, "needs python3 for collect.py"))
+struct CollectTests {
+    @Test func tableHasMeanAndSampleStdPerMethodAndDataset() throws {
+        let directory = try temporaryDirectory("collect")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func result(_ method: String, _ dataset: String, _ seed: Int, _ accuracy: Double, _ macroF1: Double) -> String {
+            #"{"method": "\#(method)", "dataset": "\#(dataset)", "seed": \#(seed), "accuracy": \#(accuracy), "macroF1": \#(macroF1)}"#
+        }
+        try writeFile(directory, "runs/coop/eurosat/seed1/results.json", result("coop", "eurosat", 1, 0.80, 0.70))
+        try writeFile(directory, "runs/coop/eurosat/seed2/results.json", result("coop", "eurosat", 2, 0.82, 0.71))
+        try writeFile(directory, "runs/coop/eurosat/seed3/results.json", result("coop", "eurosat", 3, 0.84, 0.75))
+        // Method, dataset and seed from the path; values already in percent.
+        try writeFile(directory, "runs/vlp_cavpt/eurosat/seed1/results.json", #"{"accuracy": 85.5, "macroF1": 80.25}"#)
+        try writeFile(directory, "runs/vlp_cavpt/eurosat/seed2/results.json", result("vlp_cavpt", "eurosat", 2, 0.875, 0.8125))
+        try writeFile(directory, "runs/vlp_cavpt/dtd/seed1/results.json", result("vlp_cavpt", "dtd", 1, 0.6, 0.55))
+        // Identity from the file alone, in a folder of any name.
+        try writeFile(directory, "runs/elsewhere/results.json", result("zsclip", "dtd", 1, 0.5, 0.4))
+        try writeFile(directory, "runs/broken/results.json", "{")
+        try writeFile(directory, "runs/vpt_deep/dtd/seed1/results.json", #"{"accuracy": 0.5}"#)
+
+        let table = try run(cluster("collect.py"), ["runs"], directory: directory)
+        #expect(table.status == 0, "\(table.output)")
+        #expect(table.stdout == """
+            accuracy (%), mean ± std over seeds
+            method          eurosat    dtd  average
+            zsclip                -  50.00        -
+            coop       82.00 ± 2.00      -        -
+            vlp_cavpt  86.50 ± 1.41  60.00    73.25
+            seeds per cell: 1, except coop/eurosat 3, vlp_cavpt/eurosat 2
+
+            macro-F1 (%), mean ± std over seeds
+            method          eurosat    dtd  average
+            zsclip                -  40.00        -
+            coop       72.00 ± 2.65      -        -
+            vlp_cavpt  80.75 ± 0.71  55.00    67.88
+            seeds per cell: 1, except coop/eurosat 3, vlp_cavpt/eurosat 2
+
+            """)
+        #expect(table.stderr.contains("collect: warning: runs/broken/results.json: skipped, cannot read it"), "\(table.stderr)")
+        #expect(table.stderr.contains(
+            "collect: warning: runs/vpt_deep/dtd/seed1/results.json: skipped, macroF1 missing or not a finite number"),
+                "\(table.stderr)")
+
+        let markdown = try run(cluster("collect.py"), ["runs", "--metric", "macroF1", "--markdown"], directory: directory)
+        #expect(markdown.stdout == """
+            macro-F1 (%), mean ± std over seeds
+
+            | method | eurosat | dtd | average |
+            |---|---:|---:|---:|
+            | zsclip | - | 40.00 | - |
+            | coop | 72.00 ± 2.65 | - | - |
+            | vlp_cavpt | 80.75 ± 0.71 | 55.00 | 67.88 |
+
+            seeds per cell: 1, except coop/eurosat 3, vlp_cavpt/eurosat 2
+
+            """)
+
+        let empty = try temporaryDirectory("collect-empty")
+        defer { try? FileManager.default.removeItem(at: empty) }
+        let nothing = try run(cluster("collect.py"), [empty.path])
+        #expect(nothing.status == 1)
+        #expect(nothing.stderr == "collect: error: no usable results.json under \(empty.path)\n")
+    }
+}
+
+// MARK: - Helpers
+
+let packageRoot = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+func cluster(_ name: String) -> URL { packageRoot.appendingPathComponent("cluster").appendingPathComponent(name) }
+
+/// A stand-in for `cavpt-dist train`: writes results.json from its arguments (accuracy 0.(60 + length of
+/// the dataset name + seed), macro-F1 0.(50 + length + 2·seed)), and fails like a bad dataset for "broken".
+func writeFakeTrainer(in directory: URL) throws -> URL {
+    let url = directory.appendingPathComponent("fake-cavpt-dist")
+    try #"""
+        #!/bin/sh
+        [ "$1" = train ] || { echo "error: expected train, got $1" >&2; exit 2; }
+        shift
+        while [ $# -gt 0 ]; do
+            case "$1" in
+                --dataset) dataset=$2; shift 2 ;;
+                --method) method=$2; shift 2 ;;
+                --seed) seed=$2; shift 2 ;;
+                --output) output=$2; shift 2 ;;
+                *) shift ;;
+            esac
+        done
+        if [ "$dataset" = broken ]; then echo "error: dataset broken has no split file" >&2; exit 3; fi
+        mkdir -p "$output"
+        printf '{"method": "%s", "dataset": "%s", "seed": %s, "accuracy": 0.%s, "macroF1": 0.%s}\n' \
+            "$method" "$dataset" "$seed" $((60 + ${#dataset} + seed)) $((50 + ${#dataset} + 2 * seed)) \
+            > "$output/results.json"
+        """#.write(to: url, atomically: true, encoding: .utf8)
+    try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: url.path)
+    return url
+}
+
+/// `swift test` builds DistributedCheck next to the test bundle; fall back to the debug build folder.
+func checkExecutable() throws -> URL {
+    let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        .deletingLastPathComponent().appendingPathComponent("DistributedCheck")
+    let candidates = [besideTests, packageRoot.appendingPathComponent(".build/debug/DistributedCheck")]
+    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+        throw LaunchError("DistributedCheck not found at \(candidates.map(\.path)); run `swift build --product DistributedCheck`")
+    }
+    return found
+}
+
+func findInPath(_ name: String) -> URL? {
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+    return path.split(separator: ":")
+        .map { URL(fileURLWithPath: String($0)).appendingPathComponent(name) }
+        .first { FileManager.default.isExecutableFile(atPath: $0.path) }
+}
+
+func temporaryDirectory(_ purpose: String) throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-\(purpose)-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+func writeFile(_ directory: URL, _ path: String, _ text: String) throws {
+    let url = directory.appendingPathComponent(path)
+    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+    try text.write(to: url, atomically: true, encoding: .utf8)
+}
+
+struct LaunchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+struct Finished {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+    var output: String { stdout + stderr }
+}
+
+/// Runs a command with output in files (no pipe can fill up), killing it after `timeout` seconds, which
+/// only a hang reaches. Launcher variables of an enclosing MPI or Slurm job are removed: only the launcher
+/// under test may make a process a rank or a job step; an empty value in `environment` unsets a variable.
+/// posix_spawn and a waitpid poll rather than Foundation's Process: the scripts start daemons that outlive
+/// them, and nothing here may depend on how SIGCHLD reaches this process.
+func run(_ executable: URL, _ arguments: [String], environment: [String: String] = [:], directory: URL? = nil,
+         timeout: Double = 60) throws -> Finished {
+    let outputDirectory = try temporaryDirectory("output")
+    defer { try? FileManager.default.removeItem(at: outputDirectory) }
+    let stdoutPath = outputDirectory.appendingPathComponent("stdout").path
+    let stderrPath = outputDirectory.appendingPathComponent("stderr").path
+
+    var command = [executable.path] + arguments
+    if let directory { command = ["/bin/sh", "-c", #"cd "$0" && exec "$@""#, directory.path] + command }
+    var variables = ProcessInfo.processInfo.environment.filter { key, _ in
+        !["OMPI_", "PMIX_", "PMI_", "SLURM_", "CAVPT_"].contains { key.hasPrefix($0) }
+    }
+    variables.merge(environment) { $1 }
+    let argv = command.map { strdup($0) } + [nil]
+    let envp = variables.filter { !$0.value.isEmpty }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { for pointer in argv + envp { free(pointer) } }
+
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    // A test runs on a worker thread that blocks signals; the child (and the daemons it starts) must get
+    // an empty mask and default handlers, or SIGTERM would not stop them.
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var noSignals = sigset_t(), allSignals = sigset_t()
+    sigemptyset(&noSignals)
+    sigfillset(&allSignals)
+    posix_spawnattr_setsigmask(&attributes, &noSignals)
+    posix_spawnattr_setsigdefault(&attributes, &allSignals)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, command[0], &actions, &attributes, argv, envp)
+    guard spawned == 0 else { throw LaunchError("cannot start \(command[0]): \(String(cString: strerror(spawned)))") }
+
+    let deadline = Date().addingTimeInterval(timeout)
+    var status: Int32 = 0
+    while waitpid(pid, &status, WNOHANG) == 0 {
+        if Date() > deadline {
+            kill(pid, SIGTERM)
+            waitpid(pid, &status, 0)
+            throw LaunchError("\(executable.lastPathComponent) \(arguments.joined(separator: " ")) still ran after \(Int(timeout)) s")
+        }
+        usleep(20_000)
+    }
+    // The wait-status macros do not reach Swift: low 7 bits = terminating signal, next byte = exit code.
+    let signal = status & 0x7f
+    return Finished(status: signal == 0 ? (status >> 8) & 0xff : 128 + signal,
+                    stdout: String(decoding: FileManager.default.contents(atPath: stdoutPath) ?? Data(), as: UTF8.self),
+                    stderr: String(decoding: FileManager.default.contents(atPath: stderrPath) ?? Data(), as: UTF8.self))
+}
