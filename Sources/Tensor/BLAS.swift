@@ -2,9 +2,12 @@
 // loop for attention's many small products, and per-task GEMM counting for tests.
 import CBLAS
 import Dispatch
+import Foundation
 
 /// Counts the GEMMs issued inside `BLAS.$counter.withValue(counter) { … }` (tests and profiling).
+/// Updated under a lock: parallel kernels issue GEMMs from several threads.
 public final class OpCounter: @unchecked Sendable {
+    let lock = NSLock()
     public var gemms = 0
     public var flops = 0.0
     /// Wall time inside sgemm (only measured when `timed` is set, for profiling).
@@ -39,8 +42,10 @@ public enum BLAS {
         }
         var start: UInt64 = 0
         if let counter {
+            counter.lock.lock()
             counter.gemms += 1
             counter.flops += 2.0 * Double(m) * Double(n) * Double(k)
+            counter.lock.unlock()
             if counter.timed { start = DispatchTime.now().uptimeNanoseconds }
         }
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
@@ -48,6 +53,8 @@ public enum BLAS {
                     a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
         if let counter, counter.timed {
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            counter.lock.lock()
+            defer { counter.lock.unlock() }
             counter.seconds += seconds
             if 2 * m * n * k < 2_000_000 {
                 counter.smallGEMMs += 1

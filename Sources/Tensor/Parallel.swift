@@ -1,13 +1,19 @@
 // Row-parallel loops for the element-wise kernels, on as many threads as OpenBLAS is allowed
 // (cores ÷ ranks on the node), so a rank never oversubscribes the cores its GEMMs use.
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public enum Parallel {
+    /// CAVPT_DIST_SERIAL_KERNELS=1 keeps every element-wise loop on the calling thread (for A/B timing).
+    static let enabled = getenv("CAVPT_DIST_SERIAL_KERNELS") == nil
+
     /// Runs `body` over contiguous chunks of 0..<count, at most one per thread; a chunk holds at
     /// least `grain` items, so small loops stay on the calling thread. Chunks must touch disjoint memory.
     @inline(__always)
     public static func chunks(_ count: Int, grain: Int, _ body: (Range<Int>) -> Void) {
-        let threads = min(BLASRuntime.threads, count / max(grain, 1))
+        let threads = enabled ? min(BLASRuntime.threads, count / max(grain, 1)) : 1
         if threads <= 1 { body(0..<count); return }
         withoutActuallyEscaping(body) { escapable in
             // The chunks write disjoint ranges, so sharing the closure across threads is safe.
