@@ -4,6 +4,7 @@ import Foundation
 import Tensor
 import CLIP
 import PromptTuning
+import Data
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -93,23 +94,23 @@ struct PeakEstimate {
 struct BenchStep: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "step",
-        abstract: "Seconds per training step of a method on ViT-B/32 shapes (random weights).")
+        abstract: "Seconds per data-parallel training step of a method on ViT-B/32 shapes (random weights); run under mpirun for N ranks.")
 
     @Option(help: "Preset: zsclip (evaluation forward), coop, vpt_deep, vlp_deep, vpt_cavpt, vlp_cavpt, …")
     var method: String = "vpt_deep"
-    @Option(help: "Images per step.") var batch: Int = 32
+    @Option(help: "Images per step (the global batch, split over the ranks).") var batch: Int = 32
     @Option(help: "Classes K.") var classes: Int = 10
     @Option(help: "Tokens in each class prompt before EOT padding (PyTorch peer: EOT at 20).") var eot: Int = 20
     @Option(help: "Timed steps (after one warm-up step).") var steps: Int = 3
-    @Option(help: "BLAS threads (default: all cores).") var threads: Int?
+    @Option(help: "BLAS threads per rank (default: cores ÷ ranks on the node).") var threads: Int?
 
     func run() throws {
-        try reportingErrors {
+        try withCommunicator { comm in
             guard let settings = MethodSettings.preset(method) else {
                 throw ValidationError("unknown method '\(method)'; one of \(MethodSettings.presetNames.joined(separator: ", "))")
             }
-            BLASRuntime.setThreads(threads ?? BLASRuntime.onlineCPUs)
-            print("OpenBLAS core \(BLASRuntime.coreName), \(BLASRuntime.threads) threads")
+            BLASRuntime.setThreads(comm.defaultBLASThreads(override: threads
+                ?? ProcessInfo.processInfo.environment["CAVPT_DIST_BLAS_THREADS"].flatMap(Int.init)))
             let model = try CLIPModel(tensors: RandomCLIP.make(.vitB32, seed: 1))
             // Class prompts of fixed length: SOT, words…, EOT at `eot`, as the PyTorch peer's.
             let names = (0..<classes).map { "class\($0)" }
@@ -124,38 +125,65 @@ struct BenchStep: ParsableCommand {
                 return ids + Array(repeating: 0, count: 77 - ids.count)
             }
             let learner = try PromptLearner(model: model, prompts: prompts, settings: settings, seed: 1)
-            let pixels = Tensor.randn([batch, 3, 224, 224], seed: 2)
-            let labels = (0..<batch).map { $0 % classes }
-            func step() {
+            let shard = EpochPlan.shard(0..<batch, rank: comm.rank, size: comm.size)
+            let pixels = Tensor.randn([shard.count, 3, 224, 224], seed: 2 + UInt64(comm.rank))
+            let labels = shard.map { $0 % classes }
+            let gradientCount = learner.parameters.reduce(0) { $0 + $1.1.value.count }
+            let packed = Tensor(zeros: [gradientCount + 1])
+            var communication = 0.0, waiting = 0.0
+            func step() throws {
                 if !settings.trainsAnything {
-                    _ = learner.predict(pixels: pixels, textFeatures: learner.templateFeatures)
+                    if !labels.isEmpty { _ = learner.predict(pixels: pixels, textFeatures: learner.templateFeatures) }
                     return
                 }
-                let selection = learner.select(pixels: pixels, epoch: 100)
-                let pairs = learner.contributingPairs(selection, labels: labels)
-                let out = learner.loss(pixels: pixels, labels: labels, selection: selection, epoch: 100,
-                                       globalBatch: batch, contributingPairs: pairs)
-                out.loss.backward()
-                for (_, p) in learner.parameters { p.zeroGrad() }
+                if !labels.isEmpty {
+                    let selection = learner.select(pixels: pixels, epoch: 100)
+                    let out = learner.loss(pixels: pixels, labels: labels, selection: selection, epoch: 100, globalBatch: batch,
+                                           contributingPairs: learner.contributingPairs(globalBatch: batch))
+                    out.loss.backward()
+                    var offset = 0
+                    for (_, p) in learner.parameters {
+                        if let g = p.grad { (packed.data + offset).update(from: g.data, count: g.count) }
+                        offset += p.value.count
+                        p.zeroGrad()
+                    }
+                }
+                // The trainer's fused allreduce; the barrier separates waiting for the slowest rank
+                // from the transfer itself.
+                var t0 = DispatchTime.now().uptimeNanoseconds
+                try comm.barrier()
+                var t1 = DispatchTime.now().uptimeNanoseconds
+                waiting += Double(t1 - t0) / 1e9
+                t0 = t1
+                try comm.allreduce(UnsafeMutableBufferPointer(start: packed.data, count: gradientCount + 1), .sum)
+                t1 = DispatchTime.now().uptimeNanoseconds
+                communication += Double(t1 - t0) / 1e9
             }
-            step()
+            try step()
+            communication = 0; waiting = 0
             var times: [Double] = []
             let counter = OpCounter(timed: true)
             for _ in 0..<steps {
                 let start = DispatchTime.now().uptimeNanoseconds
-                BLAS.$counter.withValue(counter) { step() }
+                try BLAS.$counter.withValue(counter) { try step() }
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
             }
-            let median = times.sorted()[times.count / 2]
-            print(String(format: "%@ B=%d K=%d threads=%d: median %.3fs/step min %.3f  (%.1f img/s)",
-                         method, batch, classes, BLASRuntime.threads, median, times.min()!, Double(batch) / median))
-            let total = times.reduce(0, +)
-            print(String(format: "  per step: %.0f GEMMs, %.1f GFLOP in sgemm at %.0f GFLOP/s; sgemm %.0f%% of step time",
+            guard comm.rank == 0 else { return }
+            let median = times.sorted()[times.count / 2], total = times.reduce(0, +)
+            print("OpenBLAS core \(BLASRuntime.coreName); \(comm.size) rank(s) × \(BLASRuntime.threads) BLAS thread(s)")
+            print(String(format: "%@ B=%d K=%d: median %.3fs/step min %.3f  (%.1f img/s)",
+                         method, batch, classes, median, times.min()!, Double(batch) / median))
+            print(String(format: "  rank 0: %.0f GEMMs, %.1f GFLOP in sgemm at %.0f GFLOP/s per step; sgemm %.0f%% of step time",
                          Double(counter.gemms) / Double(steps), counter.flops / 1e9 / Double(steps),
                          counter.flops / 1e9 / max(counter.seconds, 1e-9), 100 * counter.seconds / total))
             print(String(format: "  of which %.0f small GEMMs (attention): %.1f GFLOP at %.0f GFLOP/s, %.0f%% of step time",
                          Double(counter.smallGEMMs) / Double(steps), counter.smallFlops / 1e9 / Double(steps),
                          counter.smallFlops / 1e9 / max(counter.smallSeconds, 1e-9), 100 * counter.smallSeconds / total))
+            if comm.size > 1 {
+                print(String(format: "  allreduce of %d floats: %.2f ms/step (%.2f%% of step time); waiting for the slowest rank %.1f%%",
+                             gradientCount + 1, 1000 * communication / Double(steps), 100 * communication / total,
+                             100 * waiting / total))
+            }
         }
     }
 }

@@ -119,7 +119,9 @@ struct Train: ParsableCommand {
         } else if let newest = Checkpoints.newest(in: directory + "/checkpoints") {
             checkpoint = newest
         } else {
-            throw TrainingError.checkpoint("--resume: no complete checkpoint in \(directory)/checkpoints")
+            // Nothing saved yet (e.g. a sweep re-running a job that died in its first epoch): start over.
+            print("--resume: no complete checkpoint in \(directory)/checkpoints; starting from epoch 0")
+            return nil
         }
         var saved = Config()
         try saved.merge(yaml: checkpoint.state.config, source: checkpoint.path + "/state.json")
