@@ -14,9 +14,9 @@ struct Demo: ParsableCommand {
 
     @Option(help: "Folder for the model, the data and the run.") var dir: String = "demo"
     @Option(help: "MPI ranks (mpirun -np); 1 runs in this process.") var ranks: Int = 2
-    @Option(help: "Training epochs.") var epochs: Int = 40
+    @Option(help: "Training epochs.") var epochs: Int = 50
     @Option(help: "Method preset to train.") var method: String = "vlp_cavpt"
-    @Option(help: "Synthetic classes (at most 8).") var classes: Int = 6
+    @Option(help: "Synthetic classes (at most 8).") var classes: Int = 8
     @Option(help: "Training images per class (the few-shot K).") var shots: Int = 16
     @Option(name: .customLong("test-per-class"), help: "Test images per class.") var testPerClass: Int = 10
     @Flag(help: "Only write the model and data; print the training command.") var prepareOnly = false
