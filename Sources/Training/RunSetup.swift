@@ -73,29 +73,24 @@ public enum RunSetup {
     }
 
     public static func datasetConfigPath(_ nameOrPath: String) throws -> String {
-        if nameOrPath.hasSuffix(".yaml") || nameOrPath.contains("/") {
-            guard FileManager.default.fileExists(atPath: nameOrPath) else {
-                throw TrainingError.input("dataset config \(nameOrPath) does not exist")
-            }
-            return nameOrPath
-        }
-        let path = try ConfigLocator.configsDirectory() + "/datasets/\(nameOrPath).yaml"
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw TrainingError.input("unknown dataset '\(nameOrPath)': no \(path) (known: \(known("datasets")))")
-        }
-        return path
+        try configPath(nameOrPath, folder: "datasets", kind: "dataset")
     }
 
     public static func methodConfigPath(_ nameOrPath: String) throws -> String {
+        try configPath(nameOrPath, folder: "methods", kind: "method")
+    }
+
+    /// A YAML path as given, or `configs/<folder>/<name>.yaml` for a bare name.
+    static func configPath(_ nameOrPath: String, folder: String, kind: String) throws -> String {
         if nameOrPath.hasSuffix(".yaml") || nameOrPath.contains("/") {
             guard FileManager.default.fileExists(atPath: nameOrPath) else {
-                throw TrainingError.input("method config \(nameOrPath) does not exist")
+                throw TrainingError.input("\(kind) config \(nameOrPath) does not exist")
             }
             return nameOrPath
         }
-        let path = try ConfigLocator.configsDirectory() + "/methods/\(nameOrPath).yaml"
+        let path = try ConfigLocator.configsDirectory() + "/\(folder)/\(nameOrPath).yaml"
         guard FileManager.default.fileExists(atPath: path) else {
-            throw TrainingError.input("unknown method '\(nameOrPath)' (known: \(known("methods")))")
+            throw TrainingError.input("unknown \(kind) '\(nameOrPath)' (known: \(known(folder)))")
         }
         return path
     }
