@@ -65,8 +65,21 @@ func mpirun(_ ranks: Int, _ arguments: [String], directory: String? = nil, envir
                           environment: env, directory: directory)
 }
 
+/// All of this process's scratch folders live under one root; roots left by earlier test processes
+/// that have exited are removed when the first folder is made.
+let scratchRoot: String = {
+    let base = NSTemporaryDirectory() + "cavpt-dist-tests"
+    let fm = FileManager.default
+    for entry in (try? fm.contentsOfDirectory(atPath: base)) ?? [] {
+        if let pid = Int32(entry), kill(pid, 0) != 0 { try? fm.removeItem(atPath: base + "/" + entry) }
+    }
+    let root = base + "/\(getpid())"
+    try? fm.createDirectory(atPath: root, withIntermediateDirectories: true)
+    return root
+}()
+
 func temporaryDirectory(_ name: String) -> String {
-    let path = NSTemporaryDirectory() + "cavpt-\(name)-\(UUID().uuidString.prefix(8))"
+    let path = scratchRoot + "/\(name)-\(UUID().uuidString.prefix(8))"
     try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
 }
