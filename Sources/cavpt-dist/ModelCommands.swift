@@ -110,21 +110,39 @@ struct Features: ParsableCommand {
             let (_, tensors) = try loadCLIPWeights(path: model)
             let clip = try CLIPModel(tensors: tensors)
             let R = clip.image.resolution
-            let batch: Tensor
+            let count: Int
+            var stored: Tensor?
             if let pixels {
                 let file = try SafeTensorsFile(path: pixels)
                 guard file.contains("pixels") else { throw TrainingError.input("\(pixels): no tensor named \"pixels\"") }
-                batch = try file.tensor("pixels")
-                guard batch.rank == 4, batch.shape[1] == 3, batch.shape[2] == R, batch.shape[3] == R else {
-                    throw TrainingError.input("\(pixels): \"pixels\" has shape \(batch.shape), expected [n, 3, \(R), \(R)] for this model")
+                let all = try file.tensor("pixels")
+                guard all.rank == 4, all.shape[1] == 3, all.shape[2] == R, all.shape[3] == R else {
+                    throw TrainingError.input("\(pixels): \"pixels\" has shape \(all.shape), expected [n, 3, \(R), \(R)] for this model")
                 }
+                stored = all
+                count = all.shape[0]
             } else {
-                batch = Tensor(uninitialized: [images.count, 3, R, R])
-                for (i, path) in images.enumerated() {
-                    writeTestImage(try JPEG.decode(path: path), resolution: R, into: batch.data + i * 3 * R * R)
-                }
+                count = images.count
             }
-            let imageFeatures = clip.image(Var(batch)).value
+            // Images go through the encoder in chunks, so memory stays flat for long lists.
+            let chunk = 64
+            let imageFeatures = Tensor(uninitialized: [count, clip.image.embedDim])
+            let savedPixels = savePixels ? Tensor(uninitialized: [count, 3, R, R]) : nil
+            for start in stride(from: 0, to: count, by: chunk) {
+                let range = start..<min(start + chunk, count)
+                let batch: Tensor
+                if let stored {
+                    batch = stored.slice(range)
+                } else {
+                    batch = Tensor(uninitialized: [range.count, 3, R, R])
+                    for (i, path) in images[range].enumerated() {
+                        writeTestImage(try JPEG.decode(path: path), resolution: R, into: batch.data + i * 3 * R * R)
+                    }
+                }
+                let features = clip.image(Var(batch)).value
+                (imageFeatures.data + start * clip.image.embedDim).update(from: features.data, count: features.count)
+                if let savedPixels { (savedPixels.data + start * 3 * R * R).update(from: batch.data, count: batch.count) }
+            }
             var outputs: [(String, Tensor)] = [("image_features", imageFeatures)]
             if !texts.isEmpty {
                 let tokenizer = try CLIPTokenizer(try findVocabulary(modelPath: model, override: vocab))
@@ -133,7 +151,7 @@ struct Features: ParsableCommand {
                 outputs.append(("text_features", textFeatures))
                 outputs.append(("logits", clip.logits(imageFeatures: Var(imageFeatures), textFeatures: Var(textFeatures)).value))
             }
-            if savePixels { outputs.append(("pixels", batch)) }
+            if let savedPixels { outputs.append(("pixels", savedPixels)) }
             try SafeTensorsFile.write(outputs, metadata: ["model": model], to: out)
         }
     }
