@@ -58,9 +58,24 @@ public struct TextContextPrompts {
 
     /// Learned-prompt text features [K, D] for the context `ctx` [M, w]; gradients reach ctx.
     public func features(_ text: TextEncoder, context ctx: Var) -> Var {
-        let K = prefix.shape[0]
-        let tokens = concatTokens([Var(prefix), ctx, Var(suffix)], samples: K)
-        return text(embeddings: tokens, eot: eot)
+        features(text, context: ctx, classes: 0..<prefix.shape[0])
+    }
+
+    /// The same for a contiguous range of classes (a rank's share when the text side is sharded):
+    /// [classes.count, D], run on the shortest prefix holding those classes' EOTs.
+    public func features(_ text: TextEncoder, context ctx: Var, classes: Range<Int>) -> Var {
+        let n = classes.count
+        let M = ctx.shape[0]
+        let slotEOT = Array(eot[classes])
+        let used = (slotEOT.max() ?? 0) + 1
+        let full = prefix.shape[0] == n ? (prefix, suffix) : (prefix.slice(classes), suffix.slice(classes))
+        var tail = Var(full.1)
+        if used - 1 - M < suffix.shape[1] {
+            // Drop the padding after the slice's last EOT (causal: it cannot change the EOT rows).
+            tail = sliceTokens(tail, 0..<max(used - 1 - M, 0))
+        }
+        let tokens = concatTokens([Var(full.0), ctx, tail], samples: n)
+        return text(embeddings: tokens, eot: slotEOT)
     }
 }
 

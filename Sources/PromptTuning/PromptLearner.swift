@@ -154,6 +154,13 @@ public final class PromptLearner: @unchecked Sendable {
         return templateFeatures
     }
 
+    /// Learned-prompt text features of a range of classes (with gradient into `text.ctx`); nil
+    /// when the method learns no text context.
+    public func textFeatures(classes: Range<Int>) -> Var? {
+        guard let contextPrompts, let textContext else { return nil }
+        return contextPrompts.features(model.text, context: textContext, classes: classes)
+    }
+
     /// Text features the main logits use: learned CoOp prompts (with gradient) or the frozen template.
     public func textFeatures() -> Var {
         if let contextPrompts, let textContext { return contextPrompts.features(model.text, context: textContext) }
@@ -212,9 +219,11 @@ public final class PromptLearner: @unchecked Sendable {
     /// The loss of SPEC §3.1/§3.3 for this shard, normalised by global counts so that summing the
     /// shards' gradients gives the gradient of the global mean loss.
     ///   globalBatch: B.   contributingPairs: the global count of L_ca entries (0: no CAVPT term).
+    /// `text` replaces the text features the method would compute (the trainer passes a leaf holding
+    /// the all-gathered features when the text side is sharded over ranks).
     public func loss(pixels: Tensor, labels: [Int], selection: Selection, epoch: Int,
-                     globalBatch: Int, contributingPairs: Int) -> StepOutput {
-        let text = textFeatures()
+                     globalBatch: Int, contributingPairs: Int, text given: Var? = nil) -> StepOutput {
+        let text = given ?? textFeatures()
         let (features, classLogits) = imageFeatures(pixels: pixels, selection: selection, textFeatures: text)
         let logits = model.logits(imageFeatures: features, textFeatures: text)
         let perBatch = 1 / Float(max(globalBatch, 1))

@@ -92,6 +92,7 @@ public enum ConfigSchema {
         "train.workers": (.int(min: 1), .int(2)),
         "train.prefetch": (.int(min: 1), .int(2)),
         "train.logEvery": (.int(min: 1), .int(10)),
+        "train.shardText": (.choice(["auto", "true", "false"]), .string("auto")),
         "optim.momentum": (.double(min: 0), .double(0.9)),
         "optim.weightDecay": (.double(min: 0), .double(5e-4)),
         "optim.visual.lr": (.double(min: 0), .double(0.01)),
@@ -109,7 +110,7 @@ public enum ConfigSchema {
 
     /// Keys that describe where and how fast a run goes, not what it computes: they may differ on resume.
     public static let operational: Set<String> = [
-        "train.workers", "train.prefetch", "train.logEvery", "checkpoint.every", "checkpoint.keep",
+        "train.workers", "train.prefetch", "train.logEvery", "train.shardText", "checkpoint.every", "checkpoint.keep",
         "model.path", "model.vocab", "data.root", "data.fewshot", "output.dir", "runtime.blasThreads",
         "dataset.config", "eval.batchSize",
     ]
@@ -184,7 +185,8 @@ public struct Config: Sendable, Equatable {
             guard let v = Self.string(raw) else { throw bad() }
             value = .string(v)
         case .choice(let options):
-            guard let v = Self.string(raw) ?? Self.integer(raw).map(String.init), options.contains(v) else { throw bad() }
+            guard let v = Self.string(raw) ?? Self.integer(raw).map(String.init) ?? (raw as? Bool).map({ String($0) }),
+                  options.contains(v) else { throw bad() }
             value = Self.integer(raw).map { .int($0) } ?? .string(v)
         case .intList:
             if let v = Self.integer(raw) { value = .intList([v]) }

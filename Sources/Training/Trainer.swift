@@ -165,9 +165,12 @@ public final class Trainer: @unchecked Sendable {
         }
         let g = packed.data
         packed.fill(0)
+        // Sharded text side: this rank encodes its classes, the features are all-gathered into a leaf
+        // the loss uses, and that leaf's gradient (summed over ranks) flows back into this rank's slice.
+        let sharded = shardsText ? try ShardedText.gather(learner, comm: comm) : nil
         if b > 0 {
             let out = learner.loss(pixels: batch.pixels, labels: batch.labels, selection: selection, epoch: epoch,
-                                   globalBatch: batch.globalCount, contributingPairs: pairs)
+                                   globalBatch: batch.globalCount, contributingPairs: pairs, text: sharded?.leaf)
             out.loss.backward()
             var offset = 0
             for (_, p) in learner.parameters {
@@ -177,6 +180,18 @@ public final class Trainer: @unchecked Sendable {
             g[gradientCount] = out.loss.value.scalar
             g[gradientCount + 1] = Float(out.correct)
             g[gradientCount + 2] = Float(b)
+        }
+        if let sharded {
+            try sharded.backward(comm: comm)
+            // The text context's gradient now holds this rank's classes' part; add it to the packed buffer.
+            var offset = 0
+            for (name, p) in learner.parameters {
+                if name == "text.ctx", let grad = p.grad {
+                    let dst = g + offset
+                    for i in 0..<grad.count { dst[i] += grad.data[i] }
+                }
+                offset += p.value.count
+            }
         }
         // The step's one collective for gradients: every trained gradient and the statistics.
         try comm.allreduce(UnsafeMutableBufferPointer(start: g, count: gradientCount + 3), .sum)
@@ -190,6 +205,16 @@ public final class Trainer: @unchecked Sendable {
         optimizer.step { rates[$0]! }
         for (_, p) in learner.parameters { p.zeroGrad() }
         return (Double(g[gradientCount]), Double(g[gradientCount + 1]), Double(g[gradientCount + 2]))
+    }
+
+    /// Whether this run splits the learned-prompt text encoder over ranks by class (SPEC §5).
+    public var shardsText: Bool {
+        guard learner.textContext != nil, comm.size > 1 else { return false }
+        switch config.string("train.shardText") {
+        case "true": return true
+        case "false": return false
+        default: return learner.classCount >= 32   // worth an allgather once the text side is heavy
+        }
     }
 
     /// Trained tensors must be bit-identical on every rank; a cheap checksum gathered once per epoch.

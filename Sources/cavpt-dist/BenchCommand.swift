@@ -5,6 +5,7 @@ import Tensor
 import CLIP
 import PromptTuning
 import Data
+import Training
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -103,6 +104,8 @@ struct BenchStep: ParsableCommand {
     @Option(help: "Tokens in each class prompt before EOT padding (PyTorch peer: EOT at 20).") var eot: Int = 20
     @Option(help: "Timed steps (after one warm-up step).") var steps: Int = 3
     @Option(help: "BLAS threads per rank (default: cores ÷ ranks on the node).") var threads: Int?
+    @Flag(name: .customLong("shard-text"), help: "Split the learned-prompt text encoder over the ranks by class.")
+    var shardText = false
 
     func run() throws {
         try withCommunicator { comm in
@@ -136,11 +139,15 @@ struct BenchStep: ParsableCommand {
                     if !labels.isEmpty { _ = learner.predict(pixels: pixels, textFeatures: learner.templateFeatures) }
                     return
                 }
+                let sharded = shardText && learner.textContext != nil ? try ShardedText.gather(learner, comm: comm) : nil
                 if !labels.isEmpty {
                     let selection = learner.select(pixels: pixels, epoch: 100)
                     let out = learner.loss(pixels: pixels, labels: labels, selection: selection, epoch: 100, globalBatch: batch,
-                                           contributingPairs: learner.contributingPairs(globalBatch: batch))
+                                           contributingPairs: learner.contributingPairs(globalBatch: batch), text: sharded?.leaf)
                     out.loss.backward()
+                }
+                try sharded?.backward(comm: comm)
+                do {
                     var offset = 0
                     for (_, p) in learner.parameters {
                         if let g = p.grad { (packed.data + offset).update(from: g.data, count: g.count) }

@@ -30,6 +30,25 @@ import Testing
         }
     }
 
+    @Test(arguments: ["coop", "dpt_released"])
+    func classShardedTextAgreesWithOneRank(_ method: String) throws {
+        // 4 classes over 3 ranks: slices of 2, 1 and 1 classes; dpt_released also reads the gathered
+        // features through learned CAVPT queries and the guidance loss.
+        let base = temporaryDirectory("shard-text")
+        let one = try cavptDist(tinyRun.trainArguments(method: method, output: base + "/np1", epochs: 2))
+        try #require(one.status == 0, "\(one.stderr)")
+        let three = try mpirun(3, tinyRun.trainArguments(method: method, output: base + "/np3", epochs: 2,
+                                                          extra: ["--set", "train.shardText=true"]))
+        try #require(three.status == 0, "\(three.stderr)")
+        let a = try checkpointTensors(base + "/np1", epoch: 2), b = try checkpointTensors(base + "/np3", epoch: 2)
+        #expect(Set(a.keys) == Set(b.keys))
+        for (name, t) in a {
+            let err = relativeError(b[name]!, t)
+            #expect(err < 1e-4, "\(method) \(name): sharded text differs by \(err)")
+        }
+        #expect(try results(base + "/np1")["accuracy"] as? Double == results(base + "/np3")["accuracy"] as? Double)
+    }
+
     @Test func oneGradientAllreducePerStep() throws {
         let out = temporaryDirectory("allreduce") + "/run"
         let result = try mpirun(2, tinyRun.trainArguments(method: "vlp_deep", output: out, epochs: 2))
