@@ -10,7 +10,7 @@ import Training
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print performance figures for this machine.",
-        subcommands: [BenchGEMM.self, BenchStep.self])
+        subcommands: [BenchGEMM.self, BenchStep.self, BenchData.self])
 }
 
 struct BenchGEMM: ParsableCommand {
@@ -190,6 +190,45 @@ struct BenchStep: ParsableCommand {
                 print(String(format: "  allreduce of %d floats: %.2f ms/step (%.2f%% of step time); waiting for the slowest rank %.1f%%",
                              gradientCount + 1, 1000 * communication / Double(steps), 100 * communication / total,
                              100 * waiting / total))
+            }
+        }
+    }
+}
+
+/// Decode + train-augment throughput of the data pipeline, to set next to a step's image rate.
+struct BenchData: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "data",
+        abstract: "Images/s that JPEG decoding plus the training transform sustain (to compare with `bench step`).")
+
+    @Argument(help: "JPEG files, or folders searched for *.jpg/*.jpeg.") var paths: [String]
+    @Option(help: "Output resolution R (R×R).") var resolution: Int = 224
+    @Option(help: "Comma-separated worker thread counts.") var threads: String = "1,\(BLASRuntime.onlineCPUs)"
+    @Option(help: "Seconds per measurement.") var seconds: Double = 3
+
+    func run() throws {
+        try reportingErrors {
+            var files: [String] = []
+            for path in paths {
+                var isDirectory: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                    throw ValidationError("\(path) does not exist")
+                }
+                if isDirectory.boolValue {
+                    let found = FileManager.default.enumerator(atPath: path)?.compactMap { $0 as? String }
+                        .filter { $0.lowercased().hasSuffix(".jpg") || $0.lowercased().hasSuffix(".jpeg") }.sorted() ?? []
+                    files += found.map { path + "/" + $0 }
+                } else {
+                    files.append(path)
+                }
+            }
+            guard !files.isEmpty else { throw ValidationError("no JPEG files in \(paths.joined(separator: ", "))") }
+            let counts = threads.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !counts.isEmpty, counts.allSatisfy({ $0 > 0 }) else { throw ValidationError("--threads must list positive integers") }
+            print("\(files.count) JPEG files, train transform to \(resolution)×\(resolution)")
+            for t in counts {
+                let rate = try benchmarkDecodeAugment(paths: files, resolution: resolution, threads: t, seconds: seconds)
+                print(String(format: "  %d thread(s): %.0f images/s", t, rate))
             }
         }
     }

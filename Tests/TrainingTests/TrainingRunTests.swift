@@ -21,6 +21,28 @@ import Testing
         #expect(evaluation.stdout.contains(String(format: "accuracy %.2f%%", accuracy * 100)), "\(evaluation.stdout)")
     }
 
+    @Test func resumeRefusesAChangedConfigAndEvalTakesACheckpoint() throws {
+        let out = temporaryDirectory("resume-config") + "/run"
+        let first = try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 2))
+        try #require(first.status == 0, "\(first.stderr)")
+        // A different learning rate is a different run: resuming it must name the key and keep the checkpoints.
+        let changed = try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 2,
+                                                           extra: ["--resume", "--set", "optim.visual.lr=0.5"]))
+        #expect(changed.status == 1)
+        let lines = changed.stderr.split(separator: "\n")
+        #expect(lines.count == 1 && lines[0].contains("optim.visual.lr") && lines[0].contains("epoch-0002"), "\(changed.stderr)")
+        #expect(FileManager.default.fileExists(atPath: out + "/checkpoints/epoch-0002/state.safetensors"))
+        // Operational keys may change.
+        let same = try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 2,
+                                                        extra: ["--resume", "--set", "train.workers=2"]))
+        #expect(same.status == 0, "\(same.stderr)")
+        // eval --checkpoint --config gives the accuracy train reported.
+        let accuracy = try results(out)["accuracy"] as! Double
+        let evaluation = try cavptDist(["eval", "--checkpoint", out + "/checkpoints/epoch-0002", "--config", out + "/config.yaml"])
+        try #require(evaluation.status == 0, "\(evaluation.stderr)")
+        #expect(evaluation.stdout.contains(String(format: "accuracy %.2f%%", accuracy * 100)), "\(evaluation.stdout)")
+    }
+
     @Test func badInputsGiveOneLineErrors() throws {
         let out = temporaryDirectory("bad") + "/run"
         let cases: [([String], String)] = [
