@@ -172,30 +172,20 @@ public final class Trainer: @unchecked Sendable {
             let out = learner.loss(pixels: batch.pixels, labels: batch.labels, selection: selection, epoch: epoch,
                                    globalBatch: batch.globalCount, contributingPairs: pairs, text: sharded?.leaf)
             out.loss.backward()
-            var offset = 0
-            for (_, p) in learner.parameters {
-                if let grad = p.grad { (g + offset).update(from: grad.data, count: grad.count) }
-                offset += p.value.count
-            }
             g[gradientCount] = out.loss.value.scalar
             g[gradientCount + 1] = Float(out.correct)
             g[gradientCount + 2] = Float(b)
         }
-        if let sharded {
-            try sharded.backward(comm: comm)
-            // The text context's gradient now holds this rank's classes' part; add it to the packed buffer.
-            var offset = 0
-            for (name, p) in learner.parameters {
-                if name == "text.ctx", let grad = p.grad {
-                    let dst = g + offset
-                    for i in 0..<grad.count { dst[i] += grad.data[i] }
-                }
-                offset += p.value.count
-            }
+        // Every rank, with or without images, sends its classes' share of ∂L/∂ctx.
+        try sharded?.backward(comm: comm)
+        var offset = 0
+        for (_, p) in learner.parameters {
+            if let grad = p.grad { (g + offset).update(from: grad.data, count: grad.count) }
+            offset += p.value.count
         }
         // The step's one collective for gradients: every trained gradient and the statistics.
         try comm.allreduce(UnsafeMutableBufferPointer(start: g, count: gradientCount + 3), .sum)
-        var offset = 0
+        offset = 0
         for (_, p) in learner.parameters {
             let grad = Tensor(uninitialized: p.shape)
             grad.data.update(from: g + offset, count: grad.count)
