@@ -21,8 +21,9 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CAlloc"),
 
-        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: fast),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CAlloc"], swiftSettings: fast),
         .target(name: "CLIP", dependencies: ["Tensor", "CZlib"], swiftSettings: fast,
                 linkerSettings: [.linkedLibrary("z")]),
         .target(name: "Data", dependencies: ["Tensor", "CJPEG", .product(name: "Yams", package: "Yams")],
