@@ -35,7 +35,7 @@ let package = Package(
                                .product(name: "Yams", package: "Yams")],
                 swiftSettings: fast),
         .executableTarget(name: "cavpt-dist",
-                          dependencies: ["Training", "CLIP", "PromptTuning", "Tensor", "CBLAS",
+                          dependencies: ["Training", "CLIP", "Data", "Distributed", "PromptTuning", "Tensor", "CBLAS",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: fast),
 
