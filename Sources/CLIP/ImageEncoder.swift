@@ -27,10 +27,9 @@ public struct ImageEncoder: Sendable {
         let pos = try w("positional_embedding")
         let grid = Int(Double(pos.shape[0] - 1).squareRoot().rounded())
         resolution = grid * patch
-        heads = max(1, width / 64)
-        var count = 0
-        while weights["visual.transformer.resblocks.\(count).ln_1.weight"] != nil { count += 1 }
-        layers = count
+        blocks = try ResidualBlock.stack(weights, prefix: "visual.transformer.resblocks.", width: width)
+        heads = blocks.first?.heads ?? max(1, width / 64)
+        layers = blocks.count
         let proj = try w("proj")
         embedDim = proj.lastDim
         conv = Var(convWeight)
@@ -39,8 +38,6 @@ public struct ImageEncoder: Sendable {
         lnPre = (Var(try w("ln_pre.weight")), Var(try w("ln_pre.bias")))
         lnPost = (Var(try w("ln_post.weight")), Var(try w("ln_post.bias")))
         projection = Var(proj)
-        let h = heads
-        blocks = try (0..<count).map { try ResidualBlock(weights, prefix: "visual.transformer.resblocks.\($0).", heads: h) }
     }
 
     /// pixels [n, 3, R, R] -> tokens after ln_pre [n, T, d] (the residual stream entering block 0).

@@ -48,6 +48,14 @@ public struct ResidualBlock: Sendable {
         projWeight = try w("mlp.c_proj.weight"); projBias = try w("mlp.c_proj.bias")
     }
 
+    /// Every block `prefix{0,1,…}.` present in `weights`, in order; heads = width / 64 as in CLIP.
+    public static func stack(_ weights: [String: Tensor], prefix: String, width: Int) throws -> [ResidualBlock] {
+        var count = 0
+        while weights["\(prefix)\(count).ln_1.weight"] != nil { count += 1 }
+        let heads = max(1, width / 64)
+        return try (0..<count).map { try ResidualBlock(weights, prefix: "\(prefix)\($0).", heads: heads) }
+    }
+
     /// x: [n, S, d] -> [n, q, d].   causal: text encoder (row j attends to keys 0…j).
     public func callAsFunction(_ x: Var, outputs: OutputRows = .all, causal: Bool = false) -> Var {
         let (n, S, d) = (x.shape[0], x.shape[1], x.shape[2])

@@ -23,16 +23,13 @@ public struct TextEncoder: Sendable {
         width = tokenEmbedding.shape[1]
         positional = try w("positional_embedding")
         contextLength = positional.shape[0]
-        heads = max(1, width / 64)
-        var count = 0
-        while weights["transformer.resblocks.\(count).ln_1.weight"] != nil { count += 1 }
-        layers = count
+        blocks = try ResidualBlock.stack(weights, prefix: "transformer.resblocks.", width: width)
+        heads = blocks.first?.heads ?? max(1, width / 64)
+        layers = blocks.count
         let proj = try w("text_projection")
         embedDim = proj.lastDim
         projection = Var(proj)
         lnFinal = (Var(try w("ln_final.weight")), Var(try w("ln_final.bias")))
-        let h = heads
-        blocks = try (0..<count).map { try ResidualBlock(weights, prefix: "transformer.resblocks.\($0).", heads: h) }
     }
 
     /// Position of the EOT token in each sequence: the largest id (SPEC §1).
