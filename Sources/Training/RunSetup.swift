@@ -5,6 +5,7 @@ import Data
 import Foundation
 import PromptTuning
 import Tensor
+import Yams
 
 /// What `train`, `eval` and friends accept on the command line (SPEC §7).
 public struct RunOptions: Sendable {
@@ -50,7 +51,7 @@ public enum RunSetup {
         var user = Config()
         if let file = o.configFile { try user.merge(file: file, ignoring: ["dataset"]) }
         var c = Config()
-        let datasetName = o.dataset ?? (user.sources["dataset.name"] != nil ? user.string("dataset.name") : nil)
+        let datasetName = try o.dataset ?? o.configFile.flatMap(datasetNamed(in:))
         if let datasetName, !datasetName.isEmpty {
             let path = try datasetConfigPath(datasetName)
             try c.merge(file: path, ignoring: ["dataset"])
@@ -70,6 +71,19 @@ public enum RunSetup {
         if let v = o.fewshot { try c.set("data.fewshot", raw: v, source: "--fewshot") }
         for assignment in o.sets { try c.apply(override: assignment) }
         return c
+    }
+
+    /// The dataset a user config names: `dataset: {name: eurosat}` names a shipped one; a full
+    /// definition (`dataset: {name:, layout:, …}`) makes the file itself the dataset config.
+    static func datasetNamed(in file: String) throws -> String? {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8),
+              let top = (try? Yams.load(yaml: text)) as? [String: Any],
+              let section = top["dataset"] as? [String: Any] else { return nil }
+        if section["layout"] != nil { return file }
+        guard let name = section["name"] as? String else {
+            throw ConfigError.syntax(source: file, detail: "dataset: needs a name (or a full definition with layout, folder, …)")
+        }
+        return name
     }
 
     public static func datasetConfigPath(_ nameOrPath: String) throws -> String {

@@ -1,6 +1,7 @@
 // Single-process training and evaluation on the synthetic dataset, through the real binary.
 import Foundation
 import Testing
+import Training
 
 @Suite(.serialized) struct TrainingRuns {
     @Test(arguments: ["vpt_deep", "vlp_cavpt"])
@@ -41,6 +42,23 @@ import Testing
         let evaluation = try cavptDist(["eval", "--checkpoint", out + "/checkpoints/epoch-0002", "--config", out + "/config.yaml"])
         try #require(evaluation.status == 0, "\(evaluation.stderr)")
         #expect(evaluation.stdout.contains(String(format: "accuracy %.2f%%", accuracy * 100)), "\(evaluation.stdout)")
+    }
+
+    @Test func aUserConfigCanNameEverything() throws {
+        // One YAML: a full dataset definition, the method, paths and training keys; flags not needed.
+        let dir = temporaryDirectory("user-config")
+        var yaml = try String(contentsOfFile: tinyRun.datasetYAML, encoding: .utf8)
+        yaml += "method: {name: vpt_deep}\ndata: {root: \"\(tinyRun.dataRoot)\"}\nmodel: {path: \"\(tinyRun.model)\"}\n"
+        yaml += "train: {epochs: 1, batchSize: 8}\noutput: {dir: \"\(dir)/run\"}\n"
+        try yaml.write(toFile: dir + "/run.yaml", atomically: false, encoding: .utf8)
+        let r = try cavptDist(["train", "--config", dir + "/run.yaml"])
+        try #require(r.status == 0, "\(r.stderr)")
+        var saved = Config()
+        try saved.merge(file: dir + "/run/config.yaml")
+        #expect(saved.string("method.name") == "vpt_deep")
+        #expect(saved.string("dataset.name") == "synthetic")
+        #expect(saved.int("cavpt.topK") == 3)          // from the definition's cavpt section
+        #expect(saved.string("method.visualPrompt") == "deep")
     }
 
     @Test func badInputsGiveOneLineErrors() throws {
