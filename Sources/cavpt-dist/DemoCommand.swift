@@ -4,6 +4,7 @@
 import ArgumentParser
 import CLIP
 import Data
+import Distributed
 import Foundation
 import Tensor
 import Training
@@ -58,6 +59,18 @@ struct Demo: ParsableCommand {
             }
             print("demo: " + command.map { $0.contains(" ") ? "\"\($0)\"" : $0 }.joined(separator: " "))
             if prepareOnly { return }
+            // The baseline the training has to beat: zero-shot accuracy of the (random) CLIP.
+            var options = RunOptions()
+            options.dataset = datasetYAML; options.method = "zsclip"; options.dataRoot = dataDir; options.model = modelDir
+            let config = try RunSetup.config(options)
+            let data = try RunSetup.data(config)
+            let (clip, tokenizer) = try RunSetup.model(config)
+            let zeroShot = try RunSetup.learner(config, model: clip, tokenizer: tokenizer, classNames: data.classNames,
+                                                template: data.template)
+            let baseline = try Trainer(comm: SingleProcessCommunicator(), config: config, learner: zeroShot, data: data, output: nil)
+                .evaluate(samples: data.test, listName: "test split")
+            print(String(format: "demo: zero-shot accuracy of the random CLIP %.2f%% (chance %.2f%%); now training %@",
+                         baseline.confusion.accuracy * 100, 100 / Double(classes), method))
             flushStandardOutput()
             // Replace this process with the training job: its output and exit status are the demo's.
             var cArgs: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) }
