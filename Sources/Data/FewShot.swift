@@ -12,6 +12,24 @@ public struct FewShotLists: Codable, Equatable, Sendable {
     public var train: [Sample]
     public var val: [Sample]
 
+    enum CodingKeys: String, CodingKey { case dataset, shots, seed, train, val }
+
+    /// `dataset`, `shots` and `seed` are optional: CoOp exports carry only the lists
+    /// (`{"train": [[path, label], …], "val": …}`); shots then is the largest per-class count of
+    /// `train`, seed -1 (unknown), dataset "" (not checked).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        train = try c.decode([Sample].self, forKey: .train)
+        val = try c.decodeIfPresent([Sample].self, forKey: .val) ?? []
+        dataset = try c.decodeIfPresent(String.self, forKey: .dataset) ?? ""
+        seed = try c.decodeIfPresent(Int.self, forKey: .seed) ?? -1
+        if let given = try c.decodeIfPresent(Int.self, forKey: .shots) { shots = given } else {
+            var perClass: [Int: Int] = [:]
+            for sample in train { perClass[sample.label, default: 0] += 1 }
+            shots = perClass.values.max() ?? 0
+        }
+    }
+
     public init(dataset: String, shots: Int, seed: Int, train: [Sample], val: [Sample]) {
         self.dataset = dataset
         self.shots = shots
@@ -58,25 +76,40 @@ public struct FewShotLists: Codable, Equatable, Sendable {
                                         ? "cannot read it" : "no such file")
         }
         do { return try JSONDecoder().decode(FewShotLists.self, from: bytes) } catch let error as DecodingError {
-            throw DataError.fewShotFile(file: path, reason: describe(error))
+            throw DataError.fewShotFile(file: path, reason: describeDecoding(error))
         } catch {
             throw DataError.fewShotFile(file: path, reason: "not valid JSON")
         }
     }
 
     /// Checks the lists against the dataset they will be used with: same dataset name (when the
-    /// file names one) and every label a class of it.
+    /// file names one), and every entry an entry of the split's list of the same name with the same
+    /// label (so a few-shot file can never smuggle test images, or wrong labels, into training).
     public func validate(against splits: DatasetSplits, file: String) throws {
         if !dataset.isEmpty && dataset != splits.name {
             throw DataError.fewShotFile(file: file, reason: "made for dataset '\(dataset)', not '\(splits.name)'")
         }
-        for (list, samples) in [("train", train), ("val", val)] {
+        for (list, samples, source) in [("train", train, splits.train), ("val", val, splits.val)] {
             if let (i, bad) = samples.enumerated().first(where: { !(0..<splits.classNames.count).contains($0.element.label) }) {
                 throw DataError.fewShotFile(file: file, reason: "\(list)[\(i)] has label \(bad.label), "
                                             + "but \(splits.name) has \(splits.classNames.count) classes")
             }
+            var labels: [String: Int] = [:]
+            for sample in source { labels[(sample.path as NSString).standardizingPath] = sample.label }
+            for (i, sample) in samples.enumerated() {
+                guard let label = labels[(sample.path as NSString).standardizingPath] else {
+                    throw DataError.fewShotFile(file: file, reason: "\(list)[\(i)] \(Self.short(sample.path)) is not in "
+                                                + "the \(splits.name) \(list) split")
+                }
+                guard label == sample.label else {
+                    throw DataError.fewShotFile(file: file, reason: "\(list)[\(i)] \(Self.short(sample.path)) has label "
+                                                + "\(sample.label), but the \(list) split says \(label)")
+                }
+            }
         }
     }
+
+    static func short(_ text: String) -> String { text.count <= 120 ? text : String(text.prefix(117)) + "…" }
 }
 
 /// Few-shot lists for `shots` per class (all of a class when it has fewer; every sample when
@@ -111,7 +144,7 @@ func samplePerClass(_ samples: [Sample], perClass: Int, rng: inout SplitMix64) -
 }
 
 /// A DecodingError as one line: where in the document, and what was wrong.
-func describe(_ error: DecodingError) -> String {
+public func describeDecoding(_ error: DecodingError) -> String {
     func path(_ keys: [CodingKey]) -> String {
         let joined: String = keys.map { key in key.intValue.map { "[\($0)]" } ?? ".\(key.stringValue)" }.joined()
         return joined.hasPrefix(".") ? String(joined.dropFirst()) : joined

@@ -105,7 +105,7 @@ public final class Trainer: @unchecked Sendable {
             try checkConsistency()
             let checkpointDue = every > 0 && (epochsDone % every == 0 || epochsDone == epochs)
             if let output {
-                output.log(epoch: stats, of: epochs)
+                try output.log(epoch: stats, of: epochs)
                 if checkpointDue {
                     if fault?.kind == .crashDuringCheckpoint, fault?.epoch == epochsDone { output.crashDuringCheckpoint(self) }
                     try output.checkpoint(self)

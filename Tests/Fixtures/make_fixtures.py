@@ -26,7 +26,7 @@ import reference as ref                                          # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "golden")
-FULL_VOCAB = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "data", "bpe_simple_vocab_16e6.txt.gz"))
+FULL_VOCAB = os.path.normpath(os.path.join(HERE, "..", "..", "Sources", "CLIP", "Resources", "bpe_simple_vocab_16e6.txt.gz"))
 TINY_VOCAB_MERGES = 500
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073])
 CLIP_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711])

@@ -74,6 +74,8 @@ import Testing
         let r3 = try mpirun(2, tinyRun.trainArguments(method: "vpt_cavpt", output: killed, epochs: 4, extra: ["--resume"]))
         try #require(r3.status == 0, "\(r3.stderr)")
         #expect(r3.stdout.contains("resumed from"))
+        // metrics.jsonl was cut back to the checkpoint: every epoch exactly once.
+        #expect(try metricLines(killed).map { $0["epoch"] as? Int } == [1, 2, 3, 4])
         let a = try checkpointTensors(full, epoch: 4), b = try checkpointTensors(killed, epoch: 4)
         #expect(Set(a.keys) == Set(b.keys))
         for (name, t) in a { #expect(t.scalars == b[name]!.scalars, "\(name) is not bit-identical after resume") }
