@@ -55,6 +55,9 @@ public enum Checkpoints {
         let temporary = final + ".tmp"
         try? fm.removeItem(atPath: temporary)
         try createDirectory(temporary)
+        // A failed write (a full disk) leaves no half folder behind.
+        var written = false
+        defer { if !written { try? fm.removeItem(atPath: temporary) } }
         let tensors = parameters + momentum.keys.sorted().map { ("momentum." + $0, momentum[$0]!) }
         try SafeTensorsFile.write(tensors, metadata: ["format": "cavpt-dist checkpoint"], to: temporary + "/" + tensorsFile)
         guard let crc = CRC32C.file(temporary + "/" + tensorsFile) else {
@@ -69,6 +72,7 @@ public enum Checkpoints {
         guard rename(temporary, final) == 0 else {
             throw TrainingError.checkpoint("cannot rename \(temporary) to \(final): \(String(cString: strerror(errno)))")
         }
+        written = true
         try fsyncPath(dir)
         // Keep the newest `keep` complete checkpoints (by epoch number, not name: epoch-10000 > epoch-9999).
         let complete = try list(dir)
