@@ -1,4 +1,4 @@
-// The few-shot protocol (SPEC §2): per class K training images without replacement and
+// The few-shot protocol (DESIGN §2): per class K training images without replacement and
 // min(K, 4) validation images, from a seeded generator; saved as JSON and reusable as is.
 import Foundation
 import Tensor

@@ -1,4 +1,4 @@
-// Checkpoints (SPEC §6): trained tensors and momentum buffers in safetensors under canonical names,
+// Checkpoints (DESIGN §6): trained tensors and momentum buffers in safetensors under canonical names,
 // plus a JSON state. Each checkpoint is a folder written under a temporary name, fsynced and renamed,
 // so a crash never leaves a half checkpoint and the previous one stays loadable.
 import CLIP

@@ -75,7 +75,7 @@ public enum ConfigSchema {
         "data.root": (.string, .string("")),
         "data.fewshot": (.string, .string("")),
         "output.dir": (.string, .string("")),
-        // CAVPT (SPEC §3.1–3.3).
+        // CAVPT (DESIGN §3.1–3.3).
         "cavpt.layers": (.intList, .intList([])),
         "cavpt.topK": (.int(min: 0), .int(10)),
         "cavpt.queries": (.choice(["template", "learned"]), .string("template")),
@@ -85,7 +85,7 @@ public enum ConfigSchema {
         "cavpt.nonTarget": (.choice(["ignore", "uniform"]), .string("uniform")),
         "cavpt.alpha": (.double(min: 0), .double(1.0)),
         "cavpt.guidanceEpochs": (.int(min: 0), .int(0)),
-        // Training protocol (SPEC §2, §4).
+        // Training protocol (DESIGN §2, §4).
         "train.epochs": (.int(min: 0), .int(200)),
         "train.shots": (.int(min: 1), .int(16)),
         "train.batchSize": (.int(min: 1), .int(32)),

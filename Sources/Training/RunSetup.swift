@@ -7,7 +7,7 @@ import PromptTuning
 import Tensor
 import Yams
 
-/// What `train`, `eval` and friends accept on the command line (SPEC §7).
+/// What `train`, `eval` and friends accept on the command line (DESIGN §7).
 public struct RunOptions: Sendable {
     public var dataset: String?
     public var method: String?

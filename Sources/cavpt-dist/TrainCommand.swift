@@ -8,7 +8,7 @@ import PromptTuning
 import Tensor
 import Training
 
-/// Options shared by the commands that build a run (SPEC §7).
+/// Options shared by the commands that build a run (DESIGN §7).
 struct RunArguments: ParsableArguments {
     @Option(help: "Dataset: a name from configs/datasets (eurosat, caltech101, …) or a dataset YAML file.")
     var dataset: String?

@@ -382,7 +382,7 @@ def write_encoder_goldens(state, hf_state, config, tokenizer, texts, pixels, dir
     if not cross_check:
         return
     print(" cross-checks (max abs diff / max abs value):")
-    # SPEC §3: running the text encoder on the shortest prefix holding every EOT changes nothing
+    # DESIGN §3: running the text encoder on the shortest prefix holding every EOT changes nothing
     short = tokens.argmax(dim=1) < 76                     # texts that were not truncated
     prefix = int(tokens[short].argmax(dim=1).max()) + 1
     with torch.no_grad():

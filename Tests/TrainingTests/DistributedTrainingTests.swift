@@ -1,4 +1,4 @@
-// Data-parallel training with real `mpirun` processes (SPEC §5–6): N ranks give the answer of one,
+// Data-parallel training with real `mpirun` processes (DESIGN §5–6): N ranks give the answer of one,
 // resume gives the answer of an uninterrupted run, only rank 0 writes, failures end the job.
 import Foundation
 import Tensor
