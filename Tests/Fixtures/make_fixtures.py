@@ -515,7 +515,7 @@ def write_gradient_goldens(state, tokenizer):
 
 
 def stop_gradient_check(clip, prompts, pixels, labels, params_by_structure):
-    """Removing SPEC's stopgrad on the CAVPT keys/values must visibly change the visual-prompt gradient."""
+    """Removing DESIGN §3.1's stopgrad on the CAVPT keys/values must visibly change the visual-prompt gradient."""
     method = ref.make_method("vpt_cavpt", TOP_K)
     shapes = ref.trained_parameter_shapes(method, clip, len(CLASS_NAMES))
     params = params_by_structure[tuple(shapes.items())][1]
@@ -598,7 +598,7 @@ def write_schedule_golden():
             warnings.simplefilter("ignore")
             for label, torch1 in ((f"Dassl on torch 1.x", True), (f"Dassl on torch {torch.__version__}", False)):
                 dassl = dassl_schedule(lr, warmup, warmup_lr, epochs, torch1)
-                print(f"schedule lr {lr} warmup {warmup}: SPEC vs {label}: max |diff| "
+                print(f"schedule lr {lr} warmup {warmup}: DESIGN vs {label}: max |diff| "
                       f"{max(abs(a - b) for a, b in zip(rates, dassl)):.3e} (epoch {warmup}: {rates[warmup]:.6g} vs "
                       f"{dassl[warmup]:.6g}; epoch {epochs - 1}: {rates[-1]:.6g} vs {dassl[-1]:.6g})")
     with open(os.path.join(GOLDEN, "schedule.json"), "w") as f:
