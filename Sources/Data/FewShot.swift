@@ -1,7 +1,6 @@
 // The few-shot protocol (DESIGN §2): per class K training images without replacement and
-// min(K, 4) validation images, from a seeded generator; saved as JSON and reusable as is.
+// min(K, 4) validation images, drawn as CoOp/Dassl draw them; saved as JSON and reusable as is.
 import Foundation
-import Tensor
 
 /// The sampled lists of one few-shot run. Paths are relative to the dataset's image folder, as
 /// in the split files, so a file from one machine works on another with a different data root.
@@ -54,6 +53,7 @@ public struct FewShotLists: Codable, Equatable, Sendable {
           "dataset": \(datasetJSON),
           "shots": \(shots),
           "seed": \(seed),
+          "sampler": "dassl",
           "train": [
         \(entries(train))
           ],
@@ -112,35 +112,39 @@ public struct FewShotLists: Codable, Equatable, Sendable {
     static func short(_ text: String) -> String { text.count <= 120 ? text : String(text.prefix(117)) + "…" }
 }
 
-/// Few-shot lists for `shots` per class (all of a class when it has fewer; every sample when
-/// shots < 1, as CoOp's num_shots = -1), and min(shots, 4) per class from val. Classes are visited
-/// in label order and each draw is a partial Fisher–Yates over the class's samples in list order,
-/// from generators keyed by the seed; chosen samples keep their list order.
+/// Few-shot lists exactly as Dassl's `generate_fewshot_dataset` draws them in CoOp after
+/// `random.seed(seed)`: first the train list with `shots` per class, then the val list with
+/// min(shots, 4), each class (in order of its label's first appearance in the list) by
+/// `random.sample(items, K)` when it has at least K items, else all of them. Every sample when
+/// shots < 1 (CoOp's num_shots = -1).
 public func sampleFewShot(splits: DatasetSplits, shots: Int, seed: Int) -> FewShotLists {
-    var trainRNG = StreamKey.generator(StreamKey.fewShotTrain, seed)
-    var valRNG = StreamKey.generator(StreamKey.fewShotVal, seed)
-    let train = shots < 1 ? splits.train : samplePerClass(splits.train, perClass: shots, rng: &trainRNG)
-    let val = shots < 1 ? splits.val : samplePerClass(splits.val, perClass: min(shots, 4), rng: &valRNG)
+    guard shots >= 1 else {
+        return FewShotLists(dataset: splits.name, shots: shots, seed: seed, train: splits.train, val: splits.val)
+    }
+    var random = PythonRandom(seed: seed)
+    let train = dasslFewShot(splits.train, perClass: shots, random: &random)
+    let val = dasslFewShot(splits.val, perClass: min(shots, 4), random: &random)
     return FewShotLists(dataset: splits.name, shots: shots, seed: seed, train: train, val: val)
 }
 
-func samplePerClass(_ samples: [Sample], perClass: Int, rng: inout SplitMix64) -> [Sample] {
-    var indicesByLabel: [Int: [Int]] = [:]
-    for (i, sample) in samples.enumerated() { indicesByLabel[sample.label, default: []].append(i) }
-    var chosen: [Int] = []
-    for label in indicesByLabel.keys.sorted() {
-        var indices = indicesByLabel[label] ?? []
-        if indices.count <= perClass {
-            chosen += indices
-            continue
-        }
-        for k in 0..<perClass {
-            let j = k + rng.integer(below: indices.count - k)
-            indices.swapAt(k, j)
-        }
-        chosen += indices[0..<perClass].sorted()
+/// One list through Dassl's sampler (`split_dataset_by_label`, then per label `random.sample`).
+func dasslFewShot(_ samples: [Sample], perClass: Int, random: inout PythonRandom) -> [Sample] {
+    var order: [Int] = []
+    var byLabel: [Int: [Sample]] = [:]
+    for sample in samples {
+        if byLabel[sample.label] == nil { order.append(sample.label) }
+        byLabel[sample.label, default: []].append(sample)
     }
-    return chosen.map { samples[$0] }
+    var chosen: [Sample] = []
+    for label in order {
+        let items = byLabel[label]!
+        if items.count >= perClass {
+            chosen += random.sample(populationSize: items.count, count: perClass).map { items[$0] }
+        } else {
+            chosen += items
+        }
+    }
+    return chosen
 }
 
 /// A DecodingError as one line: where in the document, and what was wrong.

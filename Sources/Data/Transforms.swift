@@ -40,8 +40,6 @@ extension SplitMix64: CropRandomSource {
 enum StreamKey {
     static let permutation: UInt64 = 0x7065_726D_7574_6521  // "permute!"
     static let augmentation: UInt64 = 0x6175_676D_656E_7421  // "augment!"
-    static let fewShotTrain: UInt64 = 0x6665_7773_686F_7454  // "fewshotT"
-    static let fewShotVal: UInt64 = 0x6665_7773_686F_7456    // "fewshotV"
 
     static func generator(_ domain: UInt64, _ parts: Int...) -> SplitMix64 {
         var h = mix(domain)
