@@ -82,11 +82,16 @@ public final class PromptLearner: @unchecked Sendable {
         return Array(Set(resolved)).sorted()
     }
 
+    /// Whether a trained tensor serves training only: CAVPT's class branch (`cavpt.{l}.classifier`)
+    /// shapes the CAVPT loss over the training classes and plays no part in a prediction.
+    public static func isTrainingOnly(_ name: String) -> Bool { name.hasPrefix("cavpt.") && name.hasSuffix(".classifier.weight") }
+
     /// Sets trained tensors by canonical name (e.g. from `--params` or a checkpoint); every given
-    /// name must exist with the same shape.
-    public func load(_ tensors: [String: Tensor], requireAll: Bool = false) throws {
+    /// name must exist with the same shape. `forEvaluation` skips the training-only tensors, so a
+    /// run evaluates on classes other than those it trained on (base-to-new, cross-dataset).
+    public func load(_ tensors: [String: Tensor], requireAll: Bool = false, forEvaluation: Bool = false) throws {
         let known = Dictionary(uniqueKeysWithValues: parameters)
-        for (name, t) in tensors {
+        for (name, t) in tensors where !(forEvaluation && Self.isTrainingOnly(name)) {
             guard let v = known[name] else {
                 throw PromptError.parameter("unexpected trained tensor \"\(name)\" (this method trains: \(parameters.map(\.0).joined(separator: ", ")))")
             }
@@ -95,7 +100,7 @@ public final class PromptLearner: @unchecked Sendable {
             }
             v.value.assign(t)
         }
-        if requireAll, let missing = parameters.first(where: { tensors[$0.0] == nil }) {
+        if requireAll, let missing = parameters.first(where: { tensors[$0.0] == nil && !(forEvaluation && Self.isTrainingOnly($0.0)) }) {
             throw PromptError.parameter("missing trained tensor \"\(missing.0)\"")
         }
     }

@@ -152,7 +152,7 @@ func createDirectory(_ path: String) throws {
 
 /// Writes a file under a temporary name, fsyncs it and renames it into place, so a crash or a full
 /// disk leaves either the old file or the new one, never a torn one. Errors name the file.
-func writeDurably(_ data: Data, to path: String) throws {
+public func writeDurably(_ data: Data, to path: String) throws {
     let temporary = path + ".tmp"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw TrainingError.input("cannot write \(path): \(String(cString: strerror(errno)))") }

@@ -74,6 +74,7 @@ public enum ConfigSchema {
         "model.vocab": (.string, .string("")),
         "data.root": (.string, .string("")),
         "data.fewshot": (.string, .string("")),
+        "data.subsample": (.choice(["all", "base", "new"]), .string("all")),
         "output.dir": (.string, .string("")),
         // CAVPT (DESIGN §3.1–3.3).
         "cavpt.layers": (.intList, .intList([])),

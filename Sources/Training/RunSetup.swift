@@ -95,6 +95,14 @@ public enum RunSetup {
         return name
     }
 
+    /// The dataset definition a recorded run configuration holds (`dataset:` with a layout), or nil
+    /// (configurations written before 0.2 name the dataset YAML instead).
+    public static func recordedDataset(in text: String, file: String) throws -> DatasetSpec? {
+        guard let top = (try? Yams.load(yaml: text)) as? [String: Any], let section = top["dataset"] as? [String: Any],
+              section["layout"] != nil else { return nil }
+        return try DatasetSpec(yaml: text, file: file)
+    }
+
     public static func datasetConfigPath(_ nameOrPath: String) throws -> String {
         try configPath(nameOrPath, folder: "datasets", kind: "dataset")
     }
@@ -142,14 +150,15 @@ public enum RunSetup {
     }
 
     /// Dataset lists and the few-shot subset (sampled with the run's seed, or read from data.fewshot).
-    public static func data(_ c: Config) throws -> RunData {
+    /// `definition` replaces the dataset YAML that `dataset.config` names (a run's recorded one).
+    public static func data(_ c: Config, definition: DatasetSpec? = nil) throws -> RunData {
         let specPath = c.string("dataset.config")
-        guard !specPath.isEmpty else {
+        guard definition != nil || !specPath.isEmpty else {
             throw ConfigError.missing("dataset.name", hint: "pass --dataset NAME or a config with dataset: {name: …}")
         }
         let root = c.string("data.root")
         guard !root.isEmpty else { throw ConfigError.missing("data.root", hint: "pass --data-root DIR") }
-        let spec = try DatasetSpec(contentsOf: specPath)
+        let spec = try definition ?? DatasetSpec(contentsOf: specPath)
         let splits = try loadDataset(spec: spec, dataRoot: root)
         let fewshotFile = c.string("data.fewshot")
         let lists: FewShotLists
@@ -162,9 +171,15 @@ public enum RunSetup {
             try lists.validate(against: splits, file: fewshotFile)
             listName = fewshotFile
         }
-        var data = RunData(datasetName: spec.name, imageRoot: splits.imageRoot, classNames: splits.classNames,
-                           template: spec.template, train: lists.train, val: lists.val, test: splits.test,
-                           fewshot: lists, trainListName: listName, spec: spec)
+        // Base-to-new (DESIGN §6b): the labels of the few-shot train list decide the halves; the
+        // few-shot lists are kept whole (fewshot.json stays reusable), the run sees one half.
+        let subset = ClassSubset(rawValue: c.string("data.subsample")) ?? .all
+        let (kept, classNames) = subset.apply(train: lists.train, lists: [lists.train, lists.val, splits.test],
+                                              classNames: splits.classNames)
+        var data = RunData(datasetName: spec.name, imageRoot: splits.imageRoot, classNames: classNames,
+                           template: spec.template, train: kept[0], val: kept[1], test: kept[2],
+                           fewshot: lists, trainListName: subset == .all ? listName : "\(listName), \(subset.rawValue) classes",
+                           spec: spec)
         data.fewshotFile = fewshotFile.isEmpty ? "" : absolutePath(fewshotFile)
         return data
     }
