@@ -12,6 +12,8 @@ public final class RunOutput: @unchecked Sendable {
     let quiet: Bool
     let lock: RunDirectoryLock?
     var metrics: AppendOnlyFile?
+    /// TensorBoard scalars with Dassl's tags (train/loss, train/acc, train/lr, test/accuracy, …).
+    var events: TensorBoardWriter?
 
     /// Opens the run directory (rank 0): creates it, takes its lock for the life of this object,
     /// and writes the effective config (and few-shot lists). With a lock taken by the caller
@@ -29,6 +31,7 @@ public final class RunOutput: @unchecked Sendable {
         try writeDurably(Data(recordedConfig.utf8), to: directory + "/config.yaml")
         if let fewshot { try fewshot.write(to: directory + "/fewshot.json") }
         metrics = try AppendOnlyFile(path: directory + "/metrics.jsonl")
+        events = try TensorBoardWriter(directory: directory)
     }
 
     /// The configuration as the run directory and checkpoints record it: self-contained (the
@@ -59,6 +62,11 @@ public final class RunOutput: @unchecked Sendable {
             "imagesPerSecond": Double(s.images) / max(s.seconds, 1e-9), "steps": s.steps, "allreduces": s.allreduces,
         ]
         try appendMetrics(record)
+        // Dassl's tags and units (accuracy in percent); the step is the epoch.
+        var scalars: [(String, Double)] = [("train/loss", s.loss), ("train/acc", s.accuracy * 100)]
+        if let visual = s.learningRates["visual"] { scalars.append(("train/lr", visual)) }
+        if let text = s.learningRates["text"] { scalars.append(("train/lr_text", text)) }
+        try events?.scalars(scalars, step: s.epoch + 1)
     }
 
     /// One JSON line; a full disk or read-only volume is an error naming the file, and never leaves
@@ -106,6 +114,9 @@ public final class RunOutput: @unchecked Sendable {
         record["timing"] = timing
         let data = try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
         try writeDurably(data, to: directory + "/results.json")
+        let accuracy = result.confusion.accuracy * 100
+        try events?.scalars([("\(split)/accuracy", accuracy), ("\(split)/error_rate", 100 - accuracy),
+                             ("\(split)/macro_f1", result.confusion.macroF1 * 100)], step: config.int("train.epochs"))
     }
 }
 
