@@ -2,6 +2,7 @@
 // one (unless --overwrite clears it or --resume continues it), an exclusive lock keeps a second
 // process out for the whole run, and a resumed run's metrics are cut back to its checkpoint.
 import Foundation
+import Tensor
 
 public enum RunDirectoryMode: Sendable { case fresh, overwrite, resume }
 
@@ -50,14 +51,16 @@ public enum RunDirectory {
         let entries = ((try? fm.contentsOfDirectory(atPath: directory)) ?? []).filter { $0 != RunDirectoryLock.fileName }.sorted()
         switch mode {
         case .resume:
-            break
+            openLog(directory)
         case .fresh:
             if !entries.isEmpty {
                 let what = entries.contains("config.yaml") ? "already holds a run" : "is not empty"
                 throw TrainingError.input("\(directory) \(what) (\(summary(entries))); pass --resume to continue it, "
                                           + "--overwrite to replace it, or choose another --output")
             }
+            openLog(directory)
         case .overwrite:
+            defer { openLog(directory) }
             let foreign = entries.filter { !runFiles.contains($0) && !$0.hasPrefix("events.out.tfevents") && $0 != "log.txt" }
             if !entries.isEmpty && !entries.contains("config.yaml") || !foreign.isEmpty {
                 throw TrainingError.input("\(directory) does not look like a cavpt-dist run directory (\(summary(foreign.isEmpty ? entries : foreign))); "
@@ -70,6 +73,13 @@ public enum RunDirectory {
             }
         }
         return lock
+    }
+
+    /// log.txt, appended to by every run of the directory (a resumed run continues it), each run
+    /// starting with its time and command line.
+    static func openLog(_ directory: String) {
+        RunLog.open(directory + "/log.txt")
+        RunLog.append("# \(ISO8601DateFormatter().string(from: Date())) \(CommandLine.arguments.joined(separator: " "))\n")
     }
 
     static func summary(_ entries: [String]) -> String {

@@ -42,6 +42,7 @@ public final class RunOutput: @unchecked Sendable {
         guard !quiet else { return }
         print(line)
         flushStandardOutput()
+        RunLog.append(line + "\n")
     }
 
     func progress(epoch: Int, epochs: Int, step: Int, steps: Int, loss: Double, accuracy: Double, lr: Double,

@@ -53,6 +53,7 @@ func withCommunicator(_ body: (Communicator) throws -> Void) throws {
         throw exit
     } catch {
         let line = String(describing: error).split(separator: "\n").joined(separator: " ")
+        RunLog.append("error: \(line)\n")
         comm.fail(line)
     }
 }

@@ -37,6 +37,15 @@ import Testing
         for tag in ["train/loss", "train/acc", "train/lr", "test/accuracy", "test/macro_f1"] {
             #expect(tags.contains(tag), "\(tag) not in \(tags)")
         }
+        // log.txt holds what rank 0 printed: the command, every progress line, the result.
+        let log = try String(contentsOfFile: out + "/log.txt", encoding: .utf8)
+        #expect(log.hasPrefix("# ") && log.contains(" train --dataset "))
+        for line in r.stdout.split(separator: "\n") { #expect(log.contains(line), "\(line) not in log.txt") }
+        // A failure's error line lands there too.
+        let failed = try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 3,
+                                                          extra: ["--resume", "--set", "optim.visual.lr=0.5"]))
+        #expect(failed.status == 1)
+        #expect(try String(contentsOfFile: out + "/log.txt", encoding: .utf8).contains("error: cannot resume from"))
     }
 }
 
