@@ -59,6 +59,9 @@ public final class Trainer: @unchecked Sendable {
 
     var epochs: Int { config.int("train.epochs") }
 
+    /// The parameter groups that have trained tensors (only their learning rates are reported).
+    var trainedGroups: Set<ParameterGroup> { Set(learner.parameters.map { ParameterGroup.of($0.0) }) }
+
     public func learningRate(_ group: ParameterGroup, epoch: Int) -> Double { schedules[group]!.rate(epoch: epoch) }
 
     // MARK: Start and resume
@@ -142,8 +145,9 @@ public final class Trainer: @unchecked Sendable {
             step += 1
             if let output, step % config.int("train.logEvery") == 0 || step == loader.batchCount {
                 output.progress(epoch: epoch, epochs: epochs, step: step, steps: loader.batchCount, loss: lossSum / Double(step),
-                                accuracy: images > 0 ? correct / images : 0, lr: Double(rates[.visual]!),
-                                textLR: learner.textContext == nil ? nil : Double(rates[.text]!),
+                                accuracy: images > 0 ? correct / images : 0,
+                                lr: trainedGroups.contains(.visual) ? Double(rates[.visual]!) : nil,
+                                textLR: trainedGroups.contains(.text) ? Double(rates[.text]!) : nil,
                                 imagesPerSecond: images / max(Date().timeIntervalSince(start), 1e-9),
                                 elapsed: Date().timeIntervalSince(start))
             }
@@ -151,7 +155,8 @@ public final class Trainer: @unchecked Sendable {
         return EpochStats(epoch: epoch, loss: step > 0 ? lossSum / Double(step) : 0, accuracy: images > 0 ? correct / images : 0,
                           images: Int(images), seconds: Date().timeIntervalSince(start),
                           communicationSeconds: comm.stats.secondsInCollectives - commStart,
-                          learningRates: Dictionary(uniqueKeysWithValues: rates.map { ($0.key.rawValue, Double($0.value)) }),
+                          learningRates: Dictionary(uniqueKeysWithValues: rates.filter { trainedGroups.contains($0.key) }
+                                                        .map { ($0.key.rawValue, Double($0.value)) }),
                           steps: step)
     }
 
