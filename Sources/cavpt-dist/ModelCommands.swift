@@ -137,7 +137,7 @@ struct Features: ParsableCommand {
                 } else {
                     batch = Tensor(uninitialized: [range.count, 3, R, R])
                     for (i, path) in images[range].enumerated() {
-                        writeTestImage(try JPEG.decode(path: path), resolution: R, into: batch.data + i * 3 * R * R)
+                        writeTestImage(try ImageFile.decode(path: path), resolution: R, into: batch.data + i * 3 * R * R)
                     }
                 }
                 let features = clip.image(Var(batch)).value
