@@ -22,6 +22,7 @@ let package = Package(
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CAlloc"),
+        .target(name: "CSignals"),
 
         .target(name: "Tensor", dependencies: ["CBLAS", "CAlloc"], swiftSettings: fast),
         .target(name: "CLIP", dependencies: ["Tensor", "CZlib"], swiftSettings: fast,
@@ -31,7 +32,7 @@ let package = Package(
         .target(name: "PromptTuning", dependencies: ["Tensor", "CLIP"], swiftSettings: fast),
         .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: fast),
         .target(name: "Training",
-                dependencies: ["Tensor", "CLIP", "Data", "PromptTuning", "Distributed",
+                dependencies: ["Tensor", "CLIP", "Data", "PromptTuning", "Distributed", "CSignals",
                                .product(name: "Yams", package: "Yams")],
                 swiftSettings: fast),
         .executableTarget(name: "cavpt-dist",

@@ -18,6 +18,9 @@ public struct CheckpointState: Codable, Sendable, Equatable {
     public var rngKeys: [String: Int]
     public var ranks: Int
     public var version: String
+    /// Set when the checkpoint was taken inside epoch `epoch` (a preemption): training resumes at
+    /// step `progress.steps` of it. Absent at an epoch boundary and in state.json of older versions.
+    public var progress: EpochProgress? = nil
 }
 
 public struct Checkpoint {
@@ -31,14 +34,18 @@ public enum Checkpoints {
     static let tensorsFile = "state.safetensors"
     static let stateFile = "state.json"
 
-    public static func folderName(epoch: Int) -> String { String(format: "epoch-%04d", epoch) }
+    /// `epoch-NNNN` after NNNN epochs; `epoch-NNNN-step-SSSS` after S more steps (a preemption),
+    /// which sorts after epoch-NNNN and before the next epoch's.
+    public static func folderName(epoch: Int, step: Int = 0) -> String {
+        step == 0 ? String(format: "epoch-%04d", epoch) : String(format: "epoch-%04d-step-%04d", epoch, step)
+    }
 
-    /// Writes `dir/epoch-NNNN` atomically and keeps the newest `keep` checkpoints.
+    /// Writes `dir/epoch-NNNN` (or `epoch-NNNN-step-SSSS`) atomically and keeps the newest `keep` checkpoints.
     public static func write(_ state: CheckpointState, parameters: [(String, Tensor)], momentum: [String: Tensor],
                              to dir: String, keep: Int) throws {
         let fm = FileManager.default
         try createDirectory(dir)
-        let final = dir + "/" + folderName(epoch: state.epoch)
+        let final = dir + "/" + folderName(epoch: state.epoch, step: state.progress?.steps ?? 0)
         let temporary = final + ".tmp"
         try? fm.removeItem(atPath: temporary)
         try createDirectory(temporary)

@@ -44,30 +44,36 @@ public final class RunOutput: @unchecked Sendable {
         say(line)
     }
 
-    func log(epoch s: EpochStats, of epochs: Int) {
-        let record: [String: Any] = [
+    func log(epoch s: EpochStats, of epochs: Int, extra: [String: Any] = [:]) {
+        var record: [String: Any] = [
             "epoch": s.epoch + 1, "loss": s.loss, "accuracy": s.accuracy, "images": s.images,
             "seconds": s.seconds, "communicationSeconds": s.communicationSeconds, "lr": s.learningRates,
             "imagesPerSecond": Double(s.images) / max(s.seconds, 1e-9), "steps": s.steps, "allreduces": s.allreduces,
         ]
+        if let step = s.resumedAtStep { record["resumedAtStep"] = step }
+        record.merge(extra) { $1 }
         appendMetrics(record)
     }
 
     func appendMetrics(_ record: [String: Any]) {
-        if let data = try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) {
+        if let data = try? JSONSerialization.data(withJSONObject: jsonSafe(record), options: [.sortedKeys]) {
             metrics?.write(data + Data("\n".utf8))
         }
     }
 
-    func checkpoint(_ trainer: Trainer) throws {
+    /// Checkpoints the trainer after `epochsDone` epochs and, inside the next one, `progress.steps` steps.
+    @discardableResult
+    func checkpoint(_ trainer: Trainer, progress: EpochProgress? = nil) throws -> String {
         let state = CheckpointState(epoch: trainer.epochsDone, seed: config.int("train.seed"),
                                     configHash: configHash(config), config: config.yaml(),
                                     rngKeys: ["seed": config.int("train.seed"), "epoch": trainer.epochsDone],
-                                    ranks: trainer.comm.size, version: cavptDistVersion)
+                                    ranks: trainer.comm.size, version: cavptDistVersion, progress: progress)
         try Checkpoints.write(state, parameters: trainer.learner.parameters.map { ($0.0, $0.1.value) },
                               momentum: trainer.optimizer.buffers, to: checkpointDirectory,
                               keep: config.int("checkpoint.keep"))
-        say("checkpoint: \(checkpointDirectory)/\(Checkpoints.folderName(epoch: trainer.epochsDone))")
+        let path = checkpointDirectory + "/" + Checkpoints.folderName(epoch: trainer.epochsDone, step: progress?.steps ?? 0)
+        say("checkpoint: \(path)")
+        return path
     }
 
     /// Test hook: starts writing this epoch's checkpoint folder, then dies mid-write.
