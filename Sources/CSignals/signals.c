@@ -4,6 +4,7 @@
 #include "csignals.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 
@@ -29,7 +30,17 @@ static int set_all(void (*handler)(int)) {
     return 0;
 }
 
-int csignals_install(void) { return set_all(record); }
+int csignals_install(void) {
+    int rc = set_all(record);
+    if (rc != 0) return rc;
+    // A launcher may start us with these signals blocked (a blocked mask survives fork and exec;
+    // thread-pool threads of many runtimes block them): unblock them in this thread, from which
+    // every thread the trainer starts later inherits its mask.
+    sigset_t stop;
+    sigemptyset(&stop);
+    for (int i = 0; i < stop_signal_count; i++) sigaddset(&stop, stop_signals[i]);
+    return pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
+}
 
 int csignals_restore(void) { return set_all(SIG_DFL); }
 

@@ -213,6 +213,7 @@ public final class Trainer: @unchecked Sendable {
             if let fault, fault.kind == .signalSelf, fault.rank == comm.rank, fault.epoch == epoch + 1, fault.step == step + 1 {
                 raise(fault.signal)   // test hook: a real signal arriving while this step computes
             }
+            if let fault, fault.kind == .slowSteps { usleep(UInt32(fault.step) * 1000) }   // test hook: long steps
             let result: StepResult
             do { result = try trainStep(batch, epoch: epoch, rates: rates) } catch let nonFinite as NonFiniteStep {
                 step += 1
@@ -397,9 +398,10 @@ func firstNonFinite(_ tensors: [(String, Int)], in buffer: UnsafeMutablePointer<
 /// `kill-rank:R:after-epoch:E` — rank R dies by SIGKILL once epoch E's checkpoint is complete;
 /// `crash-checkpoint:E` — rank 0 dies by SIGKILL half-way through writing epoch E's checkpoint;
 /// `signal-self:R:SIG:epoch:E:step:S` — rank R raises SIG (TERM, INT, USR1) while computing step S
-/// of epoch E (both 1-based), as a scheduler's signal would arrive.
+/// of epoch E (both 1-based), as a scheduler's signal would arrive;
+/// `slow-steps:MS` — every step sleeps MS milliseconds first (a long run that costs no CPU).
 struct FaultInjection {
-    enum Kind { case killRank, crashDuringCheckpoint, signalSelf }
+    enum Kind { case killRank, crashDuringCheckpoint, signalSelf, slowSteps }
     var kind: Kind
     var rank: Int
     var epoch: Int
@@ -418,6 +420,9 @@ struct FaultInjection {
         if parts.count == 7, parts[0] == "signal-self", parts[3] == "epoch", parts[5] == "step", let r = Int(parts[1]),
            let signal = StopSignals.number(parts[2]), let e = Int(parts[4]), let s = Int(parts[6]) {
             return FaultInjection(kind: .signalSelf, rank: r, epoch: e, step: s, signal: signal)
+        }
+        if parts.count == 2, parts[0] == "slow-steps", let ms = Int(parts[1]), ms >= 0 {
+            return FaultInjection(kind: .slowSteps, rank: 0, epoch: 0, step: ms)
         }
         return nil
     }

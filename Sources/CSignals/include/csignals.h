@@ -3,7 +3,8 @@
 #pragma once
 
 /// Installs the recording handler for SIGTERM, SIGINT and SIGUSR1 (SA_RESTART, so interrupted
-/// system calls in data workers and MPI simply continue). Returns 0, or errno of the failed sigaction.
+/// system calls in data workers and MPI simply continue) and unblocks them in the calling thread.
+/// Returns 0, or the errno of the failed call.
 int csignals_install(void);
 
 /// Restores the default action of the three signals. Returns 0, or errno of the failed sigaction.
