@@ -121,9 +121,10 @@ public final class Trainer: @unchecked Sendable {
     public func train() throws {
         let every = config.int("checkpoint.every")
         let fault = FaultInjection.fromEnvironment()
+        // Installed for training only; on a stop they stay installed, so a second signal (Slurm and
+        // mpirun both sending one) cannot kill a rank while it leaves cleanly.
         StopSignals.clear()
         try StopSignals.install()
-        defer { StopSignals.restore() }
         while epochsDone < epochs {
             let allreducesBefore = comm.stats.allreduces
             let progress = resumeProgress
@@ -173,6 +174,7 @@ public final class Trainer: @unchecked Sendable {
             if let output, every == 0 { path = try output.checkpoint(self) }
             throw preempted(epoch: epochs, step: stepsPerEpoch, ranks: Int(requests), checkpoint: path)
         }
+        StopSignals.restore()   // evaluation is short and not resumable mid-way: a signal now ends the process
     }
 
     func preempted(epoch: Int, step: Int, ranks: Int, checkpoint: String?) -> TrainingStop {
