@@ -151,7 +151,11 @@ struct SlurmTests {
             let context = "\(job.launcher) SIG\(job.signal):\n\(output)"
             let status = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: job.run + "/status.json"))))
                 as? [String: Any] ?? [:]
-            #expect(status["state"] as? String == "preempted" && status["signal"] as? String == "SIG\(job.signal)", "\(context)")
+            // scancel signals every process: the ranks' own SIGTERM and the batch shell's forwarded
+            // SIGUSR1 race, and whichever comes first is the one reported.
+            let allowed = job.signal == "USR1" ? ["SIGUSR1"] : ["SIGTERM", "SIGUSR1"]
+            #expect(status["state"] as? String == "preempted", "\(status)\n\(context)")
+            #expect(allowed.contains(status["signal"] as? String ?? "none"), "\(status)\n\(context)")
             let checkpoint = status["checkpoint"] as? String ?? "none"
             #expect(FileManager.default.fileExists(atPath: checkpoint + "/state.safetensors"), "\(checkpoint)\n\(context)")
             #expect(!FileManager.default.fileExists(atPath: job.run + "/results.json"))
