@@ -74,6 +74,8 @@ public func loadDataset(spec: DatasetSpec, dataRoot: String) throws -> DatasetSp
         return try readImageNet(folder: datasetFolder, spec: spec, imageRoot: imageRoot)
     case .imageFolder:
         return try readImageFolder(spec: spec, imageRoot: imageRoot)
+    case .wnidFolders, .imagenetV2:
+        return try readImageNetVariant(folder: datasetFolder, spec: spec, imageRoot: imageRoot)
     }
 }
 
@@ -210,16 +212,21 @@ func readLines(_ file: String) throws -> [(number: Int, text: String)] {
 /// CoOp's ImageNet: labels are the sorted wnid folders of `images/train`, names come from
 /// `classnames.txt` ("<wnid> <name>"), and `images/val` serves as both val and test (as in CoOp).
 /// Images within a class folder are sorted by name (CoOp lists them in directory order).
-func readImageNet(folder: String, spec: DatasetSpec, imageRoot: String) throws -> DatasetSplits {
-    let classFile = joinPath(folder, spec.classFile ?? "")
-    var nameOf: [String: String] = [:]
-    for line in try readLines(classFile) {
+/// `classnames.txt`: "<wnid> <class name>" lines, in file order.
+func readWnidNames(_ classFile: String) throws -> [(wnid: String, name: String)] {
+    try readLines(classFile).map { line in
         let words = line.text.split(separator: " ", maxSplits: 1)
         guard words.count == 2 else {
             throw DataError.splitFile(file: classFile, reason: "line \(line.number) is not '<wnid> <class name>': \(line.text)")
         }
-        nameOf[String(words[0])] = String(words[1])
+        return (String(words[0]), String(words[1]))
     }
+}
+
+func readImageNet(folder: String, spec: DatasetSpec, imageRoot: String) throws -> DatasetSplits {
+    let classFile = joinPath(folder, spec.classFile ?? "")
+    var nameOf: [String: String] = [:]
+    for (wnid, name) in try readWnidNames(classFile) { nameOf[wnid] = name }
     let trainDir = joinPath(imageRoot, "train"), testDir = joinPath(imageRoot, "val")
     let wnids = try subfolders(of: trainDir)
     guard !wnids.isEmpty else { throw DataError.layout(path: trainDir, reason: "no class folders") }
@@ -247,6 +254,38 @@ func readImageNet(folder: String, spec: DatasetSpec, imageRoot: String) throws -
     let test = try read("val", testDir)
     return DatasetSplits(name: spec.name, imageRoot: imageRoot, train: try read("train", trainDir), val: test,
                          test: test, classNames: classNames)
+}
+
+/// ImageNet-V2 (`imagenet-v2`) and ImageNet-Sketch/-A/-R (`wnid-folders`), as CoOp's readers:
+/// one image set serving as train, val and test (they are evaluated, not trained on).
+func readImageNetVariant(folder: String, spec: DatasetSpec, imageRoot: String) throws -> DatasetSplits {
+    let classFile = joinPath(folder, spec.classFile ?? "")
+    let names = try readWnidNames(classFile)
+    var samples: [Sample] = []
+    var classNames: [String] = []
+    if spec.layout == .imagenetV2 {
+        // Folders 0…999: the label, and the index into classnames.txt's lines.
+        for (label, entry) in names.enumerated() {
+            classNames.append(spec.classNames.apply(entry.name))
+            let dir = joinPath(imageRoot, String(label))
+            guard ConfigLocator.isDirectory(dir) else { continue }
+            for file in try jpegFiles(in: dir) { samples.append(Sample(path: "\(label)/\(file)", label: label)) }
+        }
+    } else {
+        var nameOf: [String: String] = [:]
+        for (wnid, name) in names { nameOf[wnid] = name }
+        let wnids = try subfolders(of: imageRoot)
+        guard !wnids.isEmpty else { throw DataError.layout(path: imageRoot, reason: "no class folders") }
+        for (label, wnid) in wnids.enumerated() {
+            guard let name = nameOf[wnid] else {
+                throw DataError.splitFile(file: classFile, reason: "no class name for folder \(wnid) of \(imageRoot)")
+            }
+            classNames.append(spec.classNames.apply(name))
+            for file in try jpegFiles(in: joinPath(imageRoot, wnid)) { samples.append(Sample(path: "\(wnid)/\(file)", label: label)) }
+        }
+    }
+    guard !samples.isEmpty else { throw DataError.layout(path: imageRoot, reason: "no images in its class folders") }
+    return DatasetSplits(name: spec.name, imageRoot: imageRoot, train: samples, val: samples, test: samples, classNames: classNames)
 }
 
 // MARK: - Image folder
@@ -318,6 +357,7 @@ func joinPath(_ base: String, _ relative: String) -> String {
     return base.hasSuffix("/") ? base + relative : base + "/" + relative
 }
 
-func absolutePath(_ path: String) -> String {
-    path.hasPrefix("/") ? path : joinPath(FileManager.default.currentDirectoryPath, path)
+/// A path made absolute against the working directory (`.` and `..` removed); unchanged when absolute.
+public func absolutePath(_ path: String) -> String {
+    ((path.hasPrefix("/") ? path : joinPath(FileManager.default.currentDirectoryPath, path)) as NSString).standardizingPath
 }

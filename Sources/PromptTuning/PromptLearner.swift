@@ -1,4 +1,4 @@
-// A prompt-tuning method on a frozen CLIP (SPEC §3): the trained tensors (CoOp context, visual
+// A prompt-tuning method on a frozen CLIP (DESIGN §3): the trained tensors (CoOp context, visual
 // prompts, CAVPT modules), the prompted forward pass, and the paper's losses.
 //
 // b images in this rank's shard, B images in the global batch, K classes, K_N selected classes,
@@ -82,11 +82,16 @@ public final class PromptLearner: @unchecked Sendable {
         return Array(Set(resolved)).sorted()
     }
 
+    /// Whether a trained tensor serves training only: CAVPT's class branch (`cavpt.{l}.classifier`)
+    /// shapes the CAVPT loss over the training classes and plays no part in a prediction.
+    public static func isTrainingOnly(_ name: String) -> Bool { name.hasPrefix("cavpt.") && name.hasSuffix(".classifier.weight") }
+
     /// Sets trained tensors by canonical name (e.g. from `--params` or a checkpoint); every given
-    /// name must exist with the same shape.
-    public func load(_ tensors: [String: Tensor], requireAll: Bool = false) throws {
+    /// name must exist with the same shape. `forEvaluation` skips the training-only tensors, so a
+    /// run evaluates on classes other than those it trained on (base-to-new, cross-dataset).
+    public func load(_ tensors: [String: Tensor], requireAll: Bool = false, forEvaluation: Bool = false) throws {
         let known = Dictionary(uniqueKeysWithValues: parameters)
-        for (name, t) in tensors {
+        for (name, t) in tensors where !(forEvaluation && Self.isTrainingOnly(name)) {
             guard let v = known[name] else {
                 throw PromptError.parameter("unexpected trained tensor \"\(name)\" (this method trains: \(parameters.map(\.0).joined(separator: ", ")))")
             }
@@ -95,7 +100,7 @@ public final class PromptLearner: @unchecked Sendable {
             }
             v.value.assign(t)
         }
-        if requireAll, let missing = parameters.first(where: { tensors[$0.0] == nil }) {
+        if requireAll, let missing = parameters.first(where: { tensors[$0.0] == nil && !(forEvaluation && Self.isTrainingOnly($0.0)) }) {
             throw PromptError.parameter("missing trained tensor \"\(missing.0)\"")
         }
     }
@@ -128,7 +133,7 @@ public final class PromptLearner: @unchecked Sendable {
         return Selection(plainFeatures: plain, selected: topClasses(zeroShot, k: selectedPerImage))
     }
 
-    /// (layer, image, slot) entries that count in L_ca for this shard (SPEC §3.1 step 6).
+    /// (layer, image, slot) entries that count in L_ca for this shard (DESIGN §3.1 step 6).
     public func contributingPairs(_ selection: Selection, labels: [Int]) -> Int {
         guard !cavpt.isEmpty else { return 0 }
         switch settings.cavpt.nonTarget {
@@ -216,7 +221,7 @@ public final class PromptLearner: @unchecked Sendable {
         public var correct: Int
     }
 
-    /// The loss of SPEC §3.1/§3.3 for this shard, normalised by global counts so that summing the
+    /// The loss of DESIGN §3.1/§3.3 for this shard, normalised by global counts so that summing the
     /// shards' gradients gives the gradient of the global mean loss.
     ///   globalBatch: B.   contributingPairs: the global count of L_ca entries (0: no CAVPT term).
     /// `text` replaces the text features the method would compute (the trainer passes a leaf holding

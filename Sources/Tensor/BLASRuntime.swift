@@ -61,15 +61,41 @@ public enum BLASRuntime {
     public static var onlineCPUs: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
 }
 
-/// Writes straight to file descriptor 2 (unbuffered, safe from any thread).
+/// Writes straight to file descriptor 2 (unbuffered, safe from any thread), and to the run's
+/// log.txt when one is open.
 public func writeStandardError(_ text: String) {
+    writeAll(2, text)
+    RunLog.append(text)
+}
+
+func writeAll(_ fd: Int32, _ text: String) {
     var bytes = Array(text.utf8)
     bytes.withUnsafeMutableBytes { buf in
         var off = 0
         while off < buf.count {
-            let n = write(2, buf.baseAddress! + off, buf.count - off)
+            let n = write(fd, buf.baseAddress! + off, buf.count - off)
             if n <= 0 { break }
             off += n
         }
+    }
+}
+
+/// `log.txt` in the run directory: everything rank 0 prints once the run directory is open
+/// (progress, warnings, the final error line), as Dassl's logger keeps it. Best effort: a failing
+/// log write never stops a run (the error reaches the terminal, and metrics or checkpoint writes
+/// report a full disk themselves).
+public enum RunLog {
+    nonisolated(unsafe) static var fd: Int32 = -1
+    static let lock = NSLock()
+
+    public static func open(_ path: String) {
+        lock.lock(); defer { lock.unlock() }
+        if fd >= 0 { close(fd) }
+        fd = Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+    }
+
+    public static func append(_ text: String) {
+        lock.lock(); defer { lock.unlock() }
+        if fd >= 0 { writeAll(fd, text) }
     }
 }

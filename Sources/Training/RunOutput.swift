@@ -8,29 +8,41 @@ public final class RunOutput: @unchecked Sendable {
     public let directory: String
     public var checkpointDirectory: String { directory + "/checkpoints" }
     let config: Config
+    let dataset: DatasetSpec?
     let quiet: Bool
-    var metrics: FileHandle?
+    let lock: RunDirectoryLock?
+    var metrics: AppendOnlyFile?
+    /// TensorBoard scalars with Dassl's tags (train/loss, train/acc, train/lr, test/accuracy, …).
+    var events: TensorBoardWriter?
 
-    /// Creates the run directory and writes the effective config (and few-shot lists).
-    public init(directory: String, config: Config, fewshot: FewShotLists?, quiet: Bool = false) throws {
+    /// Opens the run directory (rank 0): creates it, takes its lock for the life of this object,
+    /// and writes the effective config (and few-shot lists). With a lock taken by the caller
+    /// (`RunDirectory.prepare`), pass it in; `nil` takes none (tests, tools).
+    public init(directory: String, config: Config, dataset: DatasetSpec? = nil, fewshot: FewShotLists?,
+                lock: RunDirectoryLock? = nil, quiet: Bool = false) throws {
         self.directory = directory
+        var config = config
+        if config.string("output.dir").isEmpty { try config.set("output.dir", raw: directory, source: "run directory") }
         self.config = config
+        self.dataset = dataset
         self.quiet = quiet
+        self.lock = lock
         try createDirectory(directory)
-        try writeDurably(Data(config.yaml().utf8), to: directory + "/config.yaml")
+        try writeDurably(Data(recordedConfig.utf8), to: directory + "/config.yaml")
         if let fewshot { try fewshot.write(to: directory + "/fewshot.json") }
-        let metricsPath = directory + "/metrics.jsonl"
-        if !FileManager.default.fileExists(atPath: metricsPath) {
-            _ = FileManager.default.createFile(atPath: metricsPath, contents: nil)
-        }
-        metrics = FileHandle(forWritingAtPath: metricsPath)
-        metrics?.seekToEndOfFile()
+        metrics = try AppendOnlyFile(path: directory + "/metrics.jsonl")
+        events = try TensorBoardWriter(directory: directory)
     }
+
+    /// The configuration as the run directory and checkpoints record it: self-contained (the
+    /// resolved dataset definition) with absolute paths.
+    var recordedConfig: String { config.yaml(dataset: dataset, absolutePaths: true) }
 
     public func say(_ line: String) {
         guard !quiet else { return }
         print(line)
         flushStandardOutput()
+        RunLog.append(line + "\n")
     }
 
     func progress(epoch: Int, epochs: Int, step: Int, steps: Int, loss: Double, accuracy: Double, lr: Double,
@@ -44,7 +56,7 @@ public final class RunOutput: @unchecked Sendable {
         say(line)
     }
 
-    func log(epoch s: EpochStats, of epochs: Int, extra: [String: Any] = [:]) {
+    func log(epoch s: EpochStats, of epochs: Int, extra: [String: Any] = [:]) throws {
         var record: [String: Any] = [
             "epoch": s.epoch + 1, "loss": s.loss, "accuracy": s.accuracy, "images": s.images,
             "seconds": s.seconds, "communicationSeconds": s.communicationSeconds, "lr": s.learningRates,
@@ -52,20 +64,26 @@ public final class RunOutput: @unchecked Sendable {
         ]
         if let step = s.resumedAtStep { record["resumedAtStep"] = step }
         record.merge(extra) { $1 }
-        appendMetrics(record)
+        try appendMetrics(record)
+        // Dassl's tags and units (accuracy in percent); the step is the epoch.
+        var scalars: [(String, Double)] = [("train/loss", s.loss), ("train/acc", s.accuracy * 100)]
+        if let visual = s.learningRates["visual"] { scalars.append(("train/lr", visual)) }
+        if let text = s.learningRates["text"] { scalars.append(("train/lr_text", text)) }
+        try events?.scalars(scalars, step: s.epoch + 1)
     }
 
-    func appendMetrics(_ record: [String: Any]) {
-        if let data = try? JSONSerialization.data(withJSONObject: jsonSafe(record), options: [.sortedKeys]) {
-            metrics?.write(data + Data("\n".utf8))
-        }
+    /// One JSON line (NaN and infinities as null); a full disk or read-only volume is an error naming
+    /// the file, and never leaves a torn line behind (the file is cut back to its last complete line).
+    func appendMetrics(_ record: [String: Any]) throws {
+        let data = try JSONSerialization.data(withJSONObject: jsonSafe(record), options: [.sortedKeys])
+        try metrics?.append(data + Data("\n".utf8))
     }
 
     /// Checkpoints the trainer after `epochsDone` epochs and, inside the next one, `progress.steps` steps.
     @discardableResult
     func checkpoint(_ trainer: Trainer, progress: EpochProgress? = nil) throws -> String {
         let state = CheckpointState(epoch: trainer.epochsDone, seed: config.int("train.seed"),
-                                    configHash: configHash(config), config: config.yaml(),
+                                    configHash: configHash(config), config: recordedConfig,
                                     rngKeys: ["seed": config.int("train.seed"), "epoch": trainer.epochsDone],
                                     ranks: trainer.comm.size, version: cavptDistVersion, progress: progress)
         try Checkpoints.write(state, parameters: trainer.learner.parameters.map { ($0.0, $0.1.value) },
@@ -103,6 +121,9 @@ public final class RunOutput: @unchecked Sendable {
         record["timing"] = timing
         let data = try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
         try writeDurably(data, to: directory + "/results.json")
+        let accuracy = result.confusion.accuracy * 100
+        try events?.scalars([("\(split)/accuracy", accuracy), ("\(split)/error_rate", 100 - accuracy),
+                             ("\(split)/macro_f1", result.confusion.macroF1 * 100)], step: config.int("train.epochs"))
     }
 }
 

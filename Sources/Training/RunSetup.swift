@@ -7,7 +7,7 @@ import PromptTuning
 import Tensor
 import Yams
 
-/// What `train`, `eval` and friends accept on the command line (SPEC §7).
+/// What `train`, `eval` and friends accept on the command line (DESIGN §7).
 public struct RunOptions: Sendable {
     public var dataset: String?
     public var method: String?
@@ -35,12 +35,21 @@ public struct RunData: Sendable {
     public var fewshot: FewShotLists?
     /// How errors name the train list (the few-shot file or split).
     public var trainListName: String
+    /// The resolved dataset definition (written into the run's config.yaml).
+    public var spec: DatasetSpec?
+    /// Where the few-shot lists came from: the `--fewshot` file, or "" when sampled with the run's seed.
+    public var fewshotFile: String = ""
 
     public init(datasetName: String, imageRoot: String, classNames: [String], template: String, train: [Sample],
-                val: [Sample], test: [Sample], fewshot: FewShotLists?, trainListName: String) {
+                val: [Sample], test: [Sample], fewshot: FewShotLists?, trainListName: String, spec: DatasetSpec? = nil) {
         self.datasetName = datasetName; self.imageRoot = imageRoot; self.classNames = classNames
         self.template = template; self.train = train; self.val = val; self.test = test
-        self.fewshot = fewshot; self.trainListName = trainListName
+        self.fewshot = fewshot; self.trainListName = trainListName; self.spec = spec
+    }
+
+    /// The list evaluated under `eval.split`, with its name for messages.
+    public func evaluationList(_ split: String) -> (samples: [Sample], name: String) {
+        split == "val" ? (val, "few-shot val list") : (test, "\(datasetName) test split")
     }
 }
 
@@ -84,6 +93,14 @@ public enum RunSetup {
             throw ConfigError.syntax(source: file, detail: "dataset: needs a name (or a full definition with layout, folder, …)")
         }
         return name
+    }
+
+    /// The dataset definition a recorded run configuration holds (`dataset:` with a layout), or nil
+    /// (configurations written before 0.2 name the dataset YAML instead).
+    public static func recordedDataset(in text: String, file: String) throws -> DatasetSpec? {
+        guard let top = (try? Yams.load(yaml: text)) as? [String: Any], let section = top["dataset"] as? [String: Any],
+              section["layout"] != nil else { return nil }
+        return try DatasetSpec(yaml: text, file: file)
     }
 
     public static func datasetConfigPath(_ nameOrPath: String) throws -> String {
@@ -133,14 +150,15 @@ public enum RunSetup {
     }
 
     /// Dataset lists and the few-shot subset (sampled with the run's seed, or read from data.fewshot).
-    public static func data(_ c: Config) throws -> RunData {
+    /// `definition` replaces the dataset YAML that `dataset.config` names (a run's recorded one).
+    public static func data(_ c: Config, definition: DatasetSpec? = nil) throws -> RunData {
         let specPath = c.string("dataset.config")
-        guard !specPath.isEmpty else {
+        guard definition != nil || !specPath.isEmpty else {
             throw ConfigError.missing("dataset.name", hint: "pass --dataset NAME or a config with dataset: {name: …}")
         }
         let root = c.string("data.root")
         guard !root.isEmpty else { throw ConfigError.missing("data.root", hint: "pass --data-root DIR") }
-        let spec = try DatasetSpec(contentsOf: specPath)
+        let spec = try definition ?? DatasetSpec(contentsOf: specPath)
         let splits = try loadDataset(spec: spec, dataRoot: root)
         let fewshotFile = c.string("data.fewshot")
         let lists: FewShotLists
@@ -153,9 +171,40 @@ public enum RunSetup {
             try lists.validate(against: splits, file: fewshotFile)
             listName = fewshotFile
         }
-        return RunData(datasetName: spec.name, imageRoot: splits.imageRoot, classNames: splits.classNames,
-                       template: spec.template, train: lists.train, val: lists.val, test: splits.test,
-                       fewshot: lists, trainListName: listName)
+        // Base-to-new (DESIGN §6b): the labels of the few-shot train list decide the halves; the
+        // few-shot lists are kept whole (fewshot.json stays reusable), the run sees one half.
+        let subset = ClassSubset(rawValue: c.string("data.subsample")) ?? .all
+        let (kept, classNames) = subset.apply(train: lists.train, lists: [lists.train, lists.val, splits.test],
+                                              classNames: splits.classNames)
+        var data = RunData(datasetName: spec.name, imageRoot: splits.imageRoot, classNames: classNames,
+                           template: spec.template, train: kept[0], val: kept[1], test: kept[2],
+                           fewshot: lists, trainListName: subset == .all ? listName : "\(listName), \(subset.rawValue) classes",
+                           spec: spec)
+        data.fewshotFile = fewshotFile.isEmpty ? "" : absolutePath(fewshotFile)
+        return data
+    }
+
+    /// The checks run before any work (rank 0; a failure ends every rank): the lists are not empty,
+    /// every class has training images, no test image is a training image, and every image to be
+    /// read is a regular file inside the dataset. Returns warnings to print (an empty val list).
+    public static func checkInputs(_ data: RunData, training: Bool, evalSplit: String) throws -> [String] {
+        var warnings: [String] = []
+        if training {
+            try InputChecks.trainingList(data.train, classNames: data.classNames, list: data.trainListName)
+            try InputChecks.disjoint(train: data.train, test: data.test, trainList: data.trainListName,
+                                     testList: "the \(data.datasetName) test split")
+            try InputChecks.images(data.train, imageRoot: data.imageRoot, list: data.trainListName)
+            if data.val.isEmpty && evalSplit != "val" {
+                warnings.append("the few-shot val list is empty (the dataset has no val split)")
+            }
+        }
+        let (samples, name) = data.evaluationList(evalSplit)
+        guard !samples.isEmpty else { throw TrainingError.input("\(name) is empty: nothing to evaluate") }
+        if training || evalSplit == "val" {
+            try InputChecks.images(data.val, imageRoot: data.imageRoot, list: "few-shot val list")
+        }
+        if evalSplit != "val" { try InputChecks.images(data.test, imageRoot: data.imageRoot, list: name) }
+        return warnings
     }
 
     public static func learner(_ c: Config, model: CLIPModel, tokenizer: CLIPTokenizer,

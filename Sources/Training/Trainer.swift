@@ -1,4 +1,4 @@
-// Data-parallel training and evaluation (SPEC §4–6): each rank runs forward/backward on its shard
+// Data-parallel training and evaluation (DESIGN §4–6): each rank runs forward/backward on its shard
 // of every global batch, one fused allreduce carries all trained gradients plus the step's
 // statistics, and every rank applies the identical SGD step. Rank 0 alone writes.
 //
@@ -28,6 +28,9 @@ public struct EpochStats: Sendable {
 public struct EvaluationResult: Sendable {
     public var confusion: ConfusionMatrix
     public var seconds: Double
+    /// With `recordTop` > 0: per evaluated sample (list order), the top classes and their softmax
+    /// probabilities, best first.
+    public var top: [[(label: Int, probability: Double)]] = []
 }
 
 public final class Trainer: @unchecked Sendable {
@@ -133,7 +136,7 @@ public final class Trainer: @unchecked Sendable {
             stats.allreduces = (progress?.allreduces ?? 0) + comm.stats.allreduces - allreducesBefore
             switch end {
             case let .diverged(step, reason):
-                output?.log(epoch: stats, of: epochs, extra: ["diverged": true, "error": reason])
+                try output?.log(epoch: stats, of: epochs, extra: ["diverged": true, "error": reason])
                 throw TrainingStop.diverged(epoch: epochsDone + 1, step: step, reason: reason,
                                             lastCheckpoint: output?.newestCheckpoint)
             case let .stopRequested(step, ranks) where step < stepsPerEpoch:
@@ -151,7 +154,7 @@ public final class Trainer: @unchecked Sendable {
             if case .stopRequested = end { checkpointDue = true }   // the epoch's last step: an epoch boundary
             var path: String?
             if let output {
-                output.log(epoch: stats, of: epochs)
+                try output.log(epoch: stats, of: epochs)
                 if checkpointDue {
                     if fault?.kind == .crashDuringCheckpoint, fault?.epoch == epochsDone { output.crashDuringCheckpoint(self) }
                     path = try output.checkpoint(self)
@@ -330,7 +333,7 @@ public final class Trainer: @unchecked Sendable {
         return result
     }
 
-    /// Whether this run splits the learned-prompt text encoder over ranks by class (SPEC §5).
+    /// Whether this run splits the learned-prompt text encoder over ranks by class (DESIGN §5).
     public var shardsText: Bool {
         guard learner.textContext != nil, comm.size > 1 else { return false }
         switch config.string("train.shardText") {
@@ -356,8 +359,9 @@ public final class Trainer: @unchecked Sendable {
 
     // MARK: Evaluation
 
-    /// Predictions on `samples` sharded over ranks; every rank gets the reduced confusion matrix.
-    public func evaluate(samples: [Sample], listName: String) throws -> EvaluationResult {
+    /// Predictions on `samples` sharded over ranks; every rank gets the reduced confusion matrix
+    /// (and, with `recordTop` = k > 0, every sample's k best classes with probabilities).
+    public func evaluate(samples: [Sample], listName: String, recordTop: Int = 0) throws -> EvaluationResult {
         let start = Date()
         let loader = try BatchLoader.evaluation(samples: samples, imageRoot: data.imageRoot, listName: listName,
                                                 batchSize: config.int("eval.batchSize"), rank: comm.rank, size: comm.size,
@@ -365,13 +369,30 @@ public final class Trainer: @unchecked Sendable {
                                                 workers: config.int("train.workers"), prefetch: config.int("train.prefetch"))
         let textFeatures = learner.evaluationTextFeatures()
         var confusion = ConfusionMatrix(classes: learner.classCount)
+        let k = min(recordTop, learner.classCount)
+        // [n, k, 2]: (label, probability) pairs; each rank fills its rows, a sum reduces them.
+        var top = [Double](repeating: 0, count: k > 0 ? samples.count * k * 2 : 0)
         while let batch = try loader.next() {
             guard !batch.labels.isEmpty else { continue }
-            let predictions = argmaxRows(learner.predict(pixels: batch.pixels, textFeatures: textFeatures))
+            let logits = learner.predict(pixels: batch.pixels, textFeatures: textFeatures)
+            let predictions = argmaxRows(logits)
             for (truth, predicted) in zip(batch.labels, predictions) { confusion.add(truth: truth, predicted: predicted) }
+            if k > 0 {
+                for (row, position) in batch.positions.enumerated() {
+                    for (j, entry) in topClasses(logits.data + row * logits.lastDim, count: logits.lastDim, k: k).enumerated() {
+                        top[(position * k + j) * 2] = Double(entry.0)
+                        top[(position * k + j) * 2 + 1] = entry.1
+                    }
+                }
+            }
         }
         try comm.allreduceSum(&confusion.counts)
-        return EvaluationResult(confusion: confusion, seconds: Date().timeIntervalSince(start))
+        var result = EvaluationResult(confusion: confusion, seconds: Date().timeIntervalSince(start))
+        if k > 0 {
+            try comm.allreduceSum(&top)
+            result.top = (0..<samples.count).map { i in (0..<k).map { j in (Int(top[(i * k + j) * 2]), top[(i * k + j) * 2 + 1]) } }
+        }
+        return result
     }
 }
 
@@ -428,4 +449,14 @@ struct FaultInjection {
         }
         return nil
     }
+}
+
+/// The k largest softmax probabilities of one row of logits, best first (lower class on ties).
+public func topClasses(_ logits: UnsafePointer<Float>, count: Int, k: Int) -> [(Int, Double)] {
+    var maximum = -Double.infinity
+    for c in 0..<count { maximum = max(maximum, Double(logits[c])) }
+    var total = 0.0
+    for c in 0..<count { total += exp(Double(logits[c]) - maximum) }
+    let order = (0..<count).sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
+    return order.prefix(k).map { ($0, exp(Double(logits[$0]) - maximum) / total) }
 }
