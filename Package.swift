@@ -32,18 +32,21 @@ let package = Package(
                 swiftSettings: fast),
         .target(name: "PromptTuning", dependencies: ["Tensor", "CLIP"], swiftSettings: fast),
         .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: fast),
+        // Pictures: raster canvas with an embedded font, PNG through zlib, SVG/PNG line charts.
+        .target(name: "Figures", dependencies: ["CZlib"], swiftSettings: fast, linkerSettings: [.linkedLibrary("z")]),
         .target(name: "Training",
                 dependencies: ["Tensor", "CLIP", "Data", "PromptTuning", "Distributed", "CSignals",
                                .product(name: "Yams", package: "Yams")],
                 swiftSettings: fast),
         .executableTarget(name: "cavpt-dist",
-                          dependencies: ["Training", "CLIP", "Data", "Distributed", "PromptTuning", "Tensor", "CBLAS",
+                          dependencies: ["Training", "CLIP", "Data", "Distributed", "PromptTuning", "Tensor", "CBLAS", "Figures",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: fast),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP"]),
         .testTarget(name: "DataTests", dependencies: ["Data"]),
+        .testTarget(name: "FiguresTests", dependencies: ["Figures"]),
         .testTarget(name: "PromptTuningTests", dependencies: ["PromptTuning"]),
         // Launched under mpirun by DistributedTests; also holds the allreduce benchmark.
         .executableTarget(name: "DistributedCheck", dependencies: ["Distributed"], path: "Tests/DistributedCheck"),

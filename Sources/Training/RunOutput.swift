@@ -45,13 +45,18 @@ public final class RunOutput: @unchecked Sendable {
         RunLog.append(line + "\n")
     }
 
-    func progress(epoch: Int, epochs: Int, step: Int, steps: Int, loss: Double, accuracy: Double, lr: Double,
+    func progress(epoch: Int, epochs: Int, step: Int, steps: Int, loss: Double, accuracy: Double, lr: Double?,
                   textLR: Double?, imagesPerSecond: Double, elapsed: Double) {
         let remainingSteps = Double(steps - step) + Double(epochs - epoch - 1) * Double(steps)
         let eta = elapsed / Double(max(step, 1)) * remainingSteps
-        var line = String(format: "epoch %d/%d  step %d/%d  loss %.4f  acc %.1f%%  lr %.2e", epoch + 1, epochs, step, steps,
-                          loss, accuracy * 100, lr)
-        if let textLR { line += String(format: " (text %.2e)", textLR) }
+        var line = String(format: "epoch %d/%d  step %d/%d  loss %.4f  acc %.1f%%", epoch + 1, epochs, step, steps,
+                          loss, accuracy * 100)
+        switch (lr, textLR) {
+        case let (visual?, text?): line += String(format: "  lr %.2e (text %.2e)", visual, text)
+        case let (visual?, nil): line += String(format: "  lr %.2e", visual)
+        case let (nil, text?): line += String(format: "  lr %.2e (text)", text)
+        case (nil, nil): break
+        }
         line += String(format: "  %.1f img/s  ETA %@", imagesPerSecond, formatDuration(eta))
         say(line)
     }

@@ -69,6 +69,9 @@ public final class Trainer: @unchecked Sendable {
         EpochPlan(trainCount: data.train.count, batchSize: config.int("train.batchSize"), seed: 0, epoch: 0).globalBatches.count
     }
 
+    /// The parameter groups that have trained tensors (only their learning rates are reported).
+    var trainedGroups: Set<ParameterGroup> { Set(learner.parameters.map { ParameterGroup.of($0.0) }) }
+
     public func learningRate(_ group: ParameterGroup, epoch: Int) -> Double { schedules[group]!.rate(epoch: epoch) }
 
     // MARK: Start and resume
@@ -235,8 +238,9 @@ public final class Trainer: @unchecked Sendable {
             if let output, step % config.int("train.logEvery") == 0 || step == steps {
                 let elapsed = (progress?.seconds ?? 0) + Date().timeIntervalSince(start)
                 output.progress(epoch: epoch, epochs: epochs, step: step, steps: steps, loss: lossSum / Double(step),
-                                accuracy: images > 0 ? correct / images : 0, lr: Double(rates[.visual]!),
-                                textLR: learner.textContext == nil ? nil : Double(rates[.text]!),
+                                accuracy: images > 0 ? correct / images : 0,
+                                lr: trainedGroups.contains(.visual) ? Double(rates[.visual]!) : nil,
+                                textLR: trainedGroups.contains(.text) ? Double(rates[.text]!) : nil,
                                 imagesPerSecond: images / max(elapsed, 1e-9), elapsed: elapsed)
             }
             if result.stopRequests > 0 {
@@ -248,7 +252,8 @@ public final class Trainer: @unchecked Sendable {
                                images: Int(images), seconds: (progress?.seconds ?? 0) + Date().timeIntervalSince(start),
                                communicationSeconds: (progress?.communicationSeconds ?? 0)
                                    + comm.stats.secondsInCollectives - commStart,
-                               learningRates: Dictionary(uniqueKeysWithValues: rates.map { ($0.key.rawValue, Double($0.value)) }),
+                               learningRates: Dictionary(uniqueKeysWithValues: rates.filter { trainedGroups.contains($0.key) }
+                                                             .map { ($0.key.rawValue, Double($0.value)) }),
                                steps: step, resumedAtStep: progress?.steps)
         let sums = EpochProgress(steps: step, lossSum: lossSum, correct: correct, images: images, seconds: stats.seconds,
                                  communicationSeconds: stats.communicationSeconds, allreduces: 0)

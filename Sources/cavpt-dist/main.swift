@@ -11,7 +11,7 @@ struct CavptDist: ParsableCommand {
         commandName: "cavpt-dist",
         abstract: "Class-Aware Visual Prompt Tuning for CLIP: a data-parallel MPI trainer.",
         subcommands: [
-            Train.self, Eval.self, Predict.self, ReportCommand.self, Zeroshot.self, Gradients.self, Features.self, Fewshot.self, Tokenize.self, Demo.self, Bench.self,
+            Train.self, Eval.self, Predict.self, ReportCommand.self, Plot.self, Zeroshot.self, Gradients.self, Features.self, Fewshot.self, Tokenize.self, Demo.self, Bench.self,
         ])
 }
 
