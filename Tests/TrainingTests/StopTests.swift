@@ -288,6 +288,30 @@ final class OutputCollector: @unchecked Sendable {
         #expect(Checkpoints.folderName(epoch: 3, step: 999) < Checkpoints.folderName(epoch: 4))
     }
 
+    @Test func midEpochCheckpointsSortBetweenEpochsAndRotateLikeThem() throws {
+        let dir = temporaryDirectory("step-checkpoints") + "/checkpoints"
+        func state(_ epoch: Int, _ step: Int) -> CheckpointState {
+            CheckpointState(epoch: epoch, seed: 1, configHash: "h", config: "", rngKeys: ["seed": 1, "epoch": epoch], ranks: 1,
+                            version: cavptDistVersion,
+                            progress: step == 0 ? nil : EpochProgress(steps: step, lossSum: 1, correct: 1, images: 8, seconds: 0,
+                                                                      communicationSeconds: 0, allreduces: step))
+        }
+        for (epoch, step) in [(9, 0), (9, 2), (10, 0), (10, 1)] {
+            try Checkpoints.write(state(epoch, step), parameters: [("visual.prompts", Tensor(shape: [1], repeating: Float(epoch)))],
+                                  momentum: [:], to: dir, keep: 3)
+        }
+        #expect(try Checkpoints.list(dir).map { URL(fileURLWithPath: $0).lastPathComponent }
+                == ["epoch-0009-step-0002", "epoch-0010", "epoch-0010-step-0001"])
+        let newest = try #require(Checkpoints.newest(in: dir))
+        #expect(newest.state.epoch == 10 && newest.state.progress?.steps == 1)
+        #expect(Checkpoints.position(ofFolder: "epoch-0010-step-0001")! == (10, 1))
+        #expect(Checkpoints.position(ofFolder: "epoch-0010-step-0000") == nil)
+        #expect(Checkpoints.position(ofFolder: "epoch-0010-step-0001.tmp") == nil)
+        // A state whose step disagrees with its folder name is refused.
+        try FileManager.default.moveItem(atPath: dir + "/epoch-0010-step-0001", toPath: dir + "/epoch-0010-step-0002")
+        #expect(throws: (any Error).self) { try Checkpoints.read(dir + "/epoch-0010-step-0002") }
+    }
+
     @Test func nonFiniteNumbersBecomeNullInJSON() throws {
         let record = jsonSafe(["loss": Double.nan, "lr": ["visual": Double.infinity, "text": 0.5], "steps": 2]) as! [String: Any]
         let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
