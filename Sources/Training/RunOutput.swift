@@ -132,7 +132,7 @@ public final class RunOutput: @unchecked Sendable {
     }
 }
 
-public let cavptDistVersion = "0.1.0"
+public let cavptDistVersion = "0.2.0"
 
 /// FNV-1a of the effective config without operational keys.
 public func configHash(_ c: Config) -> String {

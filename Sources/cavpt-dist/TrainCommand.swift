@@ -67,7 +67,12 @@ func configureThreads(_ comm: Communicator, config: Config?) {
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a prompt-tuning method, data-parallel over MPI ranks (mpirun -np N cavpt-dist train …).")
+        abstract: "Train a prompt-tuning method, data-parallel over MPI ranks (mpirun -np N cavpt-dist train …).",
+        discussion: """
+            Layers: the dataset YAML, the method preset, --config, the flags, then --set key=value. \
+            `cavpt-dist config --list` prints every configuration key with its default and meaning; \
+            `cavpt-dist config <train options>` prints the configuration a run would record.
+            """)
 
     @OptionGroup var arguments: RunArguments
     @Flag(help: "Continue from the newest complete checkpoint in the run directory.")
