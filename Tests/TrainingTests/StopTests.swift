@@ -183,27 +183,38 @@ func runPrinted(_ command: String) throws -> ProcessResult {
         #expect(b[2]["resumedAtStep"] as? Int == (step < 3 ? step : nil))
     }
 
-    /// SIGTERM from outside to `mpirun` at whatever step the job is in. Open MPI 4.1 answers it by
-    /// sending the ranks SIGCONT, then SIGTERM after odls_base_sigkill_timeout seconds, then SIGKILL
-    /// as long again: the ranks must finish their step and rank 0 its checkpoint inside that window.
-    @Test func sigtermToMpirunStopsAtAStepBoundaryWithoutOrphans() throws {
-        let base = temporaryDirectory("sigterm-mpirun")
+    /// A signal from outside at whatever step the job is in: SIGTERM to `mpirun` -np 2, and SIGINT
+    /// (Ctrl-C) to a single process. Open MPI 4.1 answers SIGTERM by sending the ranks SIGCONT, then
+    /// SIGTERM after odls_base_sigkill_timeout seconds, then SIGKILL as long again: the ranks must
+    /// finish their step and rank 0 its checkpoint inside that window.
+    @Test(arguments: [2, 1])
+    func aSignalFromOutsideStopsAtAStepBoundaryWithoutOrphans(ranks: Int) throws {
+        let base = temporaryDirectory("outside-\(ranks)")
         let full = base + "/full", stopped = base + "/stopped"
         // 100 ms asleep before each step (CAVPT_DIST_FAULT=slow-steps) makes 60 epochs last 18 s without
         // using the CPU; the uninterrupted reference runs at full speed.
         let epochs = 60
         let extra = ["--set", "checkpoint.every=\(epochs)", "--set", "train.logEvery=3"]
-        let reference = try mpirun(2, stopRunArguments(full, epochs: epochs, extra: extra))
+        let reference = ranks == 1 ? try cavptDist(stopRunArguments(full, epochs: epochs, extra: extra),
+                                                   environment: ["CAVPT_DIST_BLAS_THREADS": "1"])
+                                   : try mpirun(ranks, stopRunArguments(full, epochs: epochs, extra: extra))
         try #require(reference.status == 0, "\(reference.stderr)")
 
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
-        process.arguments = ["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-q",
-                             "--mca", "odls_base_sigkill_timeout", "3", "-np", "2", binaryPath]
-            + stopRunArguments(stopped, epochs: epochs, extra: extra)
+        if ranks == 1 {
+            process.executableURL = URL(fileURLWithPath: binaryPath)
+            process.arguments = stopRunArguments(stopped, epochs: epochs, extra: extra)
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+            process.arguments = ["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-q",
+                                 "--mca", "odls_base_sigkill_timeout", "3", "-np", "\(ranks)", binaryPath]
+                + stopRunArguments(stopped, epochs: epochs, extra: extra)
+        }
         var environment = ProcessInfo.processInfo.environment
         environment["CAVPT_DIST_BLAS_THREADS"] = "1"
         environment["CAVPT_DIST_FAULT"] = "slow-steps:100"
+        environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         process.environment = environment
         let outPipe = Pipe(), errPipe = Pipe()
         process.standardOutput = outPipe
@@ -211,13 +222,16 @@ func runPrinted(_ command: String) throws -> ProcessResult {
         process.standardInput = FileHandle.nullDevice
         let collected = OutputCollector()
         outPipe.fileHandleForReading.readabilityHandler = { collected.append($0.availableData) }
-        // Test threads block SIGTERM and the mask survives exec: give mpirun an unblocked one.
-        try withStopSignalsUnblocked { try process.run() }
+        // Test threads block SIGTERM and SIGINT, and a blocked mask survives exec. mpirun gets an
+        // unblocked one; the single process is started as it is, blocked mask and all: the trainer
+        // unblocks its stop signals itself.
+        if ranks == 1 { try process.run() } else { try withStopSignalsUnblocked { try process.run() } }
         // Signal once training is under way (the third epoch's progress line), never at a fixed time.
         let deadline = Date().addingTimeInterval(300)
         while process.isRunning && !collected.text.contains("epoch 3/\(epochs)") && Date() < deadline { usleep(10_000) }
         try #require(process.isRunning, "the run ended before it could be signalled:\n\(collected.text)")
-        kill(process.processIdentifier, SIGTERM)
+        let signal = ranks == 1 ? SIGINT : SIGTERM
+        kill(process.processIdentifier, signal)
         while process.isRunning && Date() < deadline { usleep(20_000) }
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
@@ -227,12 +241,19 @@ func runPrinted(_ command: String) throws -> ProcessResult {
         let stderr = String(decoding: errPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
 
         #expect(processesMentioning(stopped).isEmpty, "orphans: \(processesMentioning(stopped))")
-        // mpirun itself exits 1 after its own SIGTERM handling; the ranks report the stop.
-        #expect(process.terminationStatus != 0)
-        // mpirun signals the ranks one after the other: the step may carry one rank's flag or both.
-        #expect(stdout.contains("preempted by SIGTERM (2 rank(s) signalled) after epoch ")
-                || stdout.contains("preempted by SIGTERM (1 rank(s) signalled) after epoch ")
-                || stdout.contains("preempted by a signal to another rank (1 rank(s) signalled) after epoch "), "\(stdout)\n\(stderr)")
+        let name = StopSignals.name(signal)
+        if ranks == 1 {
+            #expect(process.terminationStatus == TrainingStop.preemptedExitCode, "\(stderr)")
+            #expect(stdout.contains("preempted by \(name) (1 rank(s) signalled) after epoch "), "\(stdout)\n\(stderr)")
+        } else {
+            // mpirun itself exits 1 after its own SIGTERM handling; the ranks report the stop. It
+            // signals them one after the other: the step may carry one rank's flag or both.
+            #expect(process.terminationStatus != 0)
+            #expect(stdout.contains("preempted by \(name) (2 rank(s) signalled) after epoch ")
+                    || stdout.contains("preempted by \(name) (1 rank(s) signalled) after epoch ")
+                    || stdout.contains("preempted by a signal to another rank (1 rank(s) signalled) after epoch "),
+                    "\(stdout)\n\(stderr)")
+        }
         let status = try statusRecord(stopped)
         #expect(status["state"] as? String == "preempted")
         let checkpoint = try #require(status["checkpoint"] as? String)
@@ -246,7 +267,7 @@ func runPrinted(_ command: String) throws -> ProcessResult {
         let resumed = try runPrinted(try printedResumeCommand(stdout))
         try #require(resumed.status == 0, "\(resumed.stderr)")
         expectBitIdentical(try checkpointTensors(full, epoch: epochs), try checkpointTensors(stopped, epoch: epochs),
-                           "SIGTERM at epoch \(epoch) step \(step)")
+                           "\(name) at epoch \(epoch) step \(step)")
     }
 }
 
