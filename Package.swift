@@ -23,6 +23,7 @@ let package = Package(
         .target(name: "CPNG", linkerSettings: [.linkedLibrary("png16")]),
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CAlloc"),
+        .target(name: "CSignals"),
 
         .target(name: "Tensor", dependencies: ["CBLAS", "CAlloc"], swiftSettings: fast),
         // Resources/ holds the CLIP BPE vocabulary (open_clip's file), found by path at run time.
@@ -35,7 +36,7 @@ let package = Package(
         // Pictures: raster canvas with an embedded font, PNG through zlib, SVG/PNG line charts.
         .target(name: "Figures", dependencies: ["CZlib"], swiftSettings: fast, linkerSettings: [.linkedLibrary("z")]),
         .target(name: "Training",
-                dependencies: ["Tensor", "CLIP", "Data", "PromptTuning", "Distributed",
+                dependencies: ["Tensor", "CLIP", "Data", "PromptTuning", "Distributed", "CSignals",
                                .product(name: "Yams", package: "Yams")],
                 swiftSettings: fast),
         .executableTarget(name: "cavpt-dist",

@@ -83,15 +83,20 @@ public final class BatchLoader: @unchecked Sendable {
 
     /// Training batches of one epoch for rank `rank` of `size`. `samples` is the train list (the
     /// few-shot list, usually) whose paths are relative to `imageRoot`; `listName` names it in errors.
+    /// `firstBatch` > 0 skips the batches a resumed mid-epoch checkpoint has already trained.
     public static func training(samples: [Sample], imageRoot: String, listName: String, plan: EpochPlan,
                                 rank: Int, size: Int, resolution: Int,
-                                workers: Int = 2, prefetch: Int = 2) throws -> BatchLoader {
+                                workers: Int = 2, prefetch: Int = 2, firstBatch: Int = 0) throws -> BatchLoader {
         guard plan.order.count == samples.count else {
             throw DataError.invalidArgument("BatchLoader: the epoch plan covers \(plan.order.count) samples, "
                                             + "the \(listName) list has \(samples.count)")
         }
         try checkRank(rank, size)
-        let jobs = plan.globalBatches.enumerated().map { index, batch in
+        guard (0...plan.globalBatches.count).contains(firstBatch) else {
+            throw DataError.invalidArgument("BatchLoader: first batch \(firstBatch) is outside the epoch's "
+                                            + "\(plan.globalBatches.count) batches")
+        }
+        let jobs = plan.globalBatches.enumerated().dropFirst(firstBatch).map { index, batch in
             let positions = Array(EpochPlan.shard(batch, rank: rank, size: size))
             return BatchJob(index: index, samples: positions.map { samples[plan.order[$0]] },
                             positions: positions, globalCount: batch.count)

@@ -35,7 +35,7 @@ public final class RunDirectoryLock: @unchecked Sendable {
 
 public enum RunDirectory {
     /// What makes a folder a run directory.
-    static let runFiles = ["config.yaml", "metrics.jsonl", "results.json", "fewshot.json", "checkpoints"]
+    static let runFiles = ["config.yaml", "metrics.jsonl", "results.json", "fewshot.json", "checkpoints", "status.json"]
 
     /// Creates and locks `directory` for a run in `mode`. A fresh run refuses a folder that holds
     /// anything; `overwrite` clears a run directory (and refuses to clear a folder that is not one);

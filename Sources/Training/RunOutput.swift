@@ -61,12 +61,14 @@ public final class RunOutput: @unchecked Sendable {
         say(line)
     }
 
-    func log(epoch s: EpochStats, of epochs: Int) throws {
-        let record: [String: Any] = [
+    func log(epoch s: EpochStats, of epochs: Int, extra: [String: Any] = [:]) throws {
+        var record: [String: Any] = [
             "epoch": s.epoch + 1, "loss": s.loss, "accuracy": s.accuracy, "images": s.images,
             "seconds": s.seconds, "communicationSeconds": s.communicationSeconds, "lr": s.learningRates,
             "imagesPerSecond": Double(s.images) / max(s.seconds, 1e-9), "steps": s.steps, "allreduces": s.allreduces,
         ]
+        if let step = s.resumedAtStep { record["resumedAtStep"] = step }
+        record.merge(extra) { $1 }
         try appendMetrics(record)
         // Dassl's tags and units (accuracy in percent); the step is the epoch.
         var scalars: [(String, Double)] = [("train/loss", s.loss), ("train/acc", s.accuracy * 100)]
@@ -75,22 +77,26 @@ public final class RunOutput: @unchecked Sendable {
         try events?.scalars(scalars, step: s.epoch + 1)
     }
 
-    /// One JSON line; a full disk or read-only volume is an error naming the file, and never leaves
-    /// a torn line behind (the file is cut back to its last complete line).
+    /// One JSON line (NaN and infinities as null); a full disk or read-only volume is an error naming
+    /// the file, and never leaves a torn line behind (the file is cut back to its last complete line).
     func appendMetrics(_ record: [String: Any]) throws {
-        let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
+        let data = try JSONSerialization.data(withJSONObject: jsonSafe(record), options: [.sortedKeys])
         try metrics?.append(data + Data("\n".utf8))
     }
 
-    func checkpoint(_ trainer: Trainer) throws {
+    /// Checkpoints the trainer after `epochsDone` epochs and, inside the next one, `progress.steps` steps.
+    @discardableResult
+    func checkpoint(_ trainer: Trainer, progress: EpochProgress? = nil) throws -> String {
         let state = CheckpointState(epoch: trainer.epochsDone, seed: config.int("train.seed"),
                                     configHash: configHash(config), config: recordedConfig,
                                     rngKeys: ["seed": config.int("train.seed"), "epoch": trainer.epochsDone],
-                                    ranks: trainer.comm.size, version: cavptDistVersion)
+                                    ranks: trainer.comm.size, version: cavptDistVersion, progress: progress)
         try Checkpoints.write(state, parameters: trainer.learner.parameters.map { ($0.0, $0.1.value) },
                               momentum: trainer.optimizer.buffers, to: checkpointDirectory,
                               keep: config.int("checkpoint.keep"))
-        say("checkpoint: \(checkpointDirectory)/\(Checkpoints.folderName(epoch: trainer.epochsDone))")
+        let path = checkpointDirectory + "/" + Checkpoints.folderName(epoch: trainer.epochsDone, step: progress?.steps ?? 0)
+        say("checkpoint: \(path)")
+        return path
     }
 
     /// Test hook: starts writing this epoch's checkpoint folder, then dies mid-write.

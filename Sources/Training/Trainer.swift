@@ -21,6 +21,8 @@ public struct EpochStats: Sendable {
     /// Allreduce calls during the epoch (one per step for gradients, plus one per step for the
     /// `ignore` pair count).
     public var allreduces: Int = 0
+    /// The step a mid-epoch checkpoint resumed this epoch at (its statistics include the steps before).
+    public var resumedAtStep: Int? = nil
 }
 
 public struct EvaluationResult: Sendable {
@@ -39,10 +41,14 @@ public final class Trainer: @unchecked Sendable {
     public let data: RunData
     public let output: RunOutput?
     let schedules: [ParameterGroup: LRSchedule]
-    /// [all trained gradients | loss share, correct, images]: the one buffer reduced per step.
+    /// [all trained gradients | loss share, correct, images, stop requests]: the one buffer reduced
+    /// per step. Every rank reads the same reduced values, so every rank takes the same decision on a
+    /// non-finite step or a stop signal without another collective.
     let packed: Tensor
     let gradientCount: Int
     public private(set) var epochsDone = 0
+    /// Where a mid-epoch checkpoint left the epoch `epochsDone` (its steps and statistics so far).
+    public private(set) var resumeProgress: EpochProgress?
 
     public init(comm: Communicator, config: Config, learner: PromptLearner, data: RunData, output: RunOutput?) {
         self.comm = comm
@@ -54,10 +60,14 @@ public final class Trainer: @unchecked Sendable {
                         weightDecay: Float(config.double("optim.weightDecay")))
         schedules = [.visual: LRSchedule(config: config, group: .visual), .text: LRSchedule(config: config, group: .text)]
         gradientCount = learner.parameters.reduce(0) { $0 + $1.1.value.count }
-        packed = Tensor(zeros: [gradientCount + 3])
+        packed = Tensor(zeros: [gradientCount + 4])
     }
 
     var epochs: Int { config.int("train.epochs") }
+
+    var stepsPerEpoch: Int {
+        EpochPlan(trainCount: data.train.count, batchSize: config.int("train.batchSize"), seed: 0, epoch: 0).globalBatches.count
+    }
 
     /// The parameter groups that have trained tensors (only their learning rates are reported).
     var trainedGroups: Set<ParameterGroup> { Set(learner.parameters.map { ParameterGroup.of($0.0) }) }
@@ -66,16 +76,28 @@ public final class Trainer: @unchecked Sendable {
 
     // MARK: Start and resume
 
-    /// Rank 0's trained tensors (and, when resuming, momentum buffers and epoch) on every rank.
+    /// Rank 0's trained tensors (and, when resuming, momentum buffers, epoch and step) on every rank.
     public func synchronizeStart(resumeFrom checkpoint: Checkpoint?) throws {
         if comm.rank == 0, let checkpoint {
             try learner.load(checkpoint.parameters, requireAll: true)
             try optimizer.loadBuffers(checkpoint.momentum)
             epochsDone = checkpoint.state.epoch
+            if let progress = checkpoint.state.progress {
+                guard epochsDone < epochs, (1..<max(stepsPerEpoch, 1)).contains(progress.steps) else {
+                    throw TrainingError.checkpoint("\(checkpoint.path): step \(progress.steps) of epoch \(epochsDone + 1) "
+                                                   + "is not inside this run's \(epochs) epochs of \(stepsPerEpoch) steps")
+                }
+                resumeProgress = progress
+            }
         }
-        var header = [Double(epochsDone), Double(optimizer.buffers.count)]
+        // Only rank 0 logs, so only it keeps the statistics of a resumed epoch; every rank needs its step.
+        var header = [Double(epochsDone), Double(optimizer.buffers.count), Double(resumeProgress?.steps ?? 0)]
         try comm.broadcast(&header, root: 0)
         epochsDone = Int(header[0])
+        if comm.rank != 0, header[2] > 0 {
+            resumeProgress = EpochProgress(steps: Int(header[2]), lossSum: 0, correct: 0, images: 0, seconds: 0,
+                                           communicationSeconds: 0, allreduces: 0)
+        }
         try broadcastTensors(learner.parameters.map(\.1.value))
         if header[1] > 0 {
             // Momentum buffers exist on rank 0 (resume): give every rank the same ones.
@@ -99,22 +121,46 @@ public final class Trainer: @unchecked Sendable {
 
     // MARK: Training
 
-    /// Trains from `epochsDone` to the configured epoch count, checkpointing as configured.
+    /// Trains from `epochsDone` (and `resumeProgress`) to the configured epoch count, checkpointing as
+    /// configured. Throws `TrainingStop` on every rank alike when the run diverges or a rank receives
+    /// SIGTERM, SIGINT or SIGUSR1 (then rank 0 has checkpointed the step boundary).
     public func train() throws {
         let every = config.int("checkpoint.every")
         let fault = FaultInjection.fromEnvironment()
+        // Installed for training only; on a stop they stay installed, so a second signal (Slurm and
+        // mpirun both sending one) cannot kill a rank while it leaves cleanly.
+        StopSignals.clear()
+        try StopSignals.install()
         while epochsDone < epochs {
             let allreducesBefore = comm.stats.allreduces
-            var stats = try trainEpoch(epochsDone)
-            stats.allreduces = comm.stats.allreduces - allreducesBefore
+            let progress = resumeProgress
+            resumeProgress = nil
+            var (stats, end, sums) = try trainEpoch(epochsDone, resuming: progress, fault: fault)
+            stats.allreduces = (progress?.allreduces ?? 0) + comm.stats.allreduces - allreducesBefore
+            switch end {
+            case let .diverged(step, reason):
+                try output?.log(epoch: stats, of: epochs, extra: ["diverged": true, "error": reason])
+                throw TrainingStop.diverged(epoch: epochsDone + 1, step: step, reason: reason,
+                                            lastCheckpoint: output?.newestCheckpoint)
+            case let .stopRequested(step, ranks) where step < stepsPerEpoch:
+                // Mid-epoch: checkpoint this step boundary with the epoch's statistics so far.
+                try checkConsistency()
+                sums.allreduces = stats.allreduces
+                let path = try output?.checkpoint(self, progress: sums)
+                throw preempted(epoch: epochsDone + 1, step: step, ranks: ranks, checkpoint: path)
+            default:
+                break
+            }
             epochsDone += 1
             try checkConsistency()
-            let checkpointDue = every > 0 && (epochsDone % every == 0 || epochsDone == epochs)
+            var checkpointDue = every > 0 && (epochsDone % every == 0 || epochsDone == epochs)
+            if case .stopRequested = end { checkpointDue = true }   // the epoch's last step: an epoch boundary
+            var path: String?
             if let output {
                 try output.log(epoch: stats, of: epochs)
                 if checkpointDue {
                     if fault?.kind == .crashDuringCheckpoint, fault?.epoch == epochsDone { output.crashDuringCheckpoint(self) }
-                    try output.checkpoint(self)
+                    path = try output.checkpoint(self)
                 }
             }
             if let fault, fault.kind == .killRank, fault.epoch == epochsDone {
@@ -122,46 +168,114 @@ public final class Trainer: @unchecked Sendable {
                 try comm.barrier()
                 if comm.rank == fault.rank { raise(SIGKILL) }
             }
+            if case let .stopRequested(step, ranks) = end {
+                throw preempted(epoch: epochsDone, step: step, ranks: ranks, checkpoint: path)
+            }
         }
+        // A signal after the last step's allreduce (during the final checkpoint) has no step left to
+        // ride on: one more allreduce agrees on it, and the final checkpoint makes the stop resumable.
+        let requests = try comm.allreduce(StopSignals.pending != 0 ? 1.0 : 0.0, .sum)
+        if requests > 0 {
+            var path = output?.newestCheckpoint
+            if let output, every == 0 { path = try output.checkpoint(self) }
+            throw preempted(epoch: epochs, step: stepsPerEpoch, ranks: Int(requests), checkpoint: path)
+        }
+        StopSignals.restore()   // evaluation is short and not resumable mid-way: a signal now ends the process
     }
 
-    public func trainEpoch(_ epoch: Int) throws -> EpochStats {
+    func preempted(epoch: Int, step: Int, ranks: Int, checkpoint: String?) -> TrainingStop {
+        let own = StopSignals.pending
+        return .preempted(epoch: epoch, step: step, signal: own != 0 ? StopSignals.name(own) : "a signal to another rank",
+                          ranks: ranks, checkpoint: checkpoint)
+    }
+
+    /// How an epoch's loop ended: all steps done, a stop agreed at a step boundary (1-based step
+    /// just completed and applied; `ranks` ranks had a signal), or a non-finite step (not applied,
+    /// or applied and found non-finite; nothing of it is kept).
+    enum EpochEnd {
+        case completed
+        case stopRequested(step: Int, ranks: Int)
+        case diverged(step: Int, reason: String)
+    }
+
+    /// One epoch from step `progress.steps` (0 for a fresh epoch): its statistics, how it ended, and
+    /// its running sums (what a mid-epoch checkpoint keeps).
+    func trainEpoch(_ epoch: Int, resuming progress: EpochProgress?,
+                    fault: FaultInjection?) throws -> (EpochStats, EpochEnd, EpochProgress) {
         let plan = EpochPlan(trainCount: data.train.count, batchSize: config.int("train.batchSize"),
                              seed: config.int("train.seed"), epoch: epoch)
+        let steps = plan.globalBatches.count
         let loader = try BatchLoader.training(samples: data.train, imageRoot: data.imageRoot, listName: data.trainListName,
                                               plan: plan, rank: comm.rank, size: comm.size,
                                               resolution: learner.model.image.resolution,
-                                              workers: config.int("train.workers"), prefetch: config.int("train.prefetch"))
+                                              workers: config.int("train.workers"), prefetch: config.int("train.prefetch"),
+                                              firstBatch: progress?.steps ?? 0)
+        defer { loader.cancel() }
         let rates = Dictionary(uniqueKeysWithValues: ParameterGroup.allCases.map { ($0, Float(learningRate($0, epoch: epoch))) })
         let start = Date()
         let commStart = comm.stats.secondsInCollectives
-        var lossSum = 0.0, correct = 0.0, images = 0.0
-        var step = 0
+        var lossSum = progress?.lossSum ?? 0, correct = progress?.correct ?? 0, images = progress?.images ?? 0
+        var step = progress?.steps ?? 0
+        var end = EpochEnd.completed
         while let batch = try loader.next() {
-            let (loss, hits, count) = try trainStep(batch, epoch: epoch, rates: rates)
-            lossSum += loss
-            correct += hits
-            images += count
+            if let fault, fault.kind == .signalSelf, fault.rank == comm.rank, fault.epoch == epoch + 1, fault.step == step + 1 {
+                raise(fault.signal)   // test hook: a real signal arriving while this step computes
+            }
+            if let fault, fault.kind == .slowSteps { usleep(UInt32(fault.step) * 1000) }   // test hook: long steps
+            let result: StepResult
+            do { result = try trainStep(batch, epoch: epoch, rates: rates) } catch let nonFinite as NonFiniteStep {
+                step += 1
+                lossSum += nonFinite.result.loss
+                correct += nonFinite.result.correct
+                images += nonFinite.result.images
+                end = .diverged(step: step, reason: nonFinite.reason)
+                break
+            }
+            lossSum += result.loss
+            correct += result.correct
+            images += result.images
             step += 1
-            if let output, step % config.int("train.logEvery") == 0 || step == loader.batchCount {
-                output.progress(epoch: epoch, epochs: epochs, step: step, steps: loader.batchCount, loss: lossSum / Double(step),
+            if let output, step % config.int("train.logEvery") == 0 || step == steps {
+                let elapsed = (progress?.seconds ?? 0) + Date().timeIntervalSince(start)
+                output.progress(epoch: epoch, epochs: epochs, step: step, steps: steps, loss: lossSum / Double(step),
                                 accuracy: images > 0 ? correct / images : 0,
                                 lr: trainedGroups.contains(.visual) ? Double(rates[.visual]!) : nil,
                                 textLR: trainedGroups.contains(.text) ? Double(rates[.text]!) : nil,
-                                imagesPerSecond: images / max(Date().timeIntervalSince(start), 1e-9),
-                                elapsed: Date().timeIntervalSince(start))
+                                imagesPerSecond: images / max(elapsed, 1e-9), elapsed: elapsed)
+            }
+            if result.stopRequests > 0 {
+                end = .stopRequested(step: step, ranks: result.stopRequests)
+                break
             }
         }
-        return EpochStats(epoch: epoch, loss: step > 0 ? lossSum / Double(step) : 0, accuracy: images > 0 ? correct / images : 0,
-                          images: Int(images), seconds: Date().timeIntervalSince(start),
-                          communicationSeconds: comm.stats.secondsInCollectives - commStart,
-                          learningRates: Dictionary(uniqueKeysWithValues: rates.filter { trainedGroups.contains($0.key) }
-                                                        .map { ($0.key.rawValue, Double($0.value)) }),
-                          steps: step)
+        let stats = EpochStats(epoch: epoch, loss: step > 0 ? lossSum / Double(step) : 0, accuracy: images > 0 ? correct / images : 0,
+                               images: Int(images), seconds: (progress?.seconds ?? 0) + Date().timeIntervalSince(start),
+                               communicationSeconds: (progress?.communicationSeconds ?? 0)
+                                   + comm.stats.secondsInCollectives - commStart,
+                               learningRates: Dictionary(uniqueKeysWithValues: rates.filter { trainedGroups.contains($0.key) }
+                                                             .map { ($0.key.rawValue, Double($0.value)) }),
+                               steps: step, resumedAtStep: progress?.steps)
+        let sums = EpochProgress(steps: step, lossSum: lossSum, correct: correct, images: images, seconds: stats.seconds,
+                                 communicationSeconds: stats.communicationSeconds, allreduces: 0)
+        return (stats, end, sums)
     }
 
-    /// One data-parallel SGD step on this rank's shard. Returns the global (mean loss, correct, images).
-    public func trainStep(_ batch: Batch, epoch: Int, rates: [ParameterGroup: Float]) throws -> (Double, Double, Double) {
+    /// A step's global statistics, and how many ranks asked to stop after it.
+    public struct StepResult: Sendable {
+        public var loss: Double, correct: Double, images: Double
+        public var stopRequests: Int
+    }
+
+    /// A step whose reduced loss or gradient, or whose updated trained state, is not finite.
+    struct NonFiniteStep: Error {
+        var reason: String
+        var result: StepResult
+    }
+
+    /// One data-parallel SGD step on this rank's shard. Returns the global mean loss, correct count,
+    /// images and stop requests; throws `NonFiniteStep` (on every rank alike) when the reduced loss or
+    /// gradient, or the updated trained tensors, are not finite.
+    public func trainStep(_ batch: Batch, epoch: Int, rates: [ParameterGroup: Float]) throws -> StepResult {
         let b = batch.labels.count
         let selection = b > 0 ? learner.select(pixels: batch.pixels, epoch: epoch)
                               : PromptLearner.Selection(plainFeatures: nil, selected: [])
@@ -186,13 +300,25 @@ public final class Trainer: @unchecked Sendable {
         }
         // Every rank, with or without images, sends its classes' share of ∂L/∂ctx.
         try sharded?.backward(comm: comm)
+        if StopSignals.pending != 0 { g[gradientCount + 3] = 1 }
         var offset = 0
         for (_, p) in learner.parameters {
             if let grad = p.grad { (g + offset).update(from: grad.data, count: grad.count) }
             offset += p.value.count
         }
-        // The step's one collective for gradients: every trained gradient and the statistics.
-        try comm.allreduce(UnsafeMutableBufferPointer(start: g, count: gradientCount + 3), .sum)
+        // The step's one collective for gradients: every trained gradient, the statistics, the stop flags.
+        try comm.allreduce(UnsafeMutableBufferPointer(start: g, count: gradientCount + 4), .sum)
+        let loss = Double(g[gradientCount])
+        let result = StepResult(loss: loss, correct: Double(g[gradientCount + 1]), images: Double(g[gradientCount + 2]),
+                                stopRequests: Int(g[gradientCount + 3]))
+        if !loss.isFinite {
+            for (_, p) in learner.parameters { p.zeroGrad() }
+            throw NonFiniteStep(reason: "the loss is " + (loss.isNaN ? "NaN" : loss > 0 ? "+inf" : "-inf"), result: result)
+        }
+        if let name = firstNonFinite(learner.parameters.map { ($0.0, $0.1.value.count) }, in: g) {
+            for (_, p) in learner.parameters { p.zeroGrad() }
+            throw NonFiniteStep(reason: "the gradient of \(name) is not finite", result: result)
+        }
         offset = 0
         for (_, p) in learner.parameters {
             let grad = Tensor(uninitialized: p.shape)
@@ -202,7 +328,14 @@ public final class Trainer: @unchecked Sendable {
         }
         optimizer.step { rates[$0]! }
         for (_, p) in learner.parameters { p.zeroGrad() }
-        return (Double(g[gradientCount]), Double(g[gradientCount + 1]), Double(g[gradientCount + 2]))
+        // A finite gradient can still overflow the update (lr 1e30, weight decay 1e10, momentum 5).
+        for (name, p) in learner.parameters where !allFinite(p.value) {
+            throw NonFiniteStep(reason: "\(name) is not finite after the SGD update (learning rate \(rates[.of(name)]!))", result: result)
+        }
+        for (name, buffer) in optimizer.buffers where !allFinite(buffer) {
+            throw NonFiniteStep(reason: "the momentum buffer of \(name) is not finite after the SGD update", result: result)
+        }
+        return result
     }
 
     /// Whether this run splits the learned-prompt text encoder over ranks by class (DESIGN §5).
@@ -268,14 +401,40 @@ public final class Trainer: @unchecked Sendable {
     }
 }
 
+/// x · 0 is 0 for finite x and NaN for ±inf or NaN: one branch-free pass finds any non-finite value.
+func allFinite(_ t: Tensor) -> Bool {
+    allFinite(t.data, count: t.count)
+}
+
+func allFinite(_ x: UnsafeMutablePointer<Float>, count: Int) -> Bool {
+    var zero: Float = 0
+    for i in 0..<count { zero += x[i] * 0 }
+    return zero == 0
+}
+
+/// The name of the first tensor whose slice of `buffer` (tensors laid out in order) is not finite.
+func firstNonFinite(_ tensors: [(String, Int)], in buffer: UnsafeMutablePointer<Float>) -> String? {
+    var offset = 0
+    for (name, count) in tensors {
+        if !allFinite(buffer + offset, count: count) { return name }
+        offset += count
+    }
+    return nil
+}
+
 /// Deterministic failures for the resume tests, from CAVPT_DIST_FAULT:
 /// `kill-rank:R:after-epoch:E` — rank R dies by SIGKILL once epoch E's checkpoint is complete;
-/// `crash-checkpoint:E` — rank 0 dies by SIGKILL half-way through writing epoch E's checkpoint.
+/// `crash-checkpoint:E` — rank 0 dies by SIGKILL half-way through writing epoch E's checkpoint;
+/// `signal-self:R:SIG:epoch:E:step:S` — rank R raises SIG (TERM, INT, USR1) while computing step S
+/// of epoch E (both 1-based), as a scheduler's signal would arrive;
+/// `slow-steps:MS` — every step sleeps MS milliseconds first (a long run that costs no CPU).
 struct FaultInjection {
-    enum Kind { case killRank, crashDuringCheckpoint }
+    enum Kind { case killRank, crashDuringCheckpoint, signalSelf, slowSteps }
     var kind: Kind
     var rank: Int
     var epoch: Int
+    var step = 0
+    var signal: Int32 = 0
 
     static func fromEnvironment() -> FaultInjection? {
         guard let spec = ProcessInfo.processInfo.environment["CAVPT_DIST_FAULT"] else { return nil }
@@ -285,6 +444,13 @@ struct FaultInjection {
         }
         if parts.count == 2, parts[0] == "crash-checkpoint", let e = Int(parts[1]) {
             return FaultInjection(kind: .crashDuringCheckpoint, rank: 0, epoch: e)
+        }
+        if parts.count == 7, parts[0] == "signal-self", parts[3] == "epoch", parts[5] == "step", let r = Int(parts[1]),
+           let signal = StopSignals.number(parts[2]), let e = Int(parts[4]), let s = Int(parts[6]) {
+            return FaultInjection(kind: .signalSelf, rank: r, epoch: e, step: s, signal: signal)
+        }
+        if parts.count == 2, parts[0] == "slow-steps", let ms = Int(parts[1]), ms >= 0 {
+            return FaultInjection(kind: .slowSteps, rank: 0, epoch: 0, step: ms)
         }
         return nil
     }

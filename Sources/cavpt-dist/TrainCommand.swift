@@ -123,9 +123,15 @@ struct Train: ParsableCommand {
             if let warning = BLASRuntime.slowKernelWarning { output?.say("warning: \(warning)") }
             let trainer = Trainer(comm: comm, config: config, learner: learner, data: data, output: output)
             try trainer.synchronizeStart(resumeFrom: checkpoint)
-            if let checkpoint { output?.say("resumed from \(checkpoint.path) at epoch \(checkpoint.state.epoch)") }
+            if let checkpoint {
+                let step = checkpoint.state.progress.map { " step \($0.steps)" } ?? ""
+                output?.say("resumed from \(checkpoint.path) at epoch \(checkpoint.state.epoch)\(step)")
+            }
+            try output?.writeStatus("training")
             let start = Date()
-            try trainer.train()
+            do { try trainer.train() } catch let stop as TrainingStop {
+                try endStopped(stop, comm: comm, output: output)
+            }
             let trainSeconds = Date().timeIntervalSince(start)
             let split = config.string("eval.split")
             let result = try trainer.evaluate(samples: split == "val" ? data.val : data.test, listName: "\(split) split")
@@ -143,11 +149,35 @@ struct Train: ParsableCommand {
                                                 "trainImages": data.train.count,
                                                 "shots": data.fewshot?.shots ?? config.int("train.shots"),
                                                 "fewshot": data.fewshotFile.isEmpty ? "sampled (seed \(config.int("train.seed")))" : data.fewshotFile])
+                try output.writeStatus("completed")
                 output.say(String(format: "%@ accuracy %.2f%%  macro-F1 %.2f%%  (%d images)  results: %@/results.json",
                                   split, result.confusion.accuracy * 100, result.confusion.macroF1 * 100,
                                   Int(result.confusion.total), directory))
             }
         }
+    }
+
+    /// Every rank stops together: rank 0 records why (status.json), prints one line (an `error:` for
+    /// divergence; for a preemption the checkpoint and the command that resumes), and once it has,
+    /// every rank leaves MPI cleanly with the stop's exit code (3 diverged, 75 preempted).
+    func endStopped(_ stop: TrainingStop, comm: Communicator, output: RunOutput?) throws -> Never {
+        if let output {
+            let resume = resumeCommand(arguments: CommandLine.arguments, ranks: comm.size,
+                                       workingDirectory: FileManager.default.currentDirectoryPath)
+            try output.recordStop(stop, resumeCommand: resume)
+            switch stop {
+            case .diverged:
+                flushStandardOutput()
+                writeStandardError("error: \(stop)\n")
+            case .preempted:
+                output.say("\(stop)")
+                output.say("resume with: \(resume)")
+            }
+        }
+        // No rank may exit before rank 0's records are complete: mpirun ends the job when one does.
+        try comm.barrier()
+        try Communicators.finalize()
+        throw ExitCode(stop.exitCode)
     }
 
     /// The newest complete checkpoint (or --resume-from), checked against this run's configuration.

@@ -100,10 +100,93 @@ struct SlurmTests {
         #expect(after.status == 3, "local-slurm.sh status after stop:\n\(after.output)")
     }
 
+    /// The real trainer under slurm.sbatch, stopped as Slurm stops jobs: SIGUSR1 to the batch shell
+    /// (what `--signal=B:USR1@120` sends before the time limit) with either launcher, and scancel's
+    /// SIGTERM. Each job checkpoints a step boundary; the USR1 ones exit 75 and print the sbatch
+    /// command that resumes them, and that command finishes the run.
+    @Test func preemptedJobsCheckpointAndTheirResumeCommandFinishesThem() throws {
+        let lock = try SlurmLock()
+        defer { lock.release() }
+        let directory = try temporaryDirectory("slurm-preempt")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let slurm = cluster("local-slurm.sh")
+        let started = try run(slurm, ["start"], environment: testSlurmEnvironment)
+        defer { _ = try? run(slurm, ["stop"], environment: testSlurmEnvironment) }
+        try #require(started.status == 0, "local-slurm.sh start failed:\n\(started.output)")
+
+        let trainer = try cavptDistExecutable().path
+        let demo = try run(URL(fileURLWithPath: trainer), ["demo", "--dir", directory.path, "--prepare-only", "--classes", "4",
+                                                          "--shots", "6", "--test-per-class", "4"])
+        try #require(demo.status == 0, "\(demo.output)")
+        func trainArguments(_ output: String) -> [String] {
+            ["--dataset", directory.path + "/data/synthetic.yaml", "--method", "vpt_deep", "--data-root", directory.path + "/data",
+             "--model", directory.path + "/model", "--output", output, "--seed", "1", "--set", "train.epochs=30",
+             "--set", "train.batchSize=8", "--set", "train.logEvery=3", "--set", "train.workers=1"]
+        }
+        struct Job { var launcher: String; var signal: String; var id = ""; var run = "" }
+        var jobs = [Job(launcher: "srun", signal: "USR1"), Job(launcher: "mpirun", signal: "USR1"),
+                    Job(launcher: "srun", signal: "TERM")]
+        for index in jobs.indices {
+            jobs[index].run = directory.path + "/run\(index)"
+            // 100 ms asleep before each step: 30 epochs outlast the signal without using the CPU.
+            jobs[index].id = try submit(
+                ["--ntasks-per-node=2", "--cpus-per-task=1", "--time=5", "--output=\(directory.path)/job\(index).out",
+                 cluster("slurm.sbatch").path] + trainArguments(jobs[index].run),
+                payload: ["CAVPT_DIST_LAUNCHER": jobs[index].launcher, "CAVPT_DIST_FAULT": "slow-steps:100"], binary: trainer)
+        }
+        let scancel = try #require(findInPath("scancel"))
+        for (index, job) in jobs.enumerated() {
+            // Signal once training is under way: the third epoch's progress line is in the job's output.
+            let deadline = Date().addingTimeInterval(60)
+            while !(((try? String(contentsOfFile: "\(directory.path)/job\(index).out", encoding: .utf8)) ?? "").contains("epoch 3/30"))
+                    && Date() < deadline { usleep(100_000) }
+            let signalled = try run(scancel, job.signal == "USR1" ? ["--batch", "--signal=USR1", job.id] : [job.id],
+                                    environment: testSlurmEnvironment)
+            #expect(signalled.status == 0, "\(signalled.output)")
+        }
+        _ = try waitForJobs(jobs.map(\.id), timeout: 60)
+        let scontrol = try #require(findInPath("scontrol"))
+        for (index, job) in jobs.enumerated() {
+            let output = (try? String(contentsOfFile: "\(directory.path)/job\(index).out", encoding: .utf8)) ?? ""
+            let context = "\(job.launcher) SIG\(job.signal):\n\(output)"
+            let status = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: job.run + "/status.json"))))
+                as? [String: Any] ?? [:]
+            // scancel signals every process: the ranks' own SIGTERM and the batch shell's forwarded
+            // SIGUSR1 race, and whichever comes first is the one reported.
+            let allowed = job.signal == "USR1" ? ["SIGUSR1"] : ["SIGTERM", "SIGUSR1"]
+            #expect(status["state"] as? String == "preempted", "\(status)\n\(context)")
+            #expect(allowed.contains(status["signal"] as? String ?? "none"), "\(status)\n\(context)")
+            let checkpoint = status["checkpoint"] as? String ?? "none"
+            #expect(FileManager.default.fileExists(atPath: checkpoint + "/state.safetensors"), "\(checkpoint)\n\(context)")
+            #expect(!FileManager.default.fileExists(atPath: job.run + "/results.json"))
+            let shown = try run(scontrol, ["show", "job", job.id], environment: testSlurmEnvironment)
+            if job.signal == "USR1" {
+                #expect(shown.stdout.contains("ExitCode=75:0"), "\(shown.stdout)")
+                #expect(output.contains("cavpt-dist job \(job.id) preempted (exit 75); resume with: sbatch "), "\(context)")
+            }
+        }
+
+        // The printed command, run as printed, finishes the first run.
+        let first = (try? String(contentsOfFile: "\(directory.path)/job0.out", encoding: .utf8)) ?? ""
+        let line = try #require(first.split(separator: "\n").first { $0.contains("resume with: sbatch ") })
+        let command = String(line[line.range(of: "resume with: ")!.upperBound...])
+        #expect(command.contains(cluster("slurm.sbatch").path) && command.hasSuffix("--resume "), "\(command)")
+        let resubmitted = try run(URL(fileURLWithPath: "/bin/sh"), ["-c", command],
+                                  environment: testSlurmEnvironment.merging(["CAVPT_DIST_BINARY": trainer]) { $1 },
+                                  directory: directory)
+        try #require(resubmitted.status == 0, "\(command)\n\(resubmitted.output)")
+        let resumedJob = String(try #require(resubmitted.stdout.split(separator: " ").last).prefix { $0.isNumber })
+        let states = try waitForJobs([resumedJob], timeout: 60)
+        let resumedOutput = (try? String(contentsOfFile: "\(directory.path)/slurm-cavpt-dist-\(resumedJob).out", encoding: .utf8)) ?? ""
+        #expect(states[resumedJob] == "COMPLETED", "\(resumedOutput)")
+        #expect(resumedOutput.contains("resumed from \(jobs[0].run)/checkpoints/"), "\(resumedOutput)")
+        #expect(FileManager.default.fileExists(atPath: jobs[0].run + "/results.json"))
+    }
+
     /// Submits slurm.sbatch with DistributedCheck as the binary; returns the job id.
-    func submit(_ arguments: [String], payload: [String: String]) throws -> String {
+    func submit(_ arguments: [String], payload: [String: String], binary: String? = nil) throws -> String {
         var environment = testSlurmEnvironment.merging(payload) { $1 }
-        environment["CAVPT_DIST_BINARY"] = try checkExecutable().path
+        environment["CAVPT_DIST_BINARY"] = try binary ?? checkExecutable().path
         let result = try run(try #require(findInPath("sbatch")), ["--parsable"] + arguments, environment: environment)
         try #require(result.status == 0, "sbatch \(arguments) failed:\n\(result.output)")
         let id = String(result.stdout.prefix { $0.isNumber })
@@ -427,6 +510,16 @@ func checkExecutable() throws -> URL {
     let candidates = [besideTests, packageRoot.appendingPathComponent(".build/debug/DistributedCheck")]
     guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
         throw LaunchError("DistributedCheck not found at \(candidates.map(\.path)); run `swift build --product DistributedCheck`")
+    }
+    return found
+}
+
+/// The trainer itself, built by `swift test` next to DistributedCheck.
+func cavptDistExecutable() throws -> URL {
+    let candidates = [try checkExecutable().deletingLastPathComponent().appendingPathComponent("cavpt-dist"),
+                      packageRoot.appendingPathComponent(".build/debug/cavpt-dist")]
+    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+        throw LaunchError("cavpt-dist not found at \(candidates.map(\.path)); run `swift build`")
     }
     return found
 }
