@@ -219,6 +219,9 @@ public final class PromptLearner: @unchecked Sendable {
         /// Main logits [b, K] (for accuracy).
         public var logits: Tensor
         public var correct: Int
+        /// The CAVPT term's share of `loss` (α · L_ca, same normalisation); 0 without CAVPT. The rest
+        /// of `loss` is the cross-entropy part (with the guidance terms in that phase).
+        public var cavptLoss: Float = 0
     }
 
     /// The loss of DESIGN §3.1/§3.3 for this shard, normalised by global counts so that summing the
@@ -241,13 +244,15 @@ public final class PromptLearner: @unchecked Sendable {
                 + perBatch * crossEntropy(zeroShotLearned, .hard(labels), reduction: .sum)
                 + perBatch * crossEntropy(promptedTemplate, .hard(labels), reduction: .sum)
         }
+        var cavptShare: Float = 0
         if !classLogits.isEmpty && contributingPairs > 0 {
-            let ca = classAwareLoss(classLogits, labels: labels, selection: selection)
-            total = total + (settings.cavpt.alpha / Float(contributingPairs)) * ca
+            let ca = (settings.cavpt.alpha / Float(contributingPairs)) * classAwareLoss(classLogits, labels: labels, selection: selection)
+            cavptShare = ca.value.scalar
+            total = total + ca
         }
         let predictions = argmaxRows(logits.value)
         let correct = zip(predictions, labels).reduce(0) { $0 + ($1.0 == $1.1 ? 1 : 0) }
-        return StepOutput(loss: total, logits: logits.value, correct: correct)
+        return StepOutput(loss: total, logits: logits.value, correct: correct, cavptLoss: cavptShare)
     }
 
     /// Σ over this shard's counting (layer, image, slot) entries of the class-branch CE.

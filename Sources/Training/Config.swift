@@ -112,6 +112,7 @@ public enum ConfigSchema {
         "checkpoint.keep": (.int(min: 1), .int(3)),
         "eval.batchSize": (.int(min: 1), .int(100)),
         "eval.split": (.choice(["test", "val"]), .string("test")),
+        "eval.valEvery": (.int(min: 0), .int(0)),
         "runtime.blasThreads": (.int(min: 0), .int(0)),
     ]
 
@@ -165,6 +166,7 @@ public enum ConfigSchema {
         "checkpoint.keep": "checkpoints kept (the newest, by epoch)",
         "eval.batchSize": "evaluation batch",
         "eval.split": "`test` or `val`: the list the final evaluation uses",
+        "eval.valEvery": "evaluate the few-shot val list every N epochs and the last (0 = never); logged as valAccuracy",
         "runtime.blasThreads": "BLAS threads per rank (0 = cores on the node ÷ ranks on the node)",
     ]
 
@@ -201,7 +203,7 @@ public enum ConfigSchema {
     public static let operational: Set<String> = [
         "train.workers", "train.prefetch", "train.logEvery", "train.shardText", "checkpoint.every", "checkpoint.keep",
         "model.path", "model.vocab", "data.root", "data.fewshot", "output.dir", "runtime.blasThreads",
-        "dataset.config", "eval.batchSize",
+        "dataset.config", "eval.batchSize", "eval.valEvery",
     ]
 }
 

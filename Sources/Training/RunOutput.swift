@@ -68,10 +68,14 @@ public final class RunOutput: @unchecked Sendable {
             "imagesPerSecond": Double(s.images) / max(s.seconds, 1e-9), "steps": s.steps, "allreduces": s.allreduces,
         ]
         if let step = s.resumedAtStep { record["resumedAtStep"] = step }
+        if let cavpt = s.cavptLoss { record["lossCAVPT"] = cavpt; record["lossCE"] = s.loss - cavpt }
+        if let val = s.valAccuracy { record["valAccuracy"] = val }
         record.merge(extra) { $1 }
         try appendMetrics(record)
         // Dassl's tags and units (accuracy in percent); the step is the epoch.
         var scalars: [(String, Double)] = [("train/loss", s.loss), ("train/acc", s.accuracy * 100)]
+        if let cavpt = s.cavptLoss { scalars += [("train/loss_ce", s.loss - cavpt), ("train/loss_cavpt", cavpt)] }
+        if let val = s.valAccuracy { scalars.append(("val/accuracy", val * 100)) }
         if let visual = s.learningRates["visual"] { scalars.append(("train/lr", visual)) }
         if let text = s.learningRates["text"] { scalars.append(("train/lr_text", text)) }
         try events?.scalars(scalars, step: s.epoch + 1)

@@ -50,6 +50,8 @@ public struct EpochProgress: Codable, Sendable, Equatable {
     public var seconds: Double
     public var communicationSeconds: Double
     public var allreduces: Int
+    /// Sum of the steps' CAVPT loss terms (absent in checkpoints written before it was logged).
+    public var cavptLossSum: Double? = nil
 }
 
 /// The process's stop-signal handlers (CSignals): the handler only records the signal; the trainer

@@ -23,6 +23,10 @@ public struct EpochStats: Sendable {
     public var allreduces: Int = 0
     /// The step a mid-epoch checkpoint resumed this epoch at (its statistics include the steps before).
     public var resumedAtStep: Int? = nil
+    /// Mean over steps of the CAVPT term (α · L_ca) of `loss` (CAVPT methods only); the rest is CE.
+    public var cavptLoss: Double? = nil
+    /// Accuracy on the few-shot val list after this epoch (every `eval.valEvery` epochs).
+    public var valAccuracy: Double? = nil
 }
 
 public struct EvaluationResult: Sendable {
@@ -60,10 +64,14 @@ public final class Trainer: @unchecked Sendable {
                         weightDecay: Float(config.double("optim.weightDecay")))
         schedules = [.visual: LRSchedule(config: config, group: .visual), .text: LRSchedule(config: config, group: .text)]
         gradientCount = learner.parameters.reduce(0) { $0 + $1.1.value.count }
-        packed = Tensor(zeros: [gradientCount + 4])
+        packed = Tensor(zeros: [gradientCount + slots])
     }
 
     var epochs: Int { config.int("train.epochs") }
+
+    /// Statistics after the gradients in the packed buffer: loss share, correct, images, stop
+    /// requests, CAVPT loss share.
+    let slots = 5
 
     var stepsPerEpoch: Int {
         EpochPlan(trainCount: data.train.count, batchSize: config.int("train.batchSize"), seed: 0, epoch: 0).globalBatches.count
@@ -153,6 +161,14 @@ public final class Trainer: @unchecked Sendable {
             }
             epochsDone += 1
             try checkConsistency()
+            // Validation accuracy on the few-shot val list every eval.valEvery epochs (and the last),
+            // sharded over the ranks like the test evaluation.
+            let valEvery = config.int("eval.valEvery")
+            if valEvery > 0, !data.val.isEmpty, epochsDone % valEvery == 0 || epochsDone == epochs {
+                stats.valAccuracy = try evaluate(samples: data.val, listName: "few-shot val list").confusion.accuracy
+                output?.say(String(format: "epoch %d/%d  val accuracy %.2f%% (%d images)", epochsDone, epochs,
+                                   stats.valAccuracy! * 100, data.val.count))
+            }
             var checkpointDue = every > 0 && (epochsDone % every == 0 || epochsDone == epochs)
             if case .stopRequested = end { checkpointDue = true }   // the epoch's last step: an epoch boundary
             var path: String?
@@ -215,6 +231,7 @@ public final class Trainer: @unchecked Sendable {
         let start = Date()
         let commStart = comm.stats.secondsInCollectives
         var lossSum = progress?.lossSum ?? 0, correct = progress?.correct ?? 0, images = progress?.images ?? 0
+        var cavptSum = progress?.cavptLossSum ?? 0
         var step = progress?.steps ?? 0
         var end = EpochEnd.completed
         while let batch = try loader.next() {
@@ -226,12 +243,14 @@ public final class Trainer: @unchecked Sendable {
             do { result = try trainStep(batch, epoch: epoch, rates: rates) } catch let nonFinite as NonFiniteStep {
                 step += 1
                 lossSum += nonFinite.result.loss
+                cavptSum += nonFinite.result.cavptLoss
                 correct += nonFinite.result.correct
                 images += nonFinite.result.images
                 end = .diverged(step: step, reason: nonFinite.reason)
                 break
             }
             lossSum += result.loss
+            cavptSum += result.cavptLoss
             correct += result.correct
             images += result.images
             step += 1
@@ -254,9 +273,11 @@ public final class Trainer: @unchecked Sendable {
                                    + comm.stats.secondsInCollectives - commStart,
                                learningRates: Dictionary(uniqueKeysWithValues: rates.filter { trainedGroups.contains($0.key) }
                                                              .map { ($0.key.rawValue, Double($0.value)) }),
-                               steps: step, resumedAtStep: progress?.steps)
-        let sums = EpochProgress(steps: step, lossSum: lossSum, correct: correct, images: images, seconds: stats.seconds,
+                               steps: step, resumedAtStep: progress?.steps,
+                               cavptLoss: learner.settings.usesCAVPT && step > 0 ? cavptSum / Double(step) : nil)
+        var sums = EpochProgress(steps: step, lossSum: lossSum, correct: correct, images: images, seconds: stats.seconds,
                                  communicationSeconds: stats.communicationSeconds, allreduces: 0)
+        sums.cavptLossSum = cavptSum
         return (stats, end, sums)
     }
 
@@ -264,6 +285,8 @@ public final class Trainer: @unchecked Sendable {
     public struct StepResult: Sendable {
         public var loss: Double, correct: Double, images: Double
         public var stopRequests: Int
+        /// The CAVPT term of `loss` (α · L_ca).
+        public var cavptLoss: Double = 0
     }
 
     /// A step whose reduced loss or gradient, or whose updated trained state, is not finite.
@@ -297,6 +320,7 @@ public final class Trainer: @unchecked Sendable {
             g[gradientCount] = out.loss.value.scalar
             g[gradientCount + 1] = Float(out.correct)
             g[gradientCount + 2] = Float(b)
+            g[gradientCount + 4] = out.cavptLoss
         }
         // Every rank, with or without images, sends its classes' share of ∂L/∂ctx.
         try sharded?.backward(comm: comm)
@@ -307,10 +331,10 @@ public final class Trainer: @unchecked Sendable {
             offset += p.value.count
         }
         // The step's one collective for gradients: every trained gradient, the statistics, the stop flags.
-        try comm.allreduce(UnsafeMutableBufferPointer(start: g, count: gradientCount + 4), .sum)
+        try comm.allreduce(UnsafeMutableBufferPointer(start: g, count: gradientCount + slots), .sum)
         let loss = Double(g[gradientCount])
         let result = StepResult(loss: loss, correct: Double(g[gradientCount + 1]), images: Double(g[gradientCount + 2]),
-                                stopRequests: Int(g[gradientCount + 3]))
+                                stopRequests: Int(g[gradientCount + 3]), cavptLoss: Double(g[gradientCount + 4]))
         if !loss.isFinite {
             for (_, p) in learner.parameters { p.zeroGrad() }
             throw NonFiniteStep(reason: "the loss is " + (loss.isNaN ? "NaN" : loss > 0 ? "+inf" : "-inf"), result: result)
