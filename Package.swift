@@ -22,8 +22,10 @@ let package = Package(
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CAlloc"),
+        // oneDNN for the bf16 products of runtime.precision bf16 (Debian's build: OpenMP threads).
+        .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
 
-        .target(name: "Tensor", dependencies: ["CBLAS", "CAlloc"], swiftSettings: fast),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CAlloc", "CDNNL"], swiftSettings: fast),
         .target(name: "CLIP", dependencies: ["Tensor", "CZlib"], swiftSettings: fast,
                 linkerSettings: [.linkedLibrary("z")]),
         .target(name: "Data", dependencies: ["Tensor", "CJPEG", .product(name: "Yams", package: "Yams")],

@@ -15,7 +15,11 @@ public enum BLASRuntime {
 
     public static var threads: Int { Int(openblas_get_num_threads()) }
 
-    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
+    /// Sets OpenBLAS's threads and oneDNN's OpenMP threads together (the same per-rank budget).
+    public static func setThreads(_ n: Int) {
+        openblas_set_num_threads(Int32(max(1, n)))
+        OneDNN.setThreads(n)
+    }
 
     /// Generic fallbacks OpenBLAS's dynamic dispatch chooses when it cannot identify a CPU.
     static let genericCores: Set<String> = ["prescott", "core2", "nehalem", "katmai", "coppermine",

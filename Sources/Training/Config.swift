@@ -106,6 +106,7 @@ public enum ConfigSchema {
         "eval.batchSize": (.int(min: 1), .int(100)),
         "eval.split": (.choice(["test", "val"]), .string("test")),
         "runtime.blasThreads": (.int(min: 0), .int(0)),
+        "runtime.precision": (.choice(["fp32", "bf16"]), .string("fp32")),
     ]
 
     /// Keys that describe where and how fast a run goes, not what it computes: they may differ on resume.

@@ -28,13 +28,15 @@ struct RunArguments: ParsableArguments {
     var output: String?
     @Option(help: "Reuse an exact few-shot subset (JSON written by `fewshot` or a previous run).")
     var fewshot: String?
+    @Option(help: "Arithmetic of the frozen-weight products: fp32 or bf16 (runtime.precision).")
+    var precision: String?
     @Option(name: .customLong("set"), help: "Override a config key, e.g. --set train.epochs=50 (repeatable).")
     var sets: [String] = []
 
     var options: RunOptions {
         var o = RunOptions()
         o.dataset = dataset; o.method = method; o.configFile = config; o.dataRoot = dataRoot; o.model = model
-        o.vocab = vocab; o.seed = seed; o.output = output; o.fewshot = fewshot; o.sets = sets
+        o.vocab = vocab; o.seed = seed; o.output = output; o.fewshot = fewshot; o.precision = precision; o.sets = sets
         return o
     }
 }
@@ -90,7 +92,8 @@ struct Train: ParsableCommand {
             let output = comm.rank == 0 ? try RunOutput(directory: directory, config: config, fewshot: data.fewshot) : nil
             output?.say("cavpt-dist \(cavptDistVersion): \(config.string("method.name")) on \(data.datasetName), "
                         + "\(data.train.count) training images, \(data.classNames.count) classes, \(comm.size) rank(s) "
-                        + "× \(BLASRuntime.threads) BLAS thread(s) [\(BLASRuntime.coreName)], run \(directory)")
+                        + "× \(BLASRuntime.threads) BLAS thread(s) [\(BLASRuntime.coreName)], "
+                        + "precision \(RunSetup.precisionSummary(model.precision)), run \(directory)")
             if let warning = BLASRuntime.slowKernelWarning { output?.say("warning: \(warning)") }
             let trainer = Trainer(comm: comm, config: config, learner: learner, data: data, output: output)
             try trainer.synchronizeStart(resumeFrom: checkpoint)
@@ -156,6 +159,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Override model.path.") var model: String?
     @Option(help: "Tokenizer vocabulary.") var vocab: String?
     @Option(help: "Split to evaluate: test or val.") var split: String?
+    @Option(help: "Arithmetic of the frozen-weight products: fp32 or bf16 (runtime.precision).") var precision: String?
     @Option(help: "Write the results JSON here.") var out: String?
 
     func validate() throws {
@@ -175,6 +179,7 @@ struct Eval: ParsableCommand {
             if let model { try c.set("model.path", raw: model, source: "--model") }
             if let vocab { try c.set("model.vocab", raw: vocab, source: "--vocab") }
             if let split { try c.set("eval.split", raw: split, source: "--split") }
+            if let precision { try c.set("runtime.precision", raw: precision, source: "--precision") }
             configureThreads(comm, config: c)
             let data = try RunSetup.data(c)
             let (clip, tokenizer) = try RunSetup.model(c)
@@ -194,7 +199,8 @@ struct Eval: ParsableCommand {
                              result.confusion.accuracy * 100, result.confusion.macroF1 * 100, Int(result.confusion.total)))
                 if let out {
                     let record: [String: Any] = ["accuracy": result.confusion.accuracy, "macroF1": result.confusion.macroF1,
-                                                 "evaluated": Int(result.confusion.total), "split": which]
+                                                 "evaluated": Int(result.confusion.total), "split": which,
+                                                 "precision": c.string("runtime.precision"), "onednnISA": OneDNN.isaName]
                     try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
                         .write(to: URL(fileURLWithPath: out))
                 }
