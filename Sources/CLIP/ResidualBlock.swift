@@ -82,7 +82,9 @@ public struct ResidualBlock: Sendable {
             mask = causal ? .prefix(rows.map { $0 + 1 }) : .none
         }
         let queries = linear(hq, queryWeight, queryBias)                      // [n, q, d]
-        let attended = attention(queries, keysValues, heads: heads, mask: mask)
+        let attended = outWeight.precision == .bf16 && BF16Attention.batched
+            ? attentionBF16(queries, keysValues, heads: heads, mask: mask)
+            : attention(queries, keysValues, heads: heads, mask: mask)
         let x1 = xq + linear(attended, outWeight, outBias)
         let hidden = quickGELU(linear(layerNorm(x1, ln2.0, ln2.1), fcWeight, fcBias))
         return x1 + linear(hidden, projWeight, projBias)

@@ -105,10 +105,22 @@ public enum OneDNN {
     }
 
     nonisolated(unsafe) static var cache: [Key: Primitive] = [:]
+    /// How often a primitive was created for each key (tests: exactly once).
+    nonisolated(unsafe) static var creations: [Key: Int] = [:]
     static let lock = NSLock()
 
     /// Number of distinct matmul primitives created so far (each shape once).
     public static var primitiveCount: Int { lock.lock(); defer { lock.unlock() }; return cache.count }
+
+    /// Times a primitive was created for the frozen-weight product y[m, n] = x[m, k] Wᵀ (W [n, k]).
+    static func creations(forwardM m: Int, n: Int, k: Int, bias: Bool) -> Int {
+        let key = Key(src: [Int64(m), Int64(k)], srcStrides: [Int64(k), 1], weights: [Int64(k), Int64(n)],
+                      weightStrides: [1, Int64(k)], dst: [Int64(m), Int64(n)], dstStrides: [Int64(n), 1],
+                      srcType: dnnl_bf16.rawValue, weightType: dnnl_bf16.rawValue, dstType: dnnl_f32.rawValue,
+                      bias: bias, alpha: 1, accumulate: false)
+        lock.lock(); defer { lock.unlock() }
+        return creations[key] ?? 0
+    }
 
     /// The implementation oneDNN picked for each cached primitive (e.g. "brg:avx512_core_bf16").
     public static var implementations: [String] {
@@ -184,6 +196,7 @@ public enum OneDNN {
         let p = Primitive(primitive: prim!, memories: memories, scratchpad: scratchpad, scratch: scratch,
                           implementation: info.map { String(cString: $0) } ?? "unknown")
         cache[key] = p
+        creations[key, default: 0] += 1
         return p
     }
 
