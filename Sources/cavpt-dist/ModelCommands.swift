@@ -48,7 +48,8 @@ struct Gradients: ParsableCommand {
             result.loss.backward()
             var tensors: [(String, Tensor)] = [("loss", result.loss.value.reshaped([1]))]
             for (name, p) in learner.parameters { tensors.append((name, p.grad ?? Tensor(zeros: p.shape))) }
-            try SafeTensorsFile.write(tensors, metadata: ["method": config.string("method.name"), "epoch": String(epoch)], to: out)
+            try SafeTensorsFile.write(tensors, metadata: ["method": config.string("method.name"), "epoch": String(epoch),
+                                                         "precision": clip.precision.rawValue], to: out)
         }
     }
 }
