@@ -67,7 +67,8 @@ public struct ResidualBlock: Sendable {
     /// x: [n, S, d] -> [n, q, d].   causal: text encoder (row j attends to keys 0…j).
     public func callAsFunction(_ x: Var, outputs: OutputRows = .all, causal: Bool = false) -> Var {
         let (n, S, d) = (x.shape[0], x.shape[1], x.shape[2])
-        let h = layerNorm(x, ln1.0, ln1.1)
+        let bf16 = outWeight.precision == .bf16   // LayerNorm and QuickGELU also write their outputs in bf16
+        let h = layerNorm(x, ln1.0, ln1.1, bf16Copy: bf16)
         let keysValues = linear(h, keyValueWeight, keyValueBias)              // [n, S, 2d]
         let (hq, xq, mask): (Var, Var, AttentionMask)
         switch outputs {
@@ -82,11 +83,11 @@ public struct ResidualBlock: Sendable {
             mask = causal ? .prefix(rows.map { $0 + 1 }) : .none
         }
         let queries = linear(hq, queryWeight, queryBias)                      // [n, q, d]
-        let attended = outWeight.precision == .bf16 && BF16Attention.batched
+        let attended = bf16 && BF16Attention.batched
             ? attentionBF16(queries, keysValues, heads: heads, mask: mask)
             : attention(queries, keysValues, heads: heads, mask: mask)
         let x1 = xq + linear(attended, outWeight, outBias)
-        let hidden = quickGELU(linear(layerNorm(x1, ln2.0, ln2.1), fcWeight, fcBias))
+        let hidden = quickGELU(linear(layerNorm(x1, ln2.0, ln2.1, bf16Copy: bf16), fcWeight, fcBias), bf16Copy: bf16)
         return x1 + linear(hidden, projWeight, projBias)
     }
 }

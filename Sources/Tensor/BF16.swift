@@ -97,9 +97,11 @@ public func roundToBF16(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePoin
 }
 
 /// The bf16 bit pattern nearest to the float with bit pattern `b` (ties to even; NaN kept quiet).
+/// Branch-free, so the loops over it vectorise.
 @inline(__always) public func bf16Bits(_ b: UInt32) -> UInt16 {
-    if b & 0x7FFF_FFFF > 0x7F80_0000 { return UInt16(truncatingIfNeeded: (b >> 16) | 0x40) }
-    return UInt16(truncatingIfNeeded: (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
+    let rounded = (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16
+    let quietNaN = (b >> 16) | 0x40
+    return UInt16(truncatingIfNeeded: b & 0x7FFF_FFFF > 0x7F80_0000 ? quietNaN : rounded)
 }
 
 @inline(__always) public func bf16Bits(_ x: Float) -> UInt16 { bf16Bits(x.bitPattern) }
@@ -152,15 +154,19 @@ public enum FrozenMatrix: Sendable {
     }
 }
 
-/// A bf16 scratch copy of an fp32 activation, freed with the value.
-final class BF16Buffer {
+/// The bf16 rounding of an fp32 activation that feeds a oneDNN product: the copy its producer wrote
+/// alongside (see Storage.bf16), else a fresh one. Keeps its storage alive while in use.
+struct BF16Buffer {
     let storage: BF16Storage
-    var data: UnsafeMutablePointer<UInt16> { storage.base }
+    let offset: Int
+    var data: UnsafeMutablePointer<UInt16> { storage.base + offset }
     init(rounding src: UnsafePointer<Float>, count: Int) {
         storage = BF16Storage(capacity: count)
+        offset = 0
         roundToBF16(src, into: storage.base, count: count)
     }
-    init(count: Int) { storage = BF16Storage(capacity: count) }
+    init(count: Int) { storage = BF16Storage(capacity: count); offset = 0 }
+    init(storage: BF16Storage, offset: Int) { self.storage = storage; self.offset = offset }
 }
 
 /// A lock-free-enough counter for byte accounting (updated under a spin of atomics via a lock).

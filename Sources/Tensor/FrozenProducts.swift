@@ -106,6 +106,16 @@ public func patchEmbed(_ pixels: Var, _ weight: FrozenMatrix) -> Var {
 }
 
 extension Tensor {
-    /// A bf16 copy of this (contiguous) tensor, to feed a oneDNN product.
-    func bf16Rounded() -> BF16Buffer { BF16Buffer(rounding: data, count: count) }
+    /// This tensor rounded to bf16, to feed a oneDNN product: the copy its producer wrote, else a new one.
+    func bf16Rounded() -> BF16Buffer {
+        if let shadow = storage.bf16 { return BF16Buffer(storage: shadow, offset: offset) }
+        return BF16Buffer(rounding: data, count: count)
+    }
+
+    /// Attaches an (unfilled) bf16 copy for a producer to write next to its fp32 output.
+    func attachBF16() -> UnsafeMutablePointer<UInt16> {
+        let shadow = BF16Storage(capacity: storage.capacity)
+        storage.bf16 = shadow
+        return shadow.base + offset
+    }
 }

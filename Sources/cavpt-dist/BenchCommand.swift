@@ -207,6 +207,7 @@ struct BenchStep: ParsableCommand {
                          perStep(Double(counter.smallGEMMs)), perStep(Double(counter.bf16SmallGEMMs)),
                          perStep(counter.smallFlops + counter.bf16SmallFlops) / 1e9,
                          100 * (counter.smallSeconds + counter.bf16SmallSeconds) / total))
+            if model.precision == .bf16 { print("  oneDNN matmul implementations: " + OneDNN.implementations.joined(separator: ", ")) }
             print(String(format: "  breakdown: GEMM %.0f%% of step time (sgemm %.0f%%, bf16 %.0f%%), non-GEMM %.0f%% (%.3fs/step)",
                          100 * gemmSeconds / total, 100 * counter.seconds / total,
                          100 * (counter.bf16Seconds + counter.bf16SmallSeconds) / total,
