@@ -67,7 +67,7 @@ public struct ResidualBlock: Sendable {
     /// x: [n, S, d] -> [n, q, d].   causal: text encoder (row j attends to keys 0…j).
     public func callAsFunction(_ x: Var, outputs: OutputRows = .all, causal: Bool = false) -> Var {
         let (n, S, d) = (x.shape[0], x.shape[1], x.shape[2])
-        let bf16 = outWeight.precision == .bf16   // LayerNorm and QuickGELU also write their outputs in bf16
+        let bf16 = outWeight.precision == .bf16   // ln_1 also writes its output in bf16
         let h = layerNorm(x, ln1.0, ln1.1, bf16Copy: bf16)
         let keysValues = linear(h, keyValueWeight, keyValueBias)              // [n, S, 2d]
         let (hq, xq, mask): (Var, Var, AttentionMask)
@@ -87,8 +87,9 @@ public struct ResidualBlock: Sendable {
             ? attentionBF16(queries, keysValues, heads: heads, mask: mask)
             : attention(queries, keysValues, heads: heads, mask: mask)
         let x1 = xq + linear(attended, outWeight, outBias)
-        let hidden = quickGELU(linear(layerNorm(x1, ln2.0, ln2.1, bf16Copy: bf16), fcWeight, fcBias), bf16Copy: bf16)
-        return x1 + linear(hidden, projWeight, projBias)
+        // MLP. In bf16 the LayerNorm and QuickGELU outputs exist only as bf16 operands (fused ops).
+        let preActivation = layerNormLinear(x1, ln2.0, ln2.1, fcWeight, fcBias)
+        return x1 + geluLinear(preActivation, projWeight, projBias)
     }
 }
 

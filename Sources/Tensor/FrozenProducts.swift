@@ -119,3 +119,96 @@ extension Tensor {
         return shadow.base + offset
     }
 }
+
+/// y = QuickGELU(x) Wᵀ + b with a frozen W [o, i] (CLIP's MLP after c_fc).   x: [..., i]  ->  [..., o]
+/// fp32: exactly quickGELU then linear. bf16: QuickGELU(x) is written straight to the bf16 operand and
+/// never held in fp32; backward recomputes σ from x, which it keeps anyway.
+public func geluLinear(_ x: Var, _ w: FrozenMatrix, _ b: Var? = nil) -> Var {
+    guard case .bf16(let wb) = w else { return linear(quickGELU(x), w, b) }
+    let n = x.value.rows, i = x.value.lastDim, o = wb.shape[0]
+    precondition(wb.lastDim == i, "geluLinear: input width \(i) vs weight \(wb.shape)")
+    let hidden = BF16Buffer(count: n * i)
+    let (px, ph) = (x.value.data, hidden.data)
+    Parallel.chunks(n * i, grain: 1 << 15) { range in
+        for k in range {
+            let z = px[k]
+            ph[k] = bf16Bits(z / (1 + fastExp(-1.702 * z)))
+        }
+    }
+    var outShape = x.value.shape
+    outShape[outShape.count - 1] = o
+    let y = Tensor(uninitialized: outShape)
+    OneDNN.gemm(m: n, n: o, k: i, a: hidden.data, lda: i, b: wb.data, ldb: i, transB: true,
+                bias: b.map { UnsafePointer($0.value.data) }, c: y.data, ldc: o)
+    return Var.op(y, [x]) { dy in
+        // dh = dy W, then through QuickGELU: d/dz z σ(az) = σ + a z σ (1 − σ), in place.
+        let dx = Tensor(uninitialized: x.value.shape)
+        let g = dy.bf16Rounded()
+        OneDNN.gemm(m: n, n: i, k: o, a: g.data, lda: o, b: wb.data, ldb: i, transB: false, c: dx.data, ldc: i)
+        let (px, pd) = (x.value.data, dx.data)
+        Parallel.chunks(n * i, grain: 1 << 15) { range in
+            for k in range {
+                let z = px[k]
+                let s = 1 / (1 + fastExp(-1.702 * z))
+                pd[k] *= s + 1.702 * z * s * (1 - s)
+            }
+        }
+        x.accumulate(dx)
+    }
+}
+
+/// y = LayerNorm(x) Wᵀ + b with a frozen W (ln_2 then c_fc). fp32: exactly layerNorm then linear.
+/// bf16: the normalised rows exist only as the bf16 operand; backward keeps x̂ and 1/σ as layerNorm does.
+public func layerNormLinear(_ x: Var, _ gamma: Var, _ beta: Var, _ w: FrozenMatrix, _ b: Var? = nil,
+                            eps: Float = 1e-5) -> Var {
+    guard case .bf16(let wb) = w else { return linear(layerNorm(x, gamma, beta, eps: eps), w, b) }
+    precondition(!gamma.requiresGrad && !beta.requiresGrad, "layerNormLinear: LayerNorm parameters are frozen")
+    let d = x.value.lastDim, n = x.value.rows, o = wb.shape[0]
+    precondition(wb.lastDim == d && gamma.value.count == d, "layerNormLinear: width \(d) vs weight \(wb.shape)")
+    let xhat = Tensor(uninitialized: x.value.shape)
+    let rstd = Tensor(uninitialized: [n])
+    let normed = BF16Buffer(count: n * d)
+    let (px, ph, pr, pg, pb, pn) = (x.value.data, xhat.data, rstd.data, gamma.value.data, beta.value.data, normed.data)
+    Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in for r in rows {
+        let row = px + r * d
+        var mean: Float = 0
+        for j in 0..<d { mean += row[j] }
+        mean /= Float(d)
+        var variance: Float = 0
+        for j in 0..<d { let c = row[j] - mean; variance += c * c }
+        variance /= Float(d)
+        let s = 1 / (variance + eps).squareRoot()
+        pr[r] = s
+        let h = ph + r * d, out = pn + r * d
+        for j in 0..<d {
+            let v = (row[j] - mean) * s
+            h[j] = v
+            out[j] = bf16Bits(v * pg[j] + pb[j])
+        }
+    } }
+    var outShape = x.value.shape
+    outShape[outShape.count - 1] = o
+    let y = Tensor(uninitialized: outShape)
+    OneDNN.gemm(m: n, n: o, k: d, a: normed.data, lda: d, b: wb.data, ldb: d, transB: true,
+                bias: b.map { UnsafePointer($0.value.data) }, c: y.data, ldc: o)
+    return Var.op(y, [x]) { dy in
+        // dŷ = dy W; dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)),  dx̂ = dŷ ⊙ γ   (as layerNorm)
+        let dx = Tensor(uninitialized: x.value.shape)
+        let g = dy.bf16Rounded()
+        OneDNN.gemm(m: n, n: d, k: o, a: g.data, lda: o, b: wb.data, ldb: d, transB: false, c: dx.data, ldc: d)
+        let (ph, pr, pg, pd) = (xhat.data, rstd.data, gamma.value.data, dx.data)
+        Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in for r in rows {
+            let gr = pd + r * d, h = ph + r * d
+            var m1: Float = 0, m2: Float = 0
+            for j in 0..<d {
+                let dh = gr[j] * pg[j]
+                m1 += dh
+                m2 += dh * h[j]
+            }
+            m1 /= Float(d); m2 /= Float(d)
+            let s = pr[r]
+            for j in 0..<d { gr[j] = s * (gr[j] * pg[j] - m1 - h[j] * m2) }
+        } }
+        x.accumulate(dx)
+    }
+}

@@ -95,16 +95,20 @@ public enum OneDNN {
         let primitive: dnnl_primitive_t
         let memories: [dnnl_memory_t]     // src, weights, dst, bias? (handles set per call)
         let scratchpad: dnnl_memory_t?
-        let scratch: UnsafeMutableRawPointer?
+        let scratchBytes: Int
         let implementation: String
         init(primitive: dnnl_primitive_t, memories: [dnnl_memory_t], scratchpad: dnnl_memory_t?,
-             scratch: UnsafeMutableRawPointer?, implementation: String) {
+             scratchBytes: Int, implementation: String) {
             self.primitive = primitive; self.memories = memories; self.scratchpad = scratchpad
-            self.scratch = scratch; self.implementation = implementation
+            self.scratchBytes = scratchBytes; self.implementation = implementation
         }
     }
 
     nonisolated(unsafe) static var cache: [Key: Primitive] = [:]
+    /// One scratchpad for all primitives (they run one at a time, under `lock`), grown as needed:
+    /// per-primitive scratchpads (packed weight panels) would add up over the many shapes of a step.
+    nonisolated(unsafe) static var scratch: UnsafeMutableRawPointer?
+    nonisolated(unsafe) static var scratchCapacity = 0
     /// How often a primitive was created for each key (tests: exactly once).
     nonisolated(unsafe) static var creations: [Key: Int] = [:]
     static let lock = NSLock()
@@ -185,15 +189,14 @@ public enum OneDNN {
         }
         var memories = [memory(srcMD), memory(weightMD), memory(dstMD)]
         if key.bias { memories.append(memory(biasMD)) }
-        var scratchpad: dnnl_memory_t?, scratch: UnsafeMutableRawPointer?
+        var scratchpad: dnnl_memory_t?, scratchBytes = 0
         if let smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0) {
-            let bytes = dnnl_memory_desc_get_size(smd)
-            if bytes > 0 {
-                _ = posix_memalign(&scratch, 64, bytes)
-                check(dnnl_memory_create(&scratchpad, smd, engine, scratch), "dnnl_memory_create (scratchpad)")
+            scratchBytes = dnnl_memory_desc_get_size(smd)
+            if scratchBytes > 0 {
+                check(dnnl_memory_create(&scratchpad, smd, engine, nil), "dnnl_memory_create (scratchpad)")
             }
         }
-        let p = Primitive(primitive: prim!, memories: memories, scratchpad: scratchpad, scratch: scratch,
+        let p = Primitive(primitive: prim!, memories: memories, scratchpad: scratchpad, scratchBytes: scratchBytes,
                           implementation: info.map { String(cString: $0) } ?? "unknown")
         cache[key] = p
         creations[key, default: 0] += 1
@@ -214,7 +217,16 @@ public enum OneDNN {
             check(dnnl_memory_set_data_handle(m, handles[i]), "dnnl_memory_set_data_handle")
             args.append(dnnl_exec_arg_t(arg: Int32(names[i]), memory: m))
         }
-        if let s = p.scratchpad { args.append(dnnl_exec_arg_t(arg: Int32(DNNL_ARG_SCRATCHPAD), memory: s)) }
+        if let s = p.scratchpad {
+            if p.scratchBytes > scratchCapacity {
+                free(scratch)
+                scratch = nil
+                _ = posix_memalign(&scratch, 64, p.scratchBytes)
+                scratchCapacity = p.scratchBytes
+            }
+            check(dnnl_memory_set_data_handle(s, scratch), "dnnl_memory_set_data_handle (scratchpad)")
+            args.append(dnnl_exec_arg_t(arg: Int32(DNNL_ARG_SCRATCHPAD), memory: s))
+        }
         // The OpenMP thread count is per calling thread: set it for whichever thread runs this.
         _ = cdnnl_set_omp_threads(Int32(threads))
         check(dnnl_primitive_execute(p.primitive, stream, Int32(args.count), args), "dnnl_primitive_execute")

@@ -194,8 +194,11 @@ struct BenchStep: ParsableCommand {
             let median = times.sorted()[times.count / 2], total = times.reduce(0, +)
             print("OpenBLAS core \(BLASRuntime.coreName); \(comm.size) rank(s) × \(BLASRuntime.threads) BLAS thread(s); "
                   + "precision \(RunSetup.precisionSummary(model.precision))")
-            print(String(format: "%@ B=%d K=%d %@: median %.3fs/step min %.3f  (%.1f img/s)",
-                         method, batch, classes, precision, median, times.min()!, Double(batch) / median))
+            var usage = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            print(String(format: "%@ B=%d K=%d %@: median %.3fs/step min %.3f  (%.1f img/s)  peak RSS %.0f MB",
+                         method, batch, classes, precision, median, times.min()!, Double(batch) / median,
+                         Double(usage.ru_maxrss) / 1024))
             let perStep = { (x: Double) in x / Double(steps) }
             let gemmSeconds = counter.seconds + counter.bf16Seconds + counter.bf16SmallSeconds
             print(String(format: "  rank 0 per step: %.0f sgemm (%.1f GFLOP at %.0f GFLOP/s), %.0f bf16 oneDNN (%.1f GFLOP at %.0f GFLOP/s)",
