@@ -24,8 +24,10 @@ let package = Package(
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CAlloc"),
         .target(name: "CSignals"),
+        // oneDNN for the bf16 products of runtime.precision bf16 (Debian's build: OpenMP threads).
+        .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
 
-        .target(name: "Tensor", dependencies: ["CBLAS", "CAlloc"], swiftSettings: fast),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CAlloc", "CDNNL"], swiftSettings: fast),
         // Resources/ holds the CLIP BPE vocabulary (open_clip's file), found by path at run time.
         .target(name: "CLIP", dependencies: ["Tensor", "CZlib"], exclude: ["Resources"], swiftSettings: fast,
                 linkerSettings: [.linkedLibrary("z")]),

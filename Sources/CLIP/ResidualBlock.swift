@@ -21,13 +21,18 @@ public struct ResidualBlock: Sendable {
     public let heads: Int
     public let width: Int
     let ln1: (Var, Var), ln2: (Var, Var)
-    let queryWeight: Var, queryBias: Var          // rows 0..<d of in_proj
-    let keyValueWeight: Var, keyValueBias: Var    // rows d..<3d of in_proj (views, no copy)
-    let outWeight: Var, outBias: Var
-    let fcWeight: Var, fcBias: Var, projWeight: Var, projBias: Var
+    // Weight matrices in the run's precision (bf16: held only in bf16); biases and LayerNorms fp32.
+    let queryWeight: FrozenMatrix, queryBias: Var         // rows 0..<d of in_proj
+    let keyValueWeight: FrozenMatrix, keyValueBias: Var   // rows d..<3d of in_proj (views, no copy)
+    let outWeight: FrozenMatrix, outBias: Var
+    let fcWeight: FrozenMatrix, fcBias: Var, projWeight: FrozenMatrix, projBias: Var
+    let inProjWeight: FrozenMatrix
+
+    /// The weight matrices, whole (tests check where they are held).
+    public var matrices: [FrozenMatrix] { [inProjWeight, outWeight, fcWeight, projWeight] }
 
     /// Frozen weights under `prefix` (e.g. `visual.transformer.resblocks.3.`), OpenAI names.
-    public init(_ weights: [String: Tensor], prefix: String, heads: Int) throws {
+    public init(_ weights: [String: Tensor], prefix: String, heads: Int, precision: Precision = .fp32) throws {
         func w(_ name: String) throws -> Var {
             guard let t = weights[prefix + name] else { throw CLIPModelError.missingWeight(prefix + name) }
             return Var(t)
@@ -41,25 +46,29 @@ public struct ResidualBlock: Sendable {
         self.heads = heads
         ln1 = (try w("ln_1.weight"), try w("ln_1.bias"))
         ln2 = (try w("ln_2.weight"), try w("ln_2.bias"))
-        queryWeight = Var(inProj.slice(0..<d)); queryBias = Var(inBias.slice(0..<d))
-        keyValueWeight = Var(inProj.slice(d..<(3 * d))); keyValueBias = Var(inBias.slice(d..<(3 * d)))
-        outWeight = try w("attn.out_proj.weight"); outBias = try w("attn.out_proj.bias")
-        fcWeight = try w("mlp.c_fc.weight"); fcBias = try w("mlp.c_fc.bias")
-        projWeight = try w("mlp.c_proj.weight"); projBias = try w("mlp.c_proj.bias")
+        func m(_ name: String) throws -> FrozenMatrix { FrozenMatrix(try w(name).value, precision: precision) }
+        inProjWeight = FrozenMatrix(inProj, precision: precision)
+        queryWeight = inProjWeight.slice(0..<d); queryBias = Var(inBias.slice(0..<d))
+        keyValueWeight = inProjWeight.slice(d..<(3 * d)); keyValueBias = Var(inBias.slice(d..<(3 * d)))
+        outWeight = try m("attn.out_proj.weight"); outBias = try w("attn.out_proj.bias")
+        fcWeight = try m("mlp.c_fc.weight"); fcBias = try w("mlp.c_fc.bias")
+        projWeight = try m("mlp.c_proj.weight"); projBias = try w("mlp.c_proj.bias")
     }
 
     /// Every block `prefix{0,1,…}.` present in `weights`, in order; heads = width / 64 as in CLIP.
-    public static func stack(_ weights: [String: Tensor], prefix: String, width: Int) throws -> [ResidualBlock] {
+    public static func stack(_ weights: [String: Tensor], prefix: String, width: Int,
+                             precision: Precision = .fp32) throws -> [ResidualBlock] {
         var count = 0
         while weights["\(prefix)\(count).ln_1.weight"] != nil { count += 1 }
         let heads = max(1, width / 64)
-        return try (0..<count).map { try ResidualBlock(weights, prefix: "\(prefix)\($0).", heads: heads) }
+        return try (0..<count).map { try ResidualBlock(weights, prefix: "\(prefix)\($0).", heads: heads, precision: precision) }
     }
 
     /// x: [n, S, d] -> [n, q, d].   causal: text encoder (row j attends to keys 0…j).
     public func callAsFunction(_ x: Var, outputs: OutputRows = .all, causal: Bool = false) -> Var {
         let (n, S, d) = (x.shape[0], x.shape[1], x.shape[2])
-        let h = layerNorm(x, ln1.0, ln1.1)
+        let bf16 = outWeight.precision == .bf16   // ln_1 also writes its output in bf16
+        let h = layerNorm(x, ln1.0, ln1.1, bf16Copy: bf16)
         let keysValues = linear(h, keyValueWeight, keyValueBias)              // [n, S, 2d]
         let (hq, xq, mask): (Var, Var, AttentionMask)
         switch outputs {
@@ -74,10 +83,13 @@ public struct ResidualBlock: Sendable {
             mask = causal ? .prefix(rows.map { $0 + 1 }) : .none
         }
         let queries = linear(hq, queryWeight, queryBias)                      // [n, q, d]
-        let attended = attention(queries, keysValues, heads: heads, mask: mask)
+        let attended = bf16 && BF16Attention.batched
+            ? attentionBF16(queries, keysValues, heads: heads, mask: mask)
+            : attention(queries, keysValues, heads: heads, mask: mask)
         let x1 = xq + linear(attended, outWeight, outBias)
-        let hidden = quickGELU(linear(layerNorm(x1, ln2.0, ln2.1), fcWeight, fcBias))
-        return x1 + linear(hidden, projWeight, projBias)
+        // MLP. In bf16 the LayerNorm and QuickGELU outputs exist only as bf16 operands (fused ops).
+        let preActivation = layerNormLinear(x1, ln2.0, ln2.1, fcWeight, fcBias)
+        return x1 + geluLinear(preActivation, projWeight, projBias)
     }
 }
 

@@ -15,7 +15,11 @@ public enum BLASRuntime {
 
     public static var threads: Int { Int(openblas_get_num_threads()) }
 
-    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
+    /// Sets OpenBLAS's threads and oneDNN's OpenMP threads together (the same per-rank budget).
+    public static func setThreads(_ n: Int) {
+        openblas_set_num_threads(Int32(max(1, n)))
+        OneDNN.setThreads(n)
+    }
 
     /// Generic fallbacks OpenBLAS's dynamic dispatch chooses when it cannot identify a CPU.
     static let genericCores: Set<String> = ["prescott", "core2", "nehalem", "katmai", "coppermine",
@@ -37,18 +41,30 @@ public enum BLASRuntime {
     /// kernel on a CPU with AVX2/AVX-512 restarts itself once with the variable set. Call first thing
     /// in `main`, before MPI_Init or any thread starts. Returns normally when nothing needs doing.
     /// `CAVPT_DIST_NO_REEXEC=1` disables it (the slow kernels are then reported, not hidden).
+    ///
+    /// The same restart sets OMP_WAIT_POLICY=PASSIVE for oneDNN's OpenMP threads (libgomp reads it at
+    /// load time too), unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT: otherwise after every
+    /// bf16 product they spin for milliseconds on the cores the element-wise kernels run on next.
     public static func ensureFastKernels(arguments: [String]) {
-        guard getenv("OPENBLAS_CORETYPE") == nil, getenv("CAVPT_DIST_NO_REEXEC") == nil,
-              genericCores.contains(coreName.lowercased()),
-              let best = bestCoreForThisCPU() else { return }
-        setenv("OPENBLAS_CORETYPE", best, 1)
-        setenv("CAVPT_DIST_REEXEC_FROM", coreName, 1)
+        guard getenv("CAVPT_DIST_NO_REEXEC") == nil else { return }
+        var restart = false
+        if getenv("OPENBLAS_CORETYPE") == nil, genericCores.contains(coreName.lowercased()), let best = bestCoreForThisCPU() {
+            setenv("OPENBLAS_CORETYPE", best, 1)
+            setenv("CAVPT_DIST_REEXEC_FROM", coreName, 1)
+            restart = true
+        }
+        if getenv("OMP_WAIT_POLICY") == nil && getenv("GOMP_SPINCOUNT") == nil {
+            setenv("OMP_WAIT_POLICY", "PASSIVE", 1)
+            restart = true
+        }
+        guard restart else { return }
         var cArgs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
         cArgs.append(nil)
         execv("/proc/self/exe", &cArgs)
-        // execv only returns on failure: carry on with the slow kernels, but say so.
-        let msg = "warning: OpenBLAS chose \(coreName) kernels and restarting with OPENBLAS_CORETYPE=\(best) failed; matrix products will be slow\n"
-        writeStandardError(msg)
+        // execv only returns on failure: carry on (with slow kernels, if that was the reason), but say so.
+        if let best = getenv("OPENBLAS_CORETYPE").map({ String(cString: $0) }), getenv("CAVPT_DIST_REEXEC_FROM") != nil {
+            writeStandardError("warning: OpenBLAS chose \(coreName) kernels and restarting with OPENBLAS_CORETYPE=\(best) failed; matrix products will be slow\n")
+        }
     }
 
     /// Non-nil when OpenBLAS runs generic kernels on a CPU that has better ones (a slow run).

@@ -114,6 +114,7 @@ public enum ConfigSchema {
         "eval.split": (.choice(["test", "val"]), .string("test")),
         "eval.valEvery": (.int(min: 0), .int(0)),
         "runtime.blasThreads": (.int(min: 0), .int(0)),
+        "runtime.precision": (.choice(["fp32", "bf16"]), .string("fp32")),
     ]
 
     /// What each key means, for `cavpt-dist config --list` and the README's table (which a test
@@ -153,7 +154,7 @@ public enum ConfigSchema {
         "train.workers": "JPEG decoding threads per rank",
         "train.prefetch": "batches decoded ahead",
         "train.logEvery": "steps between progress lines",
-        "train.shardText": "split the learned-context text encoder over the ranks by class (`true`, `false`, or `auto` = with several ranks and at least 32 classes); same numbers, text time and memory ÷ N",
+        "train.shardText": "split the learned-context text encoder over the ranks by class (`true`, `false`, or `auto` = with several ranks and at least 32 classes, or in bf16); same numbers, text time and memory ÷ N",
         "optim.momentum": "SGD momentum",
         "optim.weightDecay": "weight decay on every trained tensor",
         "optim.visual.lr": "learning rate of the visual prompts and CAVPT",
@@ -167,7 +168,8 @@ public enum ConfigSchema {
         "eval.batchSize": "evaluation batch",
         "eval.split": "`test` or `val`: the list the final evaluation uses",
         "eval.valEvery": "evaluate the few-shot val list every N epochs and the last (0 = never); logged as valAccuracy",
-        "runtime.blasThreads": "BLAS threads per rank (0 = cores on the node ÷ ranks on the node)",
+        "runtime.blasThreads": "BLAS threads per rank (0 = cores on the node ÷ ranks on the node); oneDNN's threads follow it",
+        "runtime.precision": "`fp32` or `bf16` (frozen-weight products in bf16 through oneDNN; see [Precision](#precision)); also `--precision`",
     ]
 
     /// `config --list`: every key with its default and meaning, as a Markdown table or plain lines.

@@ -49,13 +49,16 @@ public enum RunDirectory {
         try createDirectory(directory)
         let lock = try RunDirectoryLock(directory: directory)
         let entries = ((try? fm.contentsOfDirectory(atPath: directory)) ?? []).filter { $0 != RunDirectoryLock.fileName }.sorted()
+        // A log alone is what an attempt that failed before training leaves (a bad model, a refused
+        // precision): a fresh run may take the folder and append to that log.
+        let started = entries.filter { $0 != "log.txt" }
         switch mode {
         case .resume:
             openLog(directory)
         case .fresh:
-            if !entries.isEmpty {
+            if !started.isEmpty {
                 let what = entries.contains("config.yaml") ? "already holds a run" : "is not empty"
-                throw TrainingError.input("\(directory) \(what) (\(summary(entries))); pass --resume to continue it, "
+                throw TrainingError.input("\(directory) \(what) (\(summary(started))); pass --resume to continue it, "
                                           + "--overwrite to replace it, or choose another --output")
             }
             openLog(directory)

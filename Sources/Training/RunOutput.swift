@@ -121,7 +121,9 @@ public final class RunOutput: @unchecked Sendable {
             "seed": config.int("train.seed"), "shots": config.int("train.shots"), "split": split,
             "accuracy": result.confusion.accuracy, "macroF1": result.confusion.macroF1,
             "perClassAccuracy": perClass, "evaluated": Int(result.confusion.total),
-            "versions": ["cavpt-dist": cavptDistVersion, "openblasCore": BLASRuntime.coreName],
+            "precision": config.string("runtime.precision"),
+            "versions": ["cavpt-dist": cavptDistVersion, "openblasCore": BLASRuntime.coreName,
+                         "onednn": OneDNN.version, "onednnISA": OneDNN.isaName],
         ]
         var timing: [String: Any] = ["evaluationSeconds": result.seconds]
         for (k, v) in extra {

@@ -18,6 +18,8 @@ public struct RunOptions: Sendable {
     public var seed: Int?
     public var output: String?
     public var fewshot: String?
+    /// `--precision fp32|bf16` (runtime.precision).
+    public var precision: String?
     public var sets: [String] = []
 
     public init() {}
@@ -83,6 +85,7 @@ public enum RunSetup {
         if let v = o.seed { try c.set("train.seed", raw: v, source: "--seed") }
         if let v = o.output { try c.set("output.dir", raw: v, source: "--output") }
         if let v = o.fewshot { try c.set("data.fewshot", raw: v, source: "--fewshot") }
+        if let v = o.precision { try c.set("runtime.precision", raw: v, source: "--precision") }
         for assignment in o.sets { try c.apply(override: assignment) }
         return c
     }
@@ -171,14 +174,33 @@ public enum RunSetup {
         guard !path.isEmpty else {
             throw ConfigError.missing("model.path", hint: "pass --model PATH (a .safetensors file or a folder with model.safetensors)")
         }
+        let precision = try Self.precision(c)
         let (_, tensors) = try loadCLIPWeights(path: path)
-        let model = try CLIPModel(tensors: tensors)
+        let model = try CLIPModel(tensors: tensors, precision: precision)
         let vocab = c.string("model.vocab")
         let tokenizer = try CLIPTokenizer(try findVocabulary(modelPath: path, override: vocab.isEmpty ? nil : vocab))
         guard tokenizer.vocabularySize <= model.text.vocabularySize else {
             throw TrainingError.input("the tokenizer's vocabulary (\(tokenizer.vocabularySize) ids) is larger than the model's token embedding (\(model.text.vocabularySize) rows); pass the vocabulary this model was trained with (--vocab)")
         }
         return (model, tokenizer)
+    }
+
+    /// runtime.precision, refused (one line naming the missing instruction set) where bf16 has no hardware.
+    public static func precision(_ c: Config) throws -> Precision {
+        try checkedPrecision(c.string("runtime.precision"))
+    }
+
+    public static func checkedPrecision(_ name: String) throws -> Precision {
+        guard let precision = Precision(rawValue: name) else {
+            throw ConfigError.badValue("runtime.precision", value: name, expected: "one of fp32, bf16", source: "--precision")
+        }
+        if precision == .bf16, let reason = OneDNN.bf16Unsupported { throw TrainingError.input(reason) }
+        return precision
+    }
+
+    /// What the start line says about the arithmetic: "fp32" or "bf16 (oneDNN 2.6.3, avx512_core_bf16)".
+    public static func precisionSummary(_ precision: Precision) -> String {
+        precision == .fp32 ? "fp32" : "bf16 (oneDNN \(OneDNN.version), \(OneDNN.isaName))"
     }
 
     /// Dataset lists and the few-shot subset (sampled with the run's seed, or read from data.fewshot).

@@ -368,7 +368,10 @@ public final class Trainer: @unchecked Sendable {
         switch config.string("train.shardText") {
         case "true": return true
         case "false": return false
-        default: return learner.classCount >= 32   // worth an allgather once the text side is heavy
+        // Worth an allgather once the text side is heavy. In bf16 always: backward rounds the incoming
+        // gradient to bf16, which does not add up over ranks, so every rank must push the summed
+        // gradient of its classes through the text encoder for N ranks to give one rank's numbers.
+        default: return learner.classCount >= 32 || learner.model.precision == .bf16
         }
     }
 

@@ -28,13 +28,15 @@ struct RunArguments: ParsableArguments {
     var output: String?
     @Option(help: "Reuse an exact few-shot subset (JSON written by `fewshot` or a previous run).")
     var fewshot: String?
+    @Option(help: "Arithmetic of the frozen-weight products: fp32 or bf16 (runtime.precision).")
+    var precision: String?
     @Option(name: .customLong("set"), help: "Override a config key, e.g. --set train.epochs=50 (repeatable).")
     var sets: [String] = []
 
     var options: RunOptions {
         var o = RunOptions()
         o.dataset = dataset; o.method = method; o.configFile = config; o.dataRoot = dataRoot; o.model = model
-        o.vocab = vocab; o.seed = seed; o.output = output; o.fewshot = fewshot; o.sets = sets
+        o.vocab = vocab; o.seed = seed; o.output = output; o.fewshot = fewshot; o.precision = precision; o.sets = sets
         return o
     }
 }
@@ -119,7 +121,8 @@ struct Train: ParsableCommand {
             for warning in warnings { output?.say("warning: \(warning)") }
             output?.say("cavpt-dist \(cavptDistVersion): \(config.string("method.name")) on \(data.datasetName), "
                         + "\(data.train.count) training images, \(data.classNames.count) classes, \(comm.size) rank(s) "
-                        + "× \(BLASRuntime.threads) BLAS thread(s) [\(BLASRuntime.coreName)], run \(directory)")
+                        + "× \(BLASRuntime.threads) BLAS thread(s) [\(BLASRuntime.coreName)], "
+                        + "precision \(RunSetup.precisionSummary(model.precision)), run \(directory)")
             if let warning = BLASRuntime.slowKernelWarning { output?.say("warning: \(warning)") }
             let trainer = Trainer(comm: comm, config: config, learner: learner, data: data, output: output)
             try trainer.synchronizeStart(resumeFrom: checkpoint)
@@ -238,6 +241,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Override model.path.") var model: String?
     @Option(help: "Tokenizer vocabulary.") var vocab: String?
     @Option(help: "Split to evaluate: test or val.") var split: String?
+    @Option(help: "Arithmetic of the frozen-weight products: fp32 or bf16 (runtime.precision).") var precision: String?
     @Option(help: "Write the results JSON here (accuracy, macro-F1, per-class accuracy, dataset, method, checkpoint).")
     var out: String?
     @Option(help: "Write one JSON line per evaluated image (path, label, prediction, top-5) and the confusion matrix here.")
@@ -269,6 +273,7 @@ struct Eval: ParsableCommand {
             if let vocab { try c.set("model.vocab", raw: vocab, source: "--vocab") }
             if let split { try c.set("eval.split", raw: split, source: "--split") }
             if let subsample { try c.set("data.subsample", raw: subsample, source: "--subsample") }
+            if let precision { try c.set("runtime.precision", raw: precision, source: "--precision") }
             configureThreads(comm, config: c)
             let data = try RunSetup.data(c, definition: definition)
             if comm.rank == 0 { _ = try RunSetup.checkInputs(data, training: false, evalSplit: c.string("eval.split")) }
@@ -294,6 +299,7 @@ struct Eval: ParsableCommand {
                 "classes": data.classNames.count, "perClassAccuracy": perClass, "template": data.template,
                 "seed": c.int("train.seed"), "shots": c.int("train.shots"),
                 "trainedOn": savedDataset, "trainedSubsample": savedSubsample,
+                "precision": c.string("runtime.precision"), "onednnISA": OneDNN.isaName,
             ]
             let json = try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
             if let out { try writeDurably(json, to: out) }
@@ -309,7 +315,6 @@ struct Eval: ParsableCommand {
             }
         }
     }
-
 }
 
 /// The configuration a run recorded (its config.yaml, or a checkpoint's state), or `override`;
@@ -386,6 +391,7 @@ struct Zeroshot: ParsableCommand {
     @Option(help: "Tokenizer vocabulary.") var vocab: String?
     @Option(help: "Split to evaluate: test or val (same as --set eval.split=…).") var split: String?
     @Option(help: "Classes to evaluate: all, base or new (base-to-new's zero-shot baseline).") var subsample: String?
+    @Option(help: "Arithmetic of the frozen-weight products: fp32 or bf16 (runtime.precision).") var precision: String?
     @Option(name: .customLong("set"), help: "Override a config key (e.g. eval.split=val, dataset.template=…; repeatable).")
     var sets: [String] = []
     @Option(help: "Write the results JSON here (accuracy, macro-F1, per-class accuracy, dataset, template).") var out: String?
@@ -397,7 +403,7 @@ struct Zeroshot: ParsableCommand {
             var options = RunOptions()
             options.method = "zsclip"
             options.dataset = dataset; options.configFile = config; options.dataRoot = dataRoot
-            options.model = model; options.vocab = vocab; options.sets = sets
+            options.model = model; options.vocab = vocab; options.sets = sets; options.precision = precision
             if let split { options.sets.append("eval.split=\(split)") }
             if let subsample { options.sets.append("data.subsample=\(subsample)") }
             let config = try RunSetup.config(options)
@@ -422,6 +428,7 @@ struct Zeroshot: ParsableCommand {
                     "split": which, "dataset": data.datasetName, "method": "zsclip", "template": data.template,
                     "classes": data.classNames.count, "perClassAccuracy": perClass, "subsample": config.string("data.subsample"),
                     "model": absolutePath(config.string("model.path")),
+                    "precision": config.string("runtime.precision"), "onednnISA": OneDNN.isaName,
                 ]
                 try writeDurably(JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]), to: out)
             }
