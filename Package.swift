@@ -20,6 +20,7 @@ let package = Package(
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
+        .target(name: "CPNG", linkerSettings: [.linkedLibrary("png16")]),
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CAlloc"),
         .target(name: "CSignals"),
@@ -28,7 +29,7 @@ let package = Package(
         // Resources/ holds the CLIP BPE vocabulary (open_clip's file), found by path at run time.
         .target(name: "CLIP", dependencies: ["Tensor", "CZlib"], exclude: ["Resources"], swiftSettings: fast,
                 linkerSettings: [.linkedLibrary("z")]),
-        .target(name: "Data", dependencies: ["Tensor", "CJPEG", .product(name: "Yams", package: "Yams")],
+        .target(name: "Data", dependencies: ["Tensor", "CJPEG", "CPNG", .product(name: "Yams", package: "Yams")],
                 swiftSettings: fast),
         .target(name: "PromptTuning", dependencies: ["Tensor", "CLIP"], swiftSettings: fast),
         .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: fast),

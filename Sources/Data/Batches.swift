@@ -235,7 +235,7 @@ final class LoaderState: @unchecked Sendable {
             do {
                 let path = joinPath(imageRoot, job.samples[item].path)
                 let image: RGBImage
-                do { image = try JPEG.decode(path: path) } catch let error as DataError { throw error.listed(in: listName) }
+                do { image = try ImageFile.decode(path: path) } catch let error as DataError { throw error.listed(in: listName) }
                 let destination = slot.pixels.data + item * imageFloats
                 switch transform {
                 case let .train(seed, epoch):

@@ -310,7 +310,7 @@ func readImageFolder(spec: DatasetSpec, imageRoot: String) throws -> DatasetSpli
                                       label: labelOf[folder] ?? 0))
             }
         }
-        guard !samples.isEmpty else { throw DataError.layout(path: dir, reason: "no .jpg/.jpeg images in its class folders") }
+        guard !samples.isEmpty else { throw DataError.layout(path: dir, reason: "no .jpg, .jpeg or .png images in its class folders") }
         return samples
     }
     let train: [Sample], val: [Sample], test: [Sample]
@@ -339,16 +339,13 @@ func subfolders(of dir: String) throws -> [String] {
         .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
 }
 
-/// Visible `.jpg`/`.jpeg` files (any case), sorted by name.
+/// Visible image files (`.jpg`, `.jpeg`, `.png`, any case), sorted by name.
 func jpegFiles(in dir: String) throws -> [String] {
     let entries: [String]
     do { entries = try FileManager.default.contentsOfDirectory(atPath: dir) } catch {
         throw DataError.layout(path: dir, reason: "cannot list the folder")
     }
-    return entries.filter { name in
-        let lower = name.lowercased()
-        return !name.hasPrefix(".") && (lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg"))
-    }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    return entries.filter { !$0.hasPrefix(".") && ImageFile.hasImageExtension($0) }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
 }
 
 func joinPath(_ base: String, _ relative: String) -> String {

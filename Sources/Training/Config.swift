@@ -70,6 +70,11 @@ public enum ConfigSchema {
         "method.visualLength": (.int(min: 1), .int(10)),
         "dataset.name": (.string, .string("")),
         "dataset.config": (.string, .string("")),
+        "dataset.template": (.string, .string("")),
+        "dataset.folder": (.string, .string("")),
+        "dataset.images": (.string, .string("")),
+        "dataset.splitFile": (.string, .string("")),
+        "dataset.classFile": (.string, .string("")),
         "model.path": (.string, .string("")),
         "model.vocab": (.string, .string("")),
         "data.root": (.string, .string("")),
@@ -120,6 +125,11 @@ public enum ConfigSchema {
         "method.visualLength": "P, visual prompt tokens per layer",
         "dataset.name": "the dataset's name (set by `--dataset` or the config's `dataset:` section)",
         "dataset.config": "the dataset definition file (set by `--dataset`)",
+        "dataset.template": "override the dataset's prompt template (must contain {})",
+        "dataset.folder": "override the dataset's folder under the data root",
+        "dataset.images": "override the dataset's image folder (under its folder)",
+        "dataset.splitFile": "override the dataset's split file",
+        "dataset.classFile": "override the dataset's class-name file",
         "model.path": "CLIP weights: a .safetensors file or a folder (`--model`)",
         "model.vocab": "tokenizer vocabulary (`--vocab`; default: found next to the weights, or the bundled one)",
         "data.root": "the folder holding the datasets (`--data-root`)",
@@ -181,6 +191,11 @@ public enum ConfigSchema {
                 + String(repeating: " ", count: valueWidth - value.count) + "  " + (meanings[key] ?? "")
         }.joined(separator: "\n") + "\n"
     }
+
+    /// Partial overrides of a named dataset's definition (`dataset: {name: eurosat, template: …}` or
+    /// `--set dataset.template=…`); "" keeps the definition's value. A run records the resolved
+    /// definition, which is what resuming compares.
+    public static let datasetOverrides = ["template", "folder", "images", "splitFile", "classFile"]
 
     /// Keys that describe where and how fast a run goes, not what it computes: they may differ on resume.
     public static let operational: Set<String> = [
@@ -363,6 +378,7 @@ public struct Config: Sendable, Equatable {
     /// Keys (other than operational ones) whose values differ from `other`.
     public func differences(from other: Config) -> [String] {
         let keys = Set(values.keys).union(other.values.keys).subtracting(ConfigSchema.operational)
+            .subtracting(ConfigSchema.datasetOverrides.map { "dataset." + $0 })
         return keys.filter { values[$0] != other.values[$0] }.sorted()
     }
 }

@@ -60,7 +60,8 @@ public enum RunSetup {
         var user = Config()
         if let file = o.configFile { try user.merge(file: file, ignoring: ["dataset"]) }
         var c = Config()
-        let datasetName = try o.dataset ?? o.configFile.flatMap(datasetNamed(in:))
+        let section = try o.configFile.map(datasetSection(in:))
+        let datasetName = o.dataset ?? section?.nameOrFile
         if let datasetName, !datasetName.isEmpty {
             let path = try datasetConfigPath(datasetName)
             try c.merge(file: path, ignoring: ["dataset"])
@@ -72,6 +73,10 @@ public enum RunSetup {
             try c.merge(file: try methodConfigPath(methodName))
         }
         if let file = o.configFile { try c.merge(file: file, ignoring: ["dataset"]) }
+        // A named dataset's partial overrides from the user's file (`dataset: {name: …, template: …}`).
+        if let file = o.configFile, o.dataset == nil {
+            for (key, value) in section?.overrides ?? [] { try c.set("dataset." + key, raw: value, source: file) }
+        }
         if let v = o.dataRoot { try c.set("data.root", raw: v, source: "--data-root") }
         if let v = o.model { try c.set("model.path", raw: v, source: "--model") }
         if let v = o.vocab { try c.set("model.vocab", raw: v, source: "--vocab") }
@@ -82,17 +87,44 @@ public enum RunSetup {
         return c
     }
 
-    /// The dataset a user config names: `dataset: {name: eurosat}` names a shipped one; a full
+    /// The dataset a user config names: `dataset: {name: eurosat}` names a shipped one, optionally
+    /// with partial overrides (`template`, `folder`, `images`, `splitFile`, `classFile`); a full
     /// definition (`dataset: {name:, layout:, …}`) makes the file itself the dataset config.
-    static func datasetNamed(in file: String) throws -> String? {
+    static func datasetSection(in file: String) throws -> (nameOrFile: String?, overrides: [(String, Any)]) {
         guard let text = try? String(contentsOfFile: file, encoding: .utf8),
               let top = (try? Yams.load(yaml: text)) as? [String: Any],
-              let section = top["dataset"] as? [String: Any] else { return nil }
-        if section["layout"] != nil { return file }
+              let section = top["dataset"] as? [String: Any] else { return (nil, []) }
+        if section["layout"] != nil { return (file, []) }
         guard let name = section["name"] as? String else {
             throw ConfigError.syntax(source: file, detail: "dataset: needs a name (or a full definition with layout, folder, …)")
         }
-        return name
+        var overrides: [(String, Any)] = []
+        for key in section.keys.sorted() where key != "name" {
+            guard ConfigSchema.datasetOverrides.contains(key) else {
+                throw ConfigError.syntax(source: file, detail: "dataset.\(key) cannot override the named dataset '\(name)' "
+                                         + "(overridable: \(ConfigSchema.datasetOverrides.joined(separator: ", "))); give a full definition with layout instead")
+            }
+            overrides.append((key, section[key]!))
+        }
+        return (name, overrides)
+    }
+
+    /// `spec` with the run's `dataset.*` overrides applied (each checked like the definition's own).
+    static func applyingOverrides(_ spec: DatasetSpec, _ c: Config) throws -> DatasetSpec {
+        var spec = spec
+        func value(_ key: String) -> String? { let v = c.string("dataset." + key); return v.isEmpty ? nil : v }
+        if let template = value("template") {
+            guard template.contains("{}") else {
+                throw ConfigError.badValue("dataset.template", value: template, expected: "a template with {} for the class name",
+                                           source: c.sources["dataset.template"] ?? "config")
+            }
+            spec.template = template
+        }
+        if let folder = value("folder") { spec.folder = folder }
+        if let images = value("images") { spec.images = images }
+        if let split = value("splitFile") { spec.splitFile = split }
+        if let classes = value("classFile") { spec.classFile = classes }
+        return spec
     }
 
     /// The dataset definition a recorded run configuration holds (`dataset:` with a layout), or nil
@@ -158,7 +190,7 @@ public enum RunSetup {
         }
         let root = c.string("data.root")
         guard !root.isEmpty else { throw ConfigError.missing("data.root", hint: "pass --data-root DIR") }
-        let spec = try definition ?? DatasetSpec(contentsOf: specPath)
+        let spec = try applyingOverrides(try definition ?? DatasetSpec(contentsOf: specPath), c)
         let splits = try loadDataset(spec: spec, dataRoot: root)
         let fewshotFile = c.string("data.fewshot")
         let lists: FewShotLists
@@ -205,6 +237,33 @@ public enum RunSetup {
         }
         if evalSplit != "val" { try InputChecks.images(data.test, imageRoot: data.imageRoot, list: name) }
         return warnings
+    }
+
+    /// What results.json records about the model: architecture, the weights file and its CRC-32C.
+    public static func modelRecord(_ c: Config, model: CLIPModel) -> [String: Any] {
+        let (i, t) = (model.image, model.text)
+        let known: [String: String] = ["768/12/32/224": "ViT-B/32", "768/12/16/224": "ViT-B/16", "1024/24/14/224": "ViT-L/14",
+                                       "1024/24/14/336": "ViT-L/14@336px"]
+        let key = "\(i.width)/\(i.layers)/\(i.patch)/\(i.resolution)"
+        let file = (try? resolveWeightsFile(c.string("model.path"))) ?? c.string("model.path")
+        return [
+            "architecture": known[key] ?? "ViT (width \(i.width), \(i.layers) layers, patch \(i.patch), \(i.resolution) px)",
+            "vision": ["width": i.width, "layers": i.layers, "heads": i.heads, "patch": i.patch, "resolution": i.resolution],
+            "text": ["width": t.width, "layers": t.layers, "heads": t.heads, "vocabulary": t.vocabularySize, "context": t.contextLength],
+            "embedDim": i.embedDim, "weights": absolutePath(file), "weightsCRC32C": CRC32C.file(file) ?? "unreadable",
+        ]
+    }
+
+    /// A group whose warm-up lasts the whole run never trains at its learning rate (a VPT run would
+    /// end at zero-shot accuracy): say so before it starts.
+    public static func scheduleWarnings(_ c: Config, groups: Set<ParameterGroup>) -> [String] {
+        let epochs = c.int("train.epochs")
+        return groups.sorted { $0.rawValue > $1.rawValue }.compactMap { group in
+            let warmup = c.int("optim.\(group.rawValue).warmupEpochs")
+            guard epochs > 0, epochs <= warmup else { return nil }
+            return "train.epochs (\(epochs)) ≤ optim.\(group.rawValue).warmupEpochs (\(warmup)): the \(group.rawValue) learning rate "
+                + "stays at optim.\(group.rawValue).warmupLR (\(c.double("optim.\(group.rawValue).warmupLR"))) for the whole run"
+        }
     }
 
     public static func learner(_ c: Config, model: CLIPModel, tokenizer: CLIPTokenizer,

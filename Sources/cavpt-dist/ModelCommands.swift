@@ -47,6 +47,7 @@ struct Gradients: ParsableCommand {
             var tensors: [(String, Tensor)] = [("loss", result.loss.value.reshaped([1]))]
             for (name, p) in learner.parameters { tensors.append((name, p.grad ?? Tensor(zeros: p.shape))) }
             try SafeTensorsFile.write(tensors, metadata: ["method": config.string("method.name"), "epoch": String(epoch)], to: out)
+            print(String(format: "gradients: %@: loss %.6g, %d trained tensor(s)", out, Double(result.loss.value.scalar), tensors.count - 1))
         }
     }
 }
@@ -136,7 +137,7 @@ struct Features: ParsableCommand {
                 } else {
                     batch = Tensor(uninitialized: [range.count, 3, R, R])
                     for (i, path) in images[range].enumerated() {
-                        writeTestImage(try JPEG.decode(path: path), resolution: R, into: batch.data + i * 3 * R * R)
+                        writeTestImage(try ImageFile.decode(path: path), resolution: R, into: batch.data + i * 3 * R * R)
                     }
                 }
                 let features = clip.image(Var(batch)).value
@@ -153,6 +154,7 @@ struct Features: ParsableCommand {
             }
             if let savedPixels { outputs.append(("pixels", savedPixels)) }
             try SafeTensorsFile.write(outputs, metadata: ["model": model], to: out)
+            print("features: \(out): " + outputs.map { "\($0.0) \($0.1.shape)" }.joined(separator: ", "))
         }
     }
 }

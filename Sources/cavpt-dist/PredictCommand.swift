@@ -106,9 +106,9 @@ func imageFiles(_ arguments: [String]) throws -> [String] {
             let entries = (try? FileManager.default.contentsOfDirectory(atPath: argument)) ?? []
             let found = entries.filter { name in
                 let lower = name.lowercased()
-                return !name.hasPrefix(".") && (lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg"))
+                return !name.hasPrefix(".") && ImageFile.hasImageExtension(lower)
             }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-            guard !found.isEmpty else { throw TrainingError.input("\(argument): no .jpg or .jpeg images in the folder") }
+            guard !found.isEmpty else { throw TrainingError.input("\(argument): no .jpg, .jpeg or .png images in the folder") }
             files += found.map { (argument as NSString).appendingPathComponent($0) }
         } else {
             files.append(argument)
@@ -118,4 +118,4 @@ func imageFiles(_ arguments: [String]) throws -> [String] {
 }
 
 /// An image file decoded to RGB (JPEG through libjpeg).
-func decodeImage(path: String) throws -> RGBImage { try JPEG.decode(path: path) }
+func decodeImage(path: String) throws -> RGBImage { try ImageFile.decode(path: path) }

@@ -103,6 +103,12 @@ struct Train: ParsableCommand {
             let (model, tokenizer) = try RunSetup.model(config)
             let learner = try RunSetup.learner(config, model: model, tokenizer: tokenizer,
                                                classNames: data.classNames, template: data.template)
+            if learner.parameters.isEmpty && config.string("method.name") == "custom" {
+                throw TrainingError.configuration("nothing to train: no --method given and no method.* key sets a text context or visual "
+                                                  + "prompts; pass --method (\(ConfigSchema.methods.dropLast().joined(separator: ", "))), or use "
+                                                  + "`cavpt-dist zeroshot` for zero-shot CLIP")
+            }
+            warnings += RunSetup.scheduleWarnings(config, groups: Set(learner.parameters.map { ParameterGroup.of($0.0) }))
             var checkpoint: Checkpoint?
             if comm.rank == 0 && (resume || resumeFrom != nil) {
                 checkpoint = try loadCheckpoint(directory: directory, config: config, dataset: data.spec)
@@ -132,7 +138,15 @@ struct Train: ParsableCommand {
             if let output {
                 try output.writeResults(result, classNames: data.classNames, split: split,
                                         extra: ["trainSeconds": trainSeconds, "ranks": comm.size,
+                                                "blasThreadsPerRank": BLASRuntime.threads,
                                                 "epochs": config.int("train.epochs"),
+                                                "timestamp": ISO8601DateFormatter().string(from: Date()),
+                                                "host": ProcessInfo.processInfo.hostName,
+                                                "commandLine": CommandLine.arguments,
+                                                "model": RunSetup.modelRecord(config, model: model),
+                                                "template": data.template, "classes": data.classNames.count,
+                                                "subsample": config.string("data.subsample"),
+                                                "trainImages": data.train.count,
                                                 "shots": data.fewshot?.shots ?? config.int("train.shots"),
                                                 "fewshot": data.fewshotFile.isEmpty ? "sampled (seed \(config.int("train.seed")))" : data.fewshotFile])
                 try output.writeStatus("completed")
@@ -363,27 +377,55 @@ func writePredictions(_ result: EvaluationResult, samples: [Sample], data: RunDa
 
 struct Zeroshot: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Zero-shot CLIP accuracy on a dataset's test split with its template.")
+        abstract: "Zero-shot CLIP accuracy on a dataset's test (or val) split with its template.")
 
-    @OptionGroup var arguments: RunArguments
+    @Option(help: "Dataset: a name from configs/datasets or a dataset YAML file.") var dataset: String?
+    @Option(help: "A YAML config (its dataset: section and keys such as eval.split).") var config: String?
+    @Option(name: .customLong("data-root"), help: "Folder holding the datasets in CoOp layout.") var dataRoot: String?
+    @Option(help: "CLIP weights: a .safetensors file or a folder with model.safetensors.") var model: String?
+    @Option(help: "Tokenizer vocabulary.") var vocab: String?
+    @Option(help: "Split to evaluate: test or val (same as --set eval.split=…).") var split: String?
+    @Option(help: "Classes to evaluate: all, base or new (base-to-new's zero-shot baseline).") var subsample: String?
+    @Option(name: .customLong("set"), help: "Override a config key (e.g. eval.split=val, dataset.template=…; repeatable).")
+    var sets: [String] = []
+    @Option(help: "Write the results JSON here (accuracy, macro-F1, per-class accuracy, dataset, template).") var out: String?
+    @Option(help: "Write one JSON line per image (path, label, prediction, top-5) and the confusion matrix here.")
+    var predictions: String?
 
     func run() throws {
         try withCommunicator { comm in
-            var options = arguments.options
+            var options = RunOptions()
             options.method = "zsclip"
+            options.dataset = dataset; options.configFile = config; options.dataRoot = dataRoot
+            options.model = model; options.vocab = vocab; options.sets = sets
+            if let split { options.sets.append("eval.split=\(split)") }
+            if let subsample { options.sets.append("data.subsample=\(subsample)") }
             let config = try RunSetup.config(options)
             configureThreads(comm, config: config)
             let data = try RunSetup.data(config)
-            let (model, tokenizer) = try RunSetup.model(config)
-            let learner = try RunSetup.learner(config, model: model, tokenizer: tokenizer, classNames: data.classNames, template: data.template)
-            if comm.rank == 0 { _ = try RunSetup.checkInputs(data, training: false, evalSplit: "test") }
+            let which = config.string("eval.split")
+            if comm.rank == 0 { _ = try RunSetup.checkInputs(data, training: false, evalSplit: which) }
+            let (clip, tokenizer) = try RunSetup.model(config)
+            let learner = try RunSetup.learner(config, model: clip, tokenizer: tokenizer, classNames: data.classNames, template: data.template)
             let trainer = Trainer(comm: comm, config: config, learner: learner, data: data, output: nil)
-            let result = try trainer.evaluate(samples: data.test, listName: "test split")
-            if comm.rank == 0 {
-                print(String(format: "zero-shot %@: accuracy %.2f%%  macro-F1 %.2f%%  (%d images, template \"%@\")",
-                             data.datasetName, result.confusion.accuracy * 100, result.confusion.macroF1 * 100,
-                             Int(result.confusion.total), data.template))
+            let (samples, listName) = data.evaluationList(which)
+            let result = try trainer.evaluate(samples: samples, listName: listName, recordTop: predictions == nil ? 0 : 5)
+            guard comm.rank == 0 else { return }
+            print(String(format: "zero-shot %@ %@: accuracy %.2f%%  macro-F1 %.2f%%  (%d images, %d classes, template \"%@\")",
+                         data.datasetName, which, result.confusion.accuracy * 100, result.confusion.macroF1 * 100,
+                         Int(result.confusion.total), data.classNames.count, data.template))
+            if let out {
+                var perClass: [String: Any] = [:]
+                for (name, acc) in zip(data.classNames, result.confusion.perClassAccuracy) { perClass[name] = acc ?? NSNull() }
+                let record: [String: Any] = [
+                    "accuracy": result.confusion.accuracy, "macroF1": result.confusion.macroF1, "evaluated": Int(result.confusion.total),
+                    "split": which, "dataset": data.datasetName, "method": "zsclip", "template": data.template,
+                    "classes": data.classNames.count, "perClassAccuracy": perClass, "subsample": config.string("data.subsample"),
+                    "model": absolutePath(config.string("model.path")),
+                ]
+                try writeDurably(JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]), to: out)
             }
+            if let predictions { try writePredictions(result, samples: samples, data: data, to: predictions) }
         }
     }
 }
