@@ -132,8 +132,13 @@ public enum Checkpoints {
         let file = try SafeTensorsFile(path: tensorsPath)
         var parameters: [String: Tensor] = [:], momentum: [String: Tensor] = [:]
         for name in file.names {
-            if name.hasPrefix("momentum.") { momentum[String(name.dropFirst("momentum.".count))] = try file.tensor(name) }
-            else { parameters[name] = try file.tensor(name) }
+            let tensor = try file.tensor(name)
+            // train never checkpoints a non-finite state (the divergence guard stops first).
+            guard allFinite(tensor) else {
+                throw TrainingError.checkpoint("\(tensorsPath): tensor \(name) holds NaN or infinity; the checkpoint is not usable")
+            }
+            if name.hasPrefix("momentum.") { momentum[String(name.dropFirst("momentum.".count))] = tensor }
+            else { parameters[name] = tensor }
         }
         return Checkpoint(state: state, parameters: parameters, momentum: momentum, path: path)
     }

@@ -31,7 +31,8 @@ public enum TrainingStop: Error, CustomStringConvertible {
         case let .diverged(epoch, step, reason, lastCheckpoint):
             return "training diverged at epoch \(epoch) step \(step): \(reason); stopped without checkpointing it, "
                 + (lastCheckpoint.map { "the last finite checkpoint is \($0)" } ?? "no checkpoint was written before")
-                + " (lower the learning rate, weight decay or momentum, or check the weights)"
+                + " (lower the learning rate, weight decay or momentum in a new run, --overwrite or another --output; "
+                + "or check the weights)"
         case let .preempted(epoch, step, signal, ranks, checkpoint):
             return "preempted by \(signal) (\(ranks) rank(s) signalled) after epoch \(epoch) step \(step)"
                 + (checkpoint.map { ": checkpoint \($0)" } ?? "")

@@ -407,6 +407,11 @@ public final class Trainer: @unchecked Sendable {
         while let batch = try loader.next() {
             guard !batch.labels.isEmpty else { continue }
             let logits = learner.predict(pixels: batch.pixels, textFeatures: textFeatures)
+            // A NaN anywhere upstream (a trained tensor, a weight) would still argmax to some class.
+            guard allFinite(logits) else {
+                throw TrainingError.diverged("evaluation on the \(listName): the model's predictions are not finite "
+                                             + "(NaN or infinity in the trained tensors or the weights); no accuracy is reported")
+            }
             let predictions = argmaxRows(logits)
             for (truth, predicted) in zip(batch.labels, predictions) { confusion.add(truth: truth, predicted: predicted) }
             if k > 0 {

@@ -113,6 +113,36 @@ func runPrinted(_ command: String) throws -> ProcessResult {
         }
     }
 
+    @Test func aNaNInACheckpointIsNeverEvaluated() throws {
+        let out = temporaryDirectory("nan-checkpoint") + "/run"
+        let trained = try cavptDist(stopRunArguments(out, epochs: 1))
+        try #require(trained.status == 0, "\(trained.stderr)")
+        // A checkpoint whose checksum is right but whose prompts hold a NaN (written by an older version).
+        let good = try Checkpoints.read(out + "/checkpoints/" + Checkpoints.folderName(epoch: 1))
+        let name = try #require(good.parameters.keys.sorted().first)
+        good.parameters[name]!.data[0] = .nan
+        let damaged = out + "/damaged"
+        try Checkpoints.write(good.state, parameters: good.parameters.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+                              momentum: good.momentum, to: damaged, keep: 1)
+        let r = try cavptDist(["eval", "--checkpoint", damaged + "/" + Checkpoints.folderName(epoch: 1),
+                               "--config", out + "/config.yaml", "--out", out + "/nan-eval.json"])
+        #expect(r.status == 1)
+        let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }.map(String.init)
+        #expect(errors.count == 1 && errors[0].contains("tensor \(name) holds NaN or infinity"), "\(r.stderr)")
+        #expect(!r.stdout.contains("accuracy"), "\(r.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: out + "/nan-eval.json"))
+    }
+
+    /// A NaN that reaches attention scores must come out of softmax as NaN, not as a row of zeros
+    /// (which would hide it from the loss and from evaluation).
+    @Test func softmaxPropagatesNaN() {
+        let scores = Var(Tensor(shape: [2, 3], repeating: .nan))
+        scores.value.data[3] = -.infinity; scores.value.data[4] = -.infinity; scores.value.data[5] = -.infinity
+        let y = softmax(scores).value
+        #expect(y.scalars[0..<3].allSatisfy { $0.isNaN })
+        #expect(Array(y.scalars[3..<6]) == [0, 0, 0], "a fully masked row stays zero")
+    }
+
     @Test func aNaNInTheWeightFileIsALoadError() throws {
         let dir = temporaryDirectory("nan-weights")
         let source = try SafeTensorsFile(path: tinyRun.model + "/model.safetensors")
