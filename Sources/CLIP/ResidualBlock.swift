@@ -4,6 +4,7 @@
 // keys and values.
 //
 // n samples, S tokens in, q rows out, d width.
+import Foundation
 import Tensor
 
 /// Which rows of each sample's token sequence a block must output.
@@ -62,6 +63,39 @@ public struct ResidualBlock: Sendable {
         while weights["\(prefix)\(count).ln_1.weight"] != nil { count += 1 }
         let heads = max(1, width / 64)
         return try (0..<count).map { try ResidualBlock(weights, prefix: "\(prefix)\($0).", heads: heads, precision: precision) }
+    }
+
+    /// The attention probabilities of the first `queryRows` rows of each sample over all S keys
+    /// (no mask: image layers), per head: [n, heads, queryRows, S]. The same ln_1 and projections as
+    /// the forward pass (bf16 products in bf16 runs); for pictures, not for training.
+    public func attentionProbabilities(_ x: Var, queryRows: Int) -> Tensor {
+        let (n, S, d) = (x.shape[0], x.shape[1], x.shape[2])
+        let bf16 = outWeight.precision == .bf16
+        let h = layerNorm(Var(x.value), ln1.0, ln1.1, bf16Copy: bf16)
+        let keys = linear(h, keyValueWeight, keyValueBias).value                  // [n, S, 2d]: keys, then values
+        let queries = linear(sliceTokens(h, 0..<queryRows), queryWeight, queryBias).value   // [n, q, d]
+        let headDim = d / heads, scale = 1 / Float(headDim).squareRoot()
+        let out = Tensor(zeros: [n, heads, queryRows, S])
+        for i in 0..<n {
+            for hd in 0..<heads {
+                for r in 0..<queryRows {
+                    let q = queries.data + (i * queryRows + r) * d + hd * headDim
+                    let row = out.data + ((i * heads + hd) * queryRows + r) * S
+                    for s in 0..<S {
+                        let k = keys.data + (i * S + s) * 2 * d + hd * headDim
+                        var dot: Float = 0
+                        for c in 0..<headDim { dot += q[c] * k[c] }
+                        row[s] = dot * scale
+                    }
+                    var top = -Float.infinity
+                    for s in 0..<S { top = max(top, row[s]) }
+                    var sum: Float = 0
+                    for s in 0..<S { row[s] = expf(row[s] - top); sum += row[s] }
+                    for s in 0..<S { row[s] /= sum }
+                }
+            }
+        }
+        return out
     }
 
     /// x: [n, S, d] -> [n, q, d].   causal: text encoder (row j attends to keys 0…j).

@@ -173,7 +173,10 @@ public final class PromptLearner: @unchecked Sendable {
     }
 
     /// The prompted image encoder. Returns image features [b, D] and each CAVPT layer's class logits.
-    public func imageFeatures(pixels: Tensor, selection: Selection, textFeatures: Var) -> (Var, [Var]) {
+    /// `lastLayer` sees the last image block and the tokens entering it (class token, patches and
+    /// whatever prompts that layer has), e.g. for its attention map.
+    public func imageFeatures(pixels: Tensor, selection: Selection, textFeatures: Var,
+                              lastLayer: ((ResidualBlock, Var) -> Void)? = nil) -> (Var, [Var]) {
         let image = model.image
         let b = pixels.shape[0], T = image.tokens, L = image.layers
         var x = image.embed(Var(pixels))
@@ -195,21 +198,48 @@ public final class PromptLearner: @unchecked Sendable {
                 cavptIndex += 1
                 let (prompts, logits) = module(tokens: sliceTokens(x, 0..<T), queryText: queryText!, selectedPerImage: kN)
                 classLogits.append(logits)
-                x = image.blocks[l](concatTokens([x, prompts], samples: b), outputs: .prefix(last ? 1 : carried))
+                let input = concatTokens([x, prompts], samples: b)
+                if last { lastLayer?(image.blocks[l], input) }
+                x = image.blocks[l](input, outputs: .prefix(last ? 1 : carried))
             } else if let row = promptRow[l], let visualPrompts {
                 let rowPrompts = reshape(sliceLeading(visualPrompts, row..<(row + 1)),
                                          [settings.visualLength, image.width])
-                let input = concatTokens([x, rowPrompts], samples: b)
+                let input = settings.visualPrompt == .none ? x : concatTokens([x, rowPrompts], samples: b)
+                if last { lastLayer?(image.blocks[l], input) }
                 switch settings.visualPrompt {
                 case .deep: x = image.blocks[l](input, outputs: .prefix(last ? 1 : carried))
                 case .shallow: x = image.blocks[l](input, outputs: last ? .prefix(1) : .all)   // carried on
                 case .none: x = image.blocks[l](x, outputs: last ? .prefix(1) : .all)
                 }
             } else {
+                if last { lastLayer?(image.blocks[l], x) }
                 x = image.blocks[l](x, outputs: last ? .prefix(1) : .all)
             }
         }
         return (image.head(x), classLogits)
+    }
+
+    /// The last image layer's attention of the class token over the patch tokens, averaged over
+    /// heads, with whatever prompts that layer has (the softmax runs over every key, prompts
+    /// included; the map is its patch part): [b, grid, grid] (CAVPT paper, Figs. 1 and 4).
+    public func classTokenAttention(pixels: Tensor) -> Tensor {
+        let selection = select(pixels: pixels, epoch: Int.max)
+        let textFeatures = evaluationTextFeatures()
+        var probabilities: Tensor?
+        _ = imageFeatures(pixels: pixels, selection: selection, textFeatures: Var(textFeatures)) { block, input in
+            probabilities = block.attentionProbabilities(input, queryRows: 1)
+        }
+        let p = probabilities!                                   // [b, heads, 1, S]
+        let (b, heads, S) = (p.shape[0], p.shape[1], p.shape[3])
+        let grid = model.image.resolution / model.image.patch
+        let maps = Tensor(zeros: [b, grid, grid])
+        for i in 0..<b {
+            for h in 0..<heads {
+                let row = p.data + (i * heads + h) * S
+                for j in 0..<(grid * grid) { maps.data[i * grid * grid + j] += row[1 + j] / Float(heads) }
+            }
+        }
+        return maps
     }
 
     /// Per-shard contributions to the global loss.
