@@ -65,6 +65,12 @@ public struct Batch: @unchecked Sendable {
     public let positions: [Int]
     /// B: the number of samples in the whole global batch, across ranks.
     public let globalCount: Int
+
+    /// A shard with no samples (this rank takes part in the step's collectives with nothing), as a
+    /// rank whose images could not be read sends while its group learns of the failure.
+    public static func empty(index: Int, globalCount: Int, resolution: Int) -> Batch {
+        Batch(index: index, pixels: Tensor(zeros: [0, 3, resolution, resolution]), labels: [], positions: [], globalCount: globalCount)
+    }
 }
 
 /// Decodes and transforms one rank's shards on `workers` background threads, at most `prefetch`

@@ -38,11 +38,12 @@ public final class RunOutput: @unchecked Sendable {
     /// resolved dataset definition) with absolute paths.
     var recordedConfig: String { config.yaml(dataset: dataset, absolutePaths: true) }
 
+    /// A line for the terminal and log.txt (quiet: log.txt only).
     public func say(_ line: String) {
+        RunLog.append(line + "\n")
         guard !quiet else { return }
         print(line)
         flushStandardOutput()
-        RunLog.append(line + "\n")
     }
 
     func progress(epoch: Int, epochs: Int, step: Int, steps: Int, loss: Double, accuracy: Double, lr: Double?,

@@ -70,8 +70,31 @@ public final class Trainer: @unchecked Sendable {
     var epochs: Int { config.int("train.epochs") }
 
     /// Statistics after the gradients in the packed buffer: loss share, correct, images, stop
-    /// requests, CAVPT loss share.
-    let slots = 5
+    /// requests, CAVPT loss share, failures.
+    let slots = 6
+
+    /// Sweep mode: a failure on one rank (an unreadable image, a write on rank 0) rides in the next
+    /// collective, so every rank of the job's group stops at the same point with the same message
+    /// (a `JobFailure`) instead of the whole MPI job aborting.
+    public var isolatesFailures = false
+    /// A failure on this rank waiting to be announced at the next collective.
+    var pendingFailure: String?
+
+    /// In sweep mode, an error of `body` becomes this rank's pending failure; otherwise it is thrown.
+    func guarded(_ body: () throws -> Void) throws {
+        guard isolatesFailures else { return try body() }
+        do { try body() } catch let stop as TrainingStop { throw stop } catch {
+            if pendingFailure == nil { pendingFailure = "\(error)" }
+        }
+    }
+
+    /// Every rank learns the failure of the lowest failing rank and throws it.
+    func agreeOnFailure() throws -> Never {
+        let flags = try comm.allgather(Int64(pendingFailure == nil ? 0 : 1))
+        let root = flags.firstIndex { $0 != 0 } ?? 0
+        let message = try comm.broadcast(pendingFailure ?? "a rank failed", root: root)
+        throw JobFailure(rank: root, message: message)
+    }
 
     var stepsPerEpoch: Int {
         EpochPlan(trainCount: data.train.count, batchSize: config.int("train.batchSize"), seed: 0, epoch: 0).globalBatches.count
@@ -173,10 +196,12 @@ public final class Trainer: @unchecked Sendable {
             if case .stopRequested = end { checkpointDue = true }   // the epoch's last step: an epoch boundary
             var path: String?
             if let output {
-                try output.log(epoch: stats, of: epochs)
-                if checkpointDue {
-                    if fault?.kind == .crashDuringCheckpoint, fault?.epoch == epochsDone { output.crashDuringCheckpoint(self) }
-                    path = try output.checkpoint(self)
+                try guarded {
+                    try output.log(epoch: stats, of: epochs)
+                    if checkpointDue {
+                        if fault?.kind == .crashDuringCheckpoint, fault?.epoch == epochsDone { output.crashDuringCheckpoint(self) }
+                        path = try output.checkpoint(self)
+                    }
                 }
             }
             if let fault, fault.kind == .killRank, fault.epoch == epochsDone {
@@ -190,7 +215,10 @@ public final class Trainer: @unchecked Sendable {
         }
         // A signal after the last step's allreduce (during the final checkpoint) has no step left to
         // ride on: one more allreduce agrees on it, and the final checkpoint makes the stop resumable.
-        let requests = try comm.allreduce(StopSignals.pending != 0 ? 1.0 : 0.0, .sum)
+        var flags = [StopSignals.pending != 0 ? 1.0 : 0.0, pendingFailure != nil ? 1.0 : 0.0]
+        try comm.allreduceSum(&flags)
+        if flags[1] > 0 { try agreeOnFailure() }
+        let requests = flags[0]
         if requests > 0 {
             var path = output?.newestCheckpoint
             if let output, every == 0 { path = try output.checkpoint(self) }
@@ -234,7 +262,19 @@ public final class Trainer: @unchecked Sendable {
         var cavptSum = progress?.cavptLossSum ?? 0
         var step = progress?.steps ?? 0
         var end = EpochEnd.completed
-        while let batch = try loader.next() {
+        while true {
+            var next: Batch?
+            if isolatesFailures {
+                do { next = try loader.next() } catch {
+                    // Take part in this step with an empty shard; its allreduce tells the group.
+                    if pendingFailure == nil { pendingFailure = "\(error)" }
+                    next = step < steps ? Batch.empty(index: step, globalCount: plan.globalBatches[step].count,
+                                                      resolution: learner.model.image.resolution) : nil
+                }
+            } else {
+                next = try loader.next()
+            }
+            guard let batch = next else { break }
             if let fault, fault.kind == .signalSelf, fault.rank == comm.rank, fault.epoch == epoch + 1, fault.step == step + 1 {
                 raise(fault.signal)   // test hook: a real signal arriving while this step computes
             }
@@ -325,6 +365,7 @@ public final class Trainer: @unchecked Sendable {
         // Every rank, with or without images, sends its classes' share of ∂L/∂ctx.
         try sharded?.backward(comm: comm)
         if StopSignals.pending != 0 { g[gradientCount + 3] = 1 }
+        if pendingFailure != nil { g[gradientCount + 5] = 1 }
         var offset = 0
         for (_, p) in learner.parameters {
             if let grad = p.grad { (g + offset).update(from: grad.data, count: grad.count) }
@@ -332,6 +373,7 @@ public final class Trainer: @unchecked Sendable {
         }
         // The step's one collective for gradients: every trained gradient, the statistics, the stop flags.
         try comm.allreduce(UnsafeMutableBufferPointer(start: g, count: gradientCount + slots), .sum)
+        if g[gradientCount + 5] > 0 { try agreeOnFailure() }
         let loss = Double(g[gradientCount])
         let result = StepResult(loss: loss, correct: Double(g[gradientCount + 1]), images: Double(g[gradientCount + 2]),
                                 stopRequests: Int(g[gradientCount + 3]), cavptLoss: Double(g[gradientCount + 4]))
@@ -404,13 +446,21 @@ public final class Trainer: @unchecked Sendable {
         let k = min(recordTop, learner.classCount)
         // [n, k, 2]: (label, probability) pairs; each rank fills its rows, a sum reduces them.
         var top = [Double](repeating: 0, count: k > 0 ? samples.count * k * 2 : 0)
-        while let batch = try loader.next() {
+        evaluation: while true {
+            var next: Batch?
+            do { next = try loader.next() } catch where isolatesFailures {
+                if pendingFailure == nil { pendingFailure = "\(error)" }
+                break evaluation
+            }
+            guard let batch = next else { break }
             guard !batch.labels.isEmpty else { continue }
             let logits = learner.predict(pixels: batch.pixels, textFeatures: textFeatures)
             // A NaN anywhere upstream (a trained tensor, a weight) would still argmax to some class.
             guard allFinite(logits) else {
-                throw TrainingError.diverged("evaluation on the \(listName): the model's predictions are not finite "
-                                             + "(NaN or infinity in the trained tensors or the weights); no accuracy is reported")
+                let problem = TrainingError.diverged("evaluation on the \(listName): the model's predictions are not finite "
+                                                     + "(NaN or infinity in the trained tensors or the weights); no accuracy is reported")
+                if isolatesFailures { pendingFailure = pendingFailure ?? "\(problem)"; break evaluation }
+                throw problem
             }
             let predictions = argmaxRows(logits)
             for (truth, predicted) in zip(batch.labels, predictions) { confusion.add(truth: truth, predicted: predicted) }
@@ -423,7 +473,14 @@ public final class Trainer: @unchecked Sendable {
                 }
             }
         }
-        try comm.allreduceSum(&confusion.counts)
+        if isolatesFailures {
+            // One more count carries the failures: every rank of the group stops here together.
+            confusion.counts.append(pendingFailure == nil ? 0 : 1)
+            try comm.allreduceSum(&confusion.counts)
+            if confusion.counts.removeLast() > 0 { try agreeOnFailure() }
+        } else {
+            try comm.allreduceSum(&confusion.counts)
+        }
         var result = EvaluationResult(confusion: confusion, seconds: Date().timeIntervalSince(start))
         if k > 0 {
             try comm.allreduceSum(&top)
@@ -496,4 +553,12 @@ public func topClasses(_ logits: UnsafePointer<Float>, count: Int, k: Int) -> [(
     for c in 0..<count { total += exp(Double(logits[c]) - maximum) }
     let order = (0..<count).sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
     return order.prefix(k).map { ($0, exp(Double(logits[$0]) - maximum) / total) }
+}
+
+/// A job's failure, agreed by every rank of its group (sweep mode): the lowest failing rank's error.
+public struct JobFailure: Error, CustomStringConvertible, Sendable {
+    public var rank: Int
+    public var message: String
+    public init(rank: Int, message: String) { self.rank = rank; self.message = message }
+    public var description: String { message }
 }

@@ -90,129 +90,18 @@ struct Train: ParsableCommand {
 
     func run() throws {
         try withCommunicator { comm in
-            let config = try RunSetup.config(arguments.options)
-            configureThreads(comm, config: config)
-            let data = try RunSetup.data(config)
-            let directory = absolutePath(runDirectory(config))
-            // Rank 0 checks every list and claims the run directory before the model loads: a bad
-            // list or a busy directory costs seconds (and a failure here ends every rank).
-            var lock: RunDirectoryLock?
-            var warnings: [String] = []
-            if comm.rank == 0 {
-                warnings = try RunSetup.checkInputs(data, training: true, evalSplit: config.string("eval.split"))
-                lock = try RunDirectory.prepare(directory, mode: resume || resumeFrom != nil ? .resume : overwrite ? .overwrite : .fresh)
-            }
-            let (model, tokenizer) = try RunSetup.model(config)
-            let learner = try RunSetup.learner(config, model: model, tokenizer: tokenizer,
-                                               classNames: data.classNames, template: data.template)
-            if learner.parameters.isEmpty && config.string("method.name") == "custom" {
-                throw TrainingError.configuration("nothing to train: no --method given and no method.* key sets a text context or visual "
-                                                  + "prompts; pass --method (\(ConfigSchema.methods.dropLast().joined(separator: ", "))), or use "
-                                                  + "`cavpt-dist zeroshot` for zero-shot CLIP")
-            }
-            warnings += RunSetup.scheduleWarnings(config, groups: Set(learner.parameters.map { ParameterGroup.of($0.0) }))
-            var checkpoint: Checkpoint?
-            if comm.rank == 0 && (resume || resumeFrom != nil) {
-                checkpoint = try loadCheckpoint(directory: directory, config: config, dataset: data.spec)
-                try RunDirectory.truncateMetrics(in: directory, toEpoch: checkpoint?.state.epoch ?? 0)
-            }
-            let output = comm.rank == 0
-                ? try RunOutput(directory: directory, config: config, dataset: data.spec, fewshot: data.fewshot, lock: lock) : nil
-            for warning in warnings { output?.say("warning: \(warning)") }
-            output?.say("cavpt-dist \(cavptDistVersion): \(config.string("method.name")) on \(data.datasetName), "
-                        + "\(data.train.count) training images, \(data.classNames.count) classes, \(comm.size) rank(s) "
-                        + "× \(BLASRuntime.threads) BLAS thread(s) [\(BLASRuntime.coreName)], "
-                        + "precision \(RunSetup.precisionSummary(model.precision)), run \(directory)")
-            if let warning = BLASRuntime.slowKernelWarning { output?.say("warning: \(warning)") }
-            let trainer = Trainer(comm: comm, config: config, learner: learner, data: data, output: output)
-            try trainer.synchronizeStart(resumeFrom: checkpoint)
-            if let checkpoint {
-                let step = checkpoint.state.progress.map { " step \($0.steps)" } ?? ""
-                output?.say("resumed from \(checkpoint.path) at epoch \(checkpoint.state.epoch)\(step)")
-            }
-            try output?.writeStatus("training")
-            let start = Date()
-            do { try trainer.train() } catch let stop as TrainingStop {
-                try endStopped(stop, comm: comm, output: output)
-            }
-            let trainSeconds = Date().timeIntervalSince(start)
-            let split = config.string("eval.split")
-            let result = try trainer.evaluate(samples: split == "val" ? data.val : data.test, listName: "\(split) split")
-            if let output {
-                try output.writeResults(result, classNames: data.classNames, split: split,
-                                        extra: ["trainSeconds": trainSeconds, "ranks": comm.size,
-                                                "blasThreadsPerRank": BLASRuntime.threads,
-                                                "epochs": config.int("train.epochs"),
-                                                "timestamp": ISO8601DateFormatter().string(from: Date()),
-                                                "host": ProcessInfo.processInfo.hostName,
-                                                "commandLine": CommandLine.arguments,
-                                                "model": RunSetup.modelRecord(config, model: model),
-                                                "template": data.template, "classes": data.classNames.count,
-                                                "subsample": config.string("data.subsample"),
-                                                "trainImages": data.train.count,
-                                                "shots": data.fewshot?.shots ?? config.int("train.shots"),
-                                                "fewshot": data.fewshotFile.isEmpty ? "sampled (seed \(config.int("train.seed")))" : data.fewshotFile])
-                try output.writeStatus("completed")
-                output.say(String(format: "%@ accuracy %.2f%%  macro-F1 %.2f%%  (%d images)  results: %@/results.json",
-                                  split, result.confusion.accuracy * 100, result.confusion.macroF1 * 100,
-                                  Int(result.confusion.total), directory))
+            let job = TrainingJob(options: arguments.options,
+                                  mode: resume || resumeFrom != nil ? .resume : overwrite ? .overwrite : .fresh,
+                                  resumeFrom: resumeFrom, isolated: false, quiet: false,
+                                  resumeCommand: { resumeCommand(arguments: CommandLine.arguments, ranks: comm.size,
+                                                                 workingDirectory: FileManager.default.currentDirectoryPath) })
+            do { _ = try job.run(comm: comm) } catch let stop as TrainingStop {
+                // No rank may exit before rank 0's records are complete: mpirun ends the job when one does.
+                try comm.barrier()
+                try Communicators.finalize()
+                throw ExitCode(stop.exitCode)
             }
         }
-    }
-
-    /// Every rank stops together: rank 0 records why (status.json), prints one line (an `error:` for
-    /// divergence; for a preemption the checkpoint and the command that resumes), and once it has,
-    /// every rank leaves MPI cleanly with the stop's exit code (3 diverged, 75 preempted).
-    func endStopped(_ stop: TrainingStop, comm: Communicator, output: RunOutput?) throws -> Never {
-        if let output {
-            let resume = resumeCommand(arguments: CommandLine.arguments, ranks: comm.size,
-                                       workingDirectory: FileManager.default.currentDirectoryPath)
-            try output.recordStop(stop, resumeCommand: resume)
-            switch stop {
-            case .diverged:
-                flushStandardOutput()
-                writeStandardError("error: \(stop)\n")
-            case .preempted:
-                output.say("\(stop)")
-                output.say("resume with: \(resume)")
-            }
-        }
-        // No rank may exit before rank 0's records are complete: mpirun ends the job when one does.
-        try comm.barrier()
-        try Communicators.finalize()
-        throw ExitCode(stop.exitCode)
-    }
-
-    /// The newest complete checkpoint (or --resume-from), checked against this run's configuration.
-    func loadCheckpoint(directory: String, config: Config, dataset: DatasetSpec?) throws -> Checkpoint? {
-        let checkpoint: Checkpoint
-        if let resumeFrom {
-            checkpoint = try Checkpoints.read(resumeFrom)
-        } else if let newest = Checkpoints.newest(in: directory + "/checkpoints", skipped: { path, reason in
-            print("warning: skipping checkpoint \(path): \(reason)")
-        }) {
-            checkpoint = newest
-        } else {
-            // Nothing saved yet (e.g. a sweep re-running a job that died in its first epoch): start over.
-            print("--resume: no complete checkpoint in \(directory)/checkpoints; starting from epoch 0")
-            return nil
-        }
-        var saved = Config()
-        try saved.merge(savedRun: checkpoint.state.config, source: checkpoint.path + "/state.json")
-        var differing = config.differences(from: saved)
-        if let dataset, let savedSpec = try? DatasetSpec(yaml: checkpoint.state.config, file: checkpoint.path),
-           savedSpec != dataset {
-            differing.append("dataset (its definition: folder, split file, template or class names)")
-        }
-        guard differing.isEmpty else {
-            let detail = differing.prefix(6).map { key in
-                saved.values[key] == nil && config.values[key] == nil ? key
-                    : "\(key): \(saved.values[key]?.description ?? "unset") → \(config.values[key]?.description ?? "unset")"
-            }
-            throw TrainingError.checkpoint("cannot resume from \(checkpoint.path): the configuration differs in "
-                                           + detail.joined(separator: "; "))
-        }
-        return checkpoint
     }
 }
 
