@@ -138,6 +138,11 @@ public enum RunSetup {
         return try DatasetSpec(yaml: text, file: file)
     }
 
+    /// The name a dataset's definition gives it (a sweep's run folders use it, not the path).
+    public static func datasetName(_ nameOrPath: String) throws -> String {
+        try DatasetSpec(contentsOf: try datasetConfigPath(nameOrPath)).name
+    }
+
     public static func datasetConfigPath(_ nameOrPath: String) throws -> String {
         try configPath(nameOrPath, folder: "datasets", kind: "dataset")
     }
