@@ -2,7 +2,8 @@
 # Runs the paper's table as a sweep: every method × dataset × seed gets its own training run in
 # runs/<method>/<dataset>/seed<k>, either locally (a bounded number of runs at a time) or as one
 # Slurm job array through cluster/slurm.sbatch. Runs whose results.json exists are skipped, so an
-# interrupted sweep is finished by starting it again. cluster/collect.py then prints the table.
+# interrupted sweep is finished by starting it again. `cavpt-dist report runs` then prints the tables
+# (`cavpt-dist sweep` does the same inside one MPI job, with fault isolation and resume).
 #
 #   cluster/sweep.sh --data-root ~/data --model ~/models/ViT-B-32 --jobs 2 --np 1
 #   cluster/sweep.sh --slurm --np 4 --jobs 8 --data-root /shared/data --model /shared/ViT-B-32

@@ -1,5 +1,5 @@
 // The cluster/ scripts against real processes: Slurm jobs through slurm.sbatch on a local slurmctld and
-// slurmd, mpirun through run-hostfile.sh, sweep.sh's commands and runs, and collect.py's table.
+// slurmd, mpirun through run-hostfile.sh, sweep.sh's commands and runs, and `cavpt-dist report`'s table of them.
 // DistributedCheck `info` stands in for `cavpt-dist train` as the MPI payload; a small shell script
 // that writes results.json stands in for it in sweeps.
 import Foundation
@@ -84,15 +84,9 @@ struct SlurmTests {
 
         let arrayStates = states.filter { $0.key.hasPrefix(arrayJob + "_") }
         #expect(arrayStates == Dictionary(uniqueKeysWithValues: (0 ..< 4).map { ("\(arrayJob)_\($0)", "COMPLETED") }))
-        let table = try run(cluster("collect.py"), ["runs", "--metric", "accuracy"], directory: directory)
+        let table = try run(cavptDistBinary(), ["report", "runs"], directory: directory)
         #expect(table.status == 0, "\(table.output)")
-        #expect(table.stdout == """
-            accuracy (%), mean ± std over seeds
-            method          eurosat           dtd  average
-            vlp_cavpt  68.50 ± 0.71  64.50 ± 0.71    66.50
-            seeds per cell: 2
-
-            """)
+        #expect(table.stdout.contains("| vlp_cavpt | 16 | 68.50 ± 0.50 (n=2) | 64.50 ± 0.50 (n=2) | 66.50 |"), "\(table.output)")
 
         let stopped = try run(slurm, ["stop"], environment: testSlurmEnvironment)
         #expect(stopped.status == 0, "\(stopped.output)")
@@ -289,9 +283,7 @@ struct HostfileTests {
     }
 }
 
-// MARK: - sweep.sh and collect.py
-
-let pythonAvailable = findInPath("python3") != nil
+// MARK: - sweep.sh and report
 
 @Suite struct SweepTests {
     @Test func dryRunListsTheRunsNotYetDone() throws {
@@ -353,8 +345,7 @@ let pythonAvailable = findInPath("python3") != nil
         #expect(!FileManager.default.fileExists(atPath: listFile), "a dry run wrote \(listFile)")
     }
 
-    @Test(.enabled(if: pythonAvailable, "needs python3 for collect.py"))
-    func localSweepRunsConcurrentlySkipsFinishedRunsAndReportsFailures() throws {
+    @Test func localSweepRunsConcurrentlySkipsFinishedRunsAndReportsFailures() throws {
         let directory = try temporaryDirectory("sweep")
         defer { try? FileManager.default.removeItem(at: directory) }
         let trainer = try writeFakeTrainer(in: directory).path
@@ -387,85 +378,9 @@ let pythonAvailable = findInPath("python3") != nil
 
             """)
 
-        let table = try run(cluster("collect.py"), ["runs"], directory: directory)
+        let table = try run(cavptDistBinary(), ["report", "runs"], directory: directory)
         #expect(table.status == 0, "\(table.output)")
-        #expect(table.stdout == """
-            accuracy (%), mean ± std over seeds
-            method       eurosat           dtd  average
-            coop    68.50 ± 0.71  64.50 ± 0.71    66.50
-            seeds per cell: 2
-
-            macro-F1 (%), mean ± std over seeds
-            method       eurosat           dtd  average
-            coop    60.00 ± 1.41  56.00 ± 1.41    58.00
-            seeds per cell: 2
-
-            """)
-    }
-}
-
-@Suite(.enabled(if: pythonAvailable, "needs python3 for collect.py"))
-struct CollectTests {
-    @Test func tableHasMeanAndSampleStdPerMethodAndDataset() throws {
-        let directory = try temporaryDirectory("collect")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        func result(_ method: String, _ dataset: String, _ seed: Int, _ accuracy: Double, _ macroF1: Double) -> String {
-            #"{"method": "\#(method)", "dataset": "\#(dataset)", "seed": \#(seed), "accuracy": \#(accuracy), "macroF1": \#(macroF1)}"#
-        }
-        try writeFile(directory, "runs/coop/eurosat/seed1/results.json", result("coop", "eurosat", 1, 0.80, 0.70))
-        try writeFile(directory, "runs/coop/eurosat/seed2/results.json", result("coop", "eurosat", 2, 0.82, 0.71))
-        try writeFile(directory, "runs/coop/eurosat/seed3/results.json", result("coop", "eurosat", 3, 0.84, 0.75))
-        // Method, dataset and seed from the path; values already in percent.
-        try writeFile(directory, "runs/vlp_cavpt/eurosat/seed1/results.json", #"{"accuracy": 85.5, "macroF1": 80.25}"#)
-        try writeFile(directory, "runs/vlp_cavpt/eurosat/seed2/results.json", result("vlp_cavpt", "eurosat", 2, 0.875, 0.8125))
-        try writeFile(directory, "runs/vlp_cavpt/dtd/seed1/results.json", result("vlp_cavpt", "dtd", 1, 0.6, 0.55))
-        // Identity from the file alone, in a folder of any name.
-        try writeFile(directory, "runs/elsewhere/results.json", result("zsclip", "dtd", 1, 0.5, 0.4))
-        try writeFile(directory, "runs/broken/results.json", "{")
-        try writeFile(directory, "runs/vpt_deep/dtd/seed1/results.json", #"{"accuracy": 0.5}"#)
-
-        let table = try run(cluster("collect.py"), ["runs"], directory: directory)
-        #expect(table.status == 0, "\(table.output)")
-        #expect(table.stdout == """
-            accuracy (%), mean ± std over seeds
-            method          eurosat    dtd  average
-            zsclip                -  50.00        -
-            coop       82.00 ± 2.00      -        -
-            vlp_cavpt  86.50 ± 1.41  60.00    73.25
-            seeds per cell: 1, except coop/eurosat 3, vlp_cavpt/eurosat 2
-
-            macro-F1 (%), mean ± std over seeds
-            method          eurosat    dtd  average
-            zsclip                -  40.00        -
-            coop       72.00 ± 2.65      -        -
-            vlp_cavpt  80.75 ± 0.71  55.00    67.88
-            seeds per cell: 1, except coop/eurosat 3, vlp_cavpt/eurosat 2
-
-            """)
-        #expect(table.stderr.contains("collect: warning: runs/broken/results.json: skipped, cannot read it"), "\(table.stderr)")
-        #expect(table.stderr.contains(
-            "collect: warning: runs/vpt_deep/dtd/seed1/results.json: skipped, macroF1 missing or not a finite number"),
-                "\(table.stderr)")
-
-        let markdown = try run(cluster("collect.py"), ["runs", "--metric", "macroF1", "--markdown"], directory: directory)
-        #expect(markdown.stdout == """
-            macro-F1 (%), mean ± std over seeds
-
-            | method | eurosat | dtd | average |
-            |---|---:|---:|---:|
-            | zsclip | - | 40.00 | - |
-            | coop | 72.00 ± 2.65 | - | - |
-            | vlp_cavpt | 80.75 ± 0.71 | 55.00 | 67.88 |
-
-            seeds per cell: 1, except coop/eurosat 3, vlp_cavpt/eurosat 2
-
-            """)
-
-        let empty = try temporaryDirectory("collect-empty")
-        defer { try? FileManager.default.removeItem(at: empty) }
-        let nothing = try run(cluster("collect.py"), [empty.path])
-        #expect(nothing.status == 1)
-        #expect(nothing.stderr == "collect: error: no usable results.json under \(empty.path)\n")
+        #expect(table.stdout.contains("| coop | 16 | 68.50 ± 0.50 (n=2) | 64.50 ± 0.50 (n=2) | 66.50 |"), "\(table.output)")
     }
 }
 
@@ -495,6 +410,7 @@ func writeFakeTrainer(in directory: URL) throws -> URL {
         done
         if [ "$dataset" = broken ]; then echo "error: dataset broken has no split file" >&2; exit 3; fi
         mkdir -p "$output"
+        printf 'dataset:\n  name: "%s"\nmethod:\n  name: "%s"\ntrain:\n  seed: %s\n' "$dataset" "$method" "$seed" > "$output/config.yaml"
         printf '{"method": "%s", "dataset": "%s", "seed": %s, "accuracy": 0.%s, "macroF1": 0.%s}\n' \
             "$method" "$dataset" "$seed" $((60 + ${#dataset} + seed)) $((50 + ${#dataset} + 2 * seed)) \
             > "$output/results.json"
@@ -522,6 +438,15 @@ func cavptDistExecutable() throws -> URL {
         throw LaunchError("cavpt-dist not found at \(candidates.map(\.path)); run `swift build`")
     }
     return found
+}
+
+/// The debug cavpt-dist that `swift build` made (the README's test command builds it first).
+func cavptDistBinary() -> URL {
+    for candidate in [".build/debug/cavpt-dist", ".build/x86_64-unknown-linux-gnu/debug/cavpt-dist"] {
+        let url = packageRoot.appendingPathComponent(candidate)
+        if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+    }
+    return packageRoot.appendingPathComponent(".build/debug/cavpt-dist")
 }
 
 func findInPath(_ name: String) -> URL? {
