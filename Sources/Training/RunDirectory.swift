@@ -51,7 +51,7 @@ public enum RunDirectory {
         let entries = ((try? fm.contentsOfDirectory(atPath: directory)) ?? []).filter { $0 != RunDirectoryLock.fileName }.sorted()
         // A log alone is what an attempt that failed before training leaves (a bad model, a refused
         // precision): a fresh run may take the folder and append to that log.
-        let started = entries.filter { $0 != "log.txt" }
+        let started = entries.filter { $0 != "log.txt" && $0 != "launcher.log" }
         switch mode {
         case .resume:
             openLog(directory)
@@ -64,7 +64,8 @@ public enum RunDirectory {
             openLog(directory)
         case .overwrite:
             defer { openLog(directory) }
-            let foreign = entries.filter { !runFiles.contains($0) && !$0.hasPrefix("events.out.tfevents") && $0 != "log.txt" }
+            let foreign = entries.filter { !runFiles.contains($0) && !$0.hasPrefix("events.out.tfevents") && $0 != "log.txt"
+                                           && $0 != "launcher.log" && $0 != "evaluations" }
             if !entries.isEmpty && !entries.contains("config.yaml") || !foreign.isEmpty {
                 throw TrainingError.input("\(directory) does not look like a cavpt-dist run directory (\(summary(foreign.isEmpty ? entries : foreign))); "
                                           + "refusing to clear it for --overwrite")

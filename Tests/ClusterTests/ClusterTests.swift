@@ -275,6 +275,14 @@ struct HostfileTests {
         let workstation = try run(cluster("run-hostfile.sh"), ["-np", "2", "--dry-run", "--", "--dataset", "dtd"],
                                   environment: ["CAVPT_DIST_BINARY": binary])
         #expect(workstation.stdout == "mpirun -np 2 --bind-to none \(binary) train --dataset dtd\n", "\(workstation.output)")
+
+        // --dry-run after the config and train options is still a dry run (it once launched mpirun).
+        let late = try run(cluster("run-hostfile.sh"),
+                           ["--hostfile", cluster("hostfile.example").path, "--ppn", "4", "my-run.yaml", "--set", "train.epochs=50", "--dry-run"],
+                           environment: ["CAVPT_DIST_BINARY": binary, "OPENBLAS_CORETYPE": "", "LD_LIBRARY_PATH": "", "CAVPT_DIST_NO_REEXEC": ""])
+        #expect(late.status == 0, "\(late.output)")
+        #expect(late.stdout == "mpirun --hostfile \(cluster("hostfile.example").path) --map-by ppr:4:node -x PATH --bind-to none "
+                    + "\(binary) train --config my-run.yaml --set train.epochs=50\n", "\(late.output)")
     }
 
     func rankPrefixes(_ output: String) -> [String] {
@@ -289,8 +297,8 @@ struct HostfileTests {
     @Test func dryRunListsTheRunsNotYetDone() throws {
         let directory = try temporaryDirectory("sweep")
         defer { try? FileManager.default.removeItem(at: directory) }
-        try writeFile(directory, "runs/coop/dtd/seed2/results.json", "{}")
-        try FileManager.default.createDirectory(at: directory.appendingPathComponent("runs/coop/eurosat/seed1"),
+        try writeFile(directory, "runs/dtd/coop/seed2/results.json", "{}")
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("runs/eurosat/coop/seed1"),
                                                 withIntermediateDirectories: true)
         let result = try run(cluster("sweep.sh"),
                              ["--methods", "coop,vlp_cavpt", "--datasets", "eurosat,dtd", "--seeds", "1,2",
@@ -302,23 +310,35 @@ struct HostfileTests {
         let command = "CAVPT_DIST_BLAS_THREADS=3 mpirun -np 2 --bind-to none /opt/cavpt/cavpt-dist train"
         let common = "--data-root '/data/my dir'"
         #expect(result.stdout == """
-            # skip runs/coop/dtd/seed2: results.json exists
+            # skip runs/dtd/coop/seed2: results.json exists
             # 7 runs to do, 1 done already; 2 at a time, 2 ranks each, 3 BLAS threads per rank
-            \(command) --dataset eurosat --method coop --seed 1 --output runs/coop/eurosat/seed1 \(common) --resume --set train.epochs=5
-            \(command) --dataset eurosat --method coop --seed 2 --output runs/coop/eurosat/seed2 \(common) --set train.epochs=5
-            \(command) --dataset dtd --method coop --seed 1 --output runs/coop/dtd/seed1 \(common) --set train.epochs=5
-            \(command) --dataset eurosat --method vlp_cavpt --seed 1 --output runs/vlp_cavpt/eurosat/seed1 \(common) --set train.epochs=5
-            \(command) --dataset eurosat --method vlp_cavpt --seed 2 --output runs/vlp_cavpt/eurosat/seed2 \(common) --set train.epochs=5
-            \(command) --dataset dtd --method vlp_cavpt --seed 1 --output runs/vlp_cavpt/dtd/seed1 \(common) --set train.epochs=5
-            \(command) --dataset dtd --method vlp_cavpt --seed 2 --output runs/vlp_cavpt/dtd/seed2 \(common) --set train.epochs=5
+            \(command) --dataset eurosat --method coop --seed 1 --output runs/eurosat/coop/seed1 \(common) --resume --set train.epochs=5
+            \(command) --dataset eurosat --method coop --seed 2 --output runs/eurosat/coop/seed2 \(common) --set train.epochs=5
+            \(command) --dataset dtd --method coop --seed 1 --output runs/dtd/coop/seed1 \(common) --set train.epochs=5
+            \(command) --dataset eurosat --method vlp_cavpt --seed 1 --output runs/eurosat/vlp_cavpt/seed1 \(common) --set train.epochs=5
+            \(command) --dataset eurosat --method vlp_cavpt --seed 2 --output runs/eurosat/vlp_cavpt/seed2 \(common) --set train.epochs=5
+            \(command) --dataset dtd --method vlp_cavpt --seed 1 --output runs/dtd/vlp_cavpt/seed1 \(common) --set train.epochs=5
+            \(command) --dataset dtd --method vlp_cavpt --seed 2 --output runs/dtd/vlp_cavpt/seed2 \(common) --set train.epochs=5
 
             """)
+    }
+
+    @Test func aDatasetFileIsNamedByItsFileName() throws {
+        let directory = try temporaryDirectory("sweep-yaml")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let result = try run(cluster("sweep.sh"),
+                             ["--methods", "coop", "--datasets", "/some/where/my-data.yaml", "--seeds", "1", "--dry-run"],
+                             environment: ["CAVPT_DIST_BINARY": "/opt/cavpt/cavpt-dist", "CAVPT_DIST_BLAS_THREADS": "1"],
+                             directory: directory)
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.stdout.contains("--dataset /some/where/my-data.yaml --method coop --seed 1 --output runs/my-data/coop/seed1"),
+                "\(result.stdout)")
     }
 
     @Test func slurmDryRunPrintsTheRunListAndTheArraySubmission() throws {
         let directory = try temporaryDirectory("sweep")
         defer { try? FileManager.default.removeItem(at: directory) }
-        try writeFile(directory, "runs/coop/dtd/seed2/results.json", "{}")
+        try writeFile(directory, "runs/dtd/coop/seed2/results.json", "{}")
         let result = try run(cluster("sweep.sh"),
                              ["--slurm", "--methods", "coop", "--datasets", "eurosat,dtd", "--seeds", "1,2", "--np", "4",
                               "--jobs", "2", "--model", "/models/ViT-B-32", "--sbatch-arg=--partition=cpu", "--dry-run"],
@@ -331,11 +351,11 @@ struct HostfileTests {
         #expect(lines[1].hasPrefix(listPrefix) && lines[1].hasSuffix(".list:"), "\(lines[1])")
         let listFile = String(lines[1].dropFirst("# 3 runs to submit, 1 done already; run list ".count).dropLast())
         #expect(lines == [
-            "# skip runs/coop/dtd/seed2: results.json exists",
+            "# skip runs/dtd/coop/seed2: results.json exists",
             lines[1],
-            "#   --dataset eurosat --method coop --seed 1 --output runs/coop/eurosat/seed1 --model /models/ViT-B-32",
-            "#   --dataset eurosat --method coop --seed 2 --output runs/coop/eurosat/seed2 --model /models/ViT-B-32",
-            "#   --dataset dtd --method coop --seed 1 --output runs/coop/dtd/seed1 --model /models/ViT-B-32",
+            "#   --dataset eurosat --method coop --seed 1 --output runs/eurosat/coop/seed1 --model /models/ViT-B-32",
+            "#   --dataset eurosat --method coop --seed 2 --output runs/eurosat/coop/seed2 --model /models/ViT-B-32",
+            "#   --dataset dtd --method coop --seed 1 --output runs/dtd/coop/seed1 --model /models/ViT-B-32",
             "sbatch --array=0-2%2 --job-name=cavpt-sweep --nodes=1 --ntasks-per-node=4 "
                 + "--output=runs/.sweep/slurm-%A_%a.out "
                 + "--export=ALL,CAVPT_DIST_RUN_LIST=\(listFile),CAVPT_DIST_BINARY=/opt/cavpt/cavpt-dist "
@@ -356,25 +376,25 @@ struct HostfileTests {
         #expect(first.status == 1, "\(first.output)")
         let lines = first.stdout.split(separator: "\n").map(String.init)
         #expect(lines.first == "# 6 runs to do, 0 done already; 2 at a time, 1 ranks each, 1 BLAS threads per rank")
-        #expect(lines.filter { $0.hasPrefix("done ") }.sorted() == ["done   runs/coop/dtd/seed1", "done   runs/coop/dtd/seed2",
-                                                                     "done   runs/coop/eurosat/seed1", "done   runs/coop/eurosat/seed2"])
+        #expect(lines.filter { $0.hasPrefix("done ") }.sorted() == ["done   runs/dtd/coop/seed1", "done   runs/dtd/coop/seed2",
+                                                                     "done   runs/eurosat/coop/seed1", "done   runs/eurosat/coop/seed2"])
         #expect(lines.filter { $0.hasPrefix("FAILED ") }.sorted() == [
-            "FAILED runs/coop/broken/seed1 (exit 3, log runs/coop/broken/seed1.log)",
-            "FAILED runs/coop/broken/seed2 (exit 3, log runs/coop/broken/seed2.log)",
+            "FAILED runs/broken/coop/seed1 (exit 3, log runs/broken/coop/seed1/launcher.log)",
+            "FAILED runs/broken/coop/seed2 (exit 3, log runs/broken/coop/seed2/launcher.log)",
         ])
         #expect(lines.last == "# 6 runs finished, 2 failed")
-        let log = try String(contentsOf: directory.appendingPathComponent("runs/coop/broken/seed1.log"), encoding: .utf8)
+        let log = try String(contentsOf: directory.appendingPathComponent("runs/broken/coop/seed1/launcher.log"), encoding: .utf8)
         #expect(log == "error: dataset broken has no split file\n")
 
         let again = try run(cluster("sweep.sh"), arguments + ["--dry-run"], environment: environment, directory: directory)
         #expect(again.stdout == """
-            # skip runs/coop/eurosat/seed1: results.json exists
-            # skip runs/coop/eurosat/seed2: results.json exists
-            # skip runs/coop/dtd/seed1: results.json exists
-            # skip runs/coop/dtd/seed2: results.json exists
+            # skip runs/eurosat/coop/seed1: results.json exists
+            # skip runs/eurosat/coop/seed2: results.json exists
+            # skip runs/dtd/coop/seed1: results.json exists
+            # skip runs/dtd/coop/seed2: results.json exists
             # 2 runs to do, 4 done already; 2 at a time, 1 ranks each, 1 BLAS threads per rank
-            CAVPT_DIST_BLAS_THREADS=1 \(trainer) train --dataset broken --method coop --seed 1 --output runs/coop/broken/seed1
-            CAVPT_DIST_BLAS_THREADS=1 \(trainer) train --dataset broken --method coop --seed 2 --output runs/coop/broken/seed2
+            CAVPT_DIST_BLAS_THREADS=1 \(trainer) train --dataset broken --method coop --seed 1 --output runs/broken/coop/seed1
+            CAVPT_DIST_BLAS_THREADS=1 \(trainer) train --dataset broken --method coop --seed 2 --output runs/broken/coop/seed2
 
             """)
 
