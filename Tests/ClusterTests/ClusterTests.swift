@@ -178,6 +178,40 @@ struct SlurmTests {
     }
 
     /// Submits slurm.sbatch with DistributedCheck as the binary; returns the job id.
+    /// `cavpt-dist sweep` inside one allocation: slurm.sbatch with CAVPT_DIST_COMMAND=sweep, 4 tasks
+    /// in 2 groups of 2 (srun, PMIx), 4 jobs trained and summarised.
+    @Test func aSweepRunsInsideOneAllocation() throws {
+        let lock = try SlurmLock()
+        defer { lock.release() }
+        let directory = try temporaryDirectory("slurm-sweep")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let slurm = cluster("local-slurm.sh")
+        let started = try run(slurm, ["start"], environment: testSlurmEnvironment)
+        defer { _ = try? run(slurm, ["stop"], environment: testSlurmEnvironment) }
+        try #require(started.status == 0, "local-slurm.sh start failed:\n\(started.output)")
+        let trainer = try cavptDistExecutable().path
+        let demo = try run(URL(fileURLWithPath: trainer), ["demo", "--dir", directory.path, "--prepare-only", "--classes", "4",
+                                                          "--shots", "4", "--test-per-class", "2"])
+        try #require(demo.status == 0, "\(demo.output)")
+        let id = try submit(["--ntasks-per-node=4", "--cpus-per-task=1", "--time=5", "--output=\(directory.path)/sweep.out",
+                             cluster("slurm.sbatch").path,
+                             "--datasets", directory.path + "/data/synthetic.yaml", "--methods", "vpt_deep,coop", "--seeds", "1,2",
+                             "--ranks-per-job", "2", "--data-root", directory.path + "/data", "--model", directory.path + "/model",
+                             "--output", directory.path + "/runs", "--set", "train.epochs=2", "--set", "train.batchSize=4",
+                             "--set", "train.workers=1"],
+                            payload: ["CAVPT_DIST_COMMAND": "sweep"], binary: trainer)
+        let states = try waitForJobs([id], timeout: 90)
+        let output = (try? String(contentsOfFile: "\(directory.path)/sweep.out", encoding: .utf8)) ?? ""
+        #expect(states[id] == "COMPLETED", "\(output)")
+        #expect(output.contains("sweep: 4 job(s)") && output.contains("2 group(s) of 2 rank(s)"), "\(output)")
+        #expect(output.contains("sweep: 4 completed, 0 failed"), "\(output)")
+        for method in ["vpt_deep", "coop"] {
+            for seed in [1, 2] {
+                #expect(FileManager.default.fileExists(atPath: directory.path + "/runs/synthetic/\(method)/16shot/default/seed\(seed)/results.json"))
+            }
+        }
+    }
+
     func submit(_ arguments: [String], payload: [String: String], binary: String? = nil) throws -> String {
         var environment = testSlurmEnvironment.merging(payload) { $1 }
         environment["CAVPT_DIST_BINARY"] = try binary ?? checkExecutable().path
