@@ -84,7 +84,7 @@ struct SlurmTests {
 
         let arrayStates = states.filter { $0.key.hasPrefix(arrayJob + "_") }
         #expect(arrayStates == Dictionary(uniqueKeysWithValues: (0 ..< 4).map { ("\(arrayJob)_\($0)", "COMPLETED") }))
-        let table = try run(cavptDistBinary(), ["report", "runs"], directory: directory)
+        let table = try run(try cavptDistExecutable(), ["report", "runs"], directory: directory)
         #expect(table.status == 0, "\(table.output)")
         #expect(table.stdout.contains("| vlp_cavpt | 16 | 68.50 ± 0.50 (n=2) | 64.50 ± 0.50 (n=2) | 66.50 |"), "\(table.output)")
 
@@ -325,6 +325,91 @@ struct HostfileTests {
     }
 }
 
+// MARK: - Several nodes, on one machine
+
+/// Two "nodes" in a hostfile, reached through an ssh stand-in that runs Open MPI's daemon here:
+/// mpirun maps, launches and wires them as separate nodes, and with `btl tcp,self` the ranks of
+/// different nodes really talk over TCP (loopback).
+@Suite(.serialized) struct MultiNodeTests {
+    func fakeCluster(_ directory: URL) throws -> (hostfile: String, environment: [String: String]) {
+        let shim = directory.appendingPathComponent("rsh")
+        try #"""
+            #!/bin/sh
+            # ssh stand-in: skip ssh options and the host name, run the command on this machine.
+            while [ $# -gt 0 ]; do case "$1" in -*) shift ;; *) break ;; esac; done
+            shift
+            exec /bin/sh -c "$*"
+            """#.write(to: shim, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: shim.path)
+        let hostfile = directory.appendingPathComponent("hosts")
+        try "node-a slots=2\nnode-b slots=2\n".write(to: hostfile, atomically: true, encoding: .utf8)
+        let environment = ["OMPI_MCA_plm_rsh_agent": shim.path, "OMPI_MCA_btl": "tcp,self", "OMPI_MCA_btl_tcp_if_include": "lo",
+                           "OMPI_MCA_oob_tcp_if_include": "lo", "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]
+        return (hostfile.path, environment)
+    }
+
+    @Test func twoNodesOfTwoRanksTrainAsOneRankDoes() throws {
+        let directory = try temporaryDirectory("multinode")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (hostfile, environment) = try fakeCluster(directory)
+        let mpirun = try #require(findInPath("mpirun"))
+        // Local ranks and BLAS threads are computed per node: two ranks on each of the two nodes.
+        let info = try run(mpirun, ["--hostfile", hostfile, "-np", "4", "--map-by", "ppr:2:node", "--bind-to", "none",
+                                    try checkExecutable().path, "info"], environment: environment)
+        try #require(info.status == 0, "\(info.output)")
+        let ranks = info.stdout.split(separator: "\n").filter { $0.hasPrefix("rank ") }.map { $0.split(separator: " ").prefix(4).joined(separator: " ") }
+        #expect(ranks == ["rank 0/4 local 0/2", "rank 1/4 local 1/2", "rank 2/4 local 0/2", "rank 3/4 local 1/2"], "\(info.output)")
+        let nodeCPUs = ProcessInfo.processInfo.activeProcessorCount
+        #expect(info.stdout.split(separator: "\n").filter { $0.hasPrefix("rank ") }.allSatisfy { $0.contains("blasThreads \(max(1, nodeCPUs / 2))") },
+                "\(info.output)")
+
+        let trainer = try cavptDistExecutable().path
+        let demo = try run(URL(fileURLWithPath: trainer), ["demo", "--dir", directory.path, "--prepare-only", "--classes", "4",
+                                                          "--shots", "4", "--test-per-class", "2"])
+        try #require(demo.status == 0, "\(demo.output)")
+        func arguments(_ output: String) -> [String] {
+            ["train", "--dataset", directory.path + "/data/synthetic.yaml", "--method", "vlp_cavpt", "--data-root", directory.path + "/data",
+             "--model", directory.path + "/model", "--output", output, "--seed", "1", "--set", "train.epochs=2",
+             "--set", "train.batchSize=8", "--set", "train.workers=1", "--set", "optim.visual.warmupEpochs=1"]
+        }
+        let single = try run(URL(fileURLWithPath: trainer), arguments(directory.path + "/one"), environment: ["CAVPT_DIST_BLAS_THREADS": "1"])
+        try #require(single.status == 0, "\(single.output)")
+        // The same launch cluster/run-hostfile.sh makes (it prints it with --dry-run, then runs it).
+        let script = cluster("run-hostfile.sh")
+        let dry = try run(script, ["--hostfile", hostfile, "--ppn", "2", "--dry-run"] + Array(arguments(directory.path + "/two").dropFirst()),
+                          environment: environment.merging(["CAVPT_DIST_BINARY": trainer, "OPENBLAS_CORETYPE": "", "LD_LIBRARY_PATH": "",
+                                                            "CAVPT_DIST_NO_REEXEC": ""]) { $1 })
+        #expect(dry.stdout.hasPrefix("mpirun --hostfile \(hostfile) --map-by ppr:2:node -x PATH --bind-to none \(trainer) train "), "\(dry.output)")
+        let two = try run(script, ["--hostfile", hostfile, "--ppn", "2"] + Array(arguments(directory.path + "/two").dropFirst()),
+                          environment: environment.merging(["CAVPT_DIST_BINARY": trainer, "CAVPT_DIST_BLAS_THREADS": "1"]) { $1 })
+        try #require(two.status == 0, "\(two.output)")
+        #expect(two.stdout.contains("4 rank(s)"), "\(two.stdout)")
+        let a = try checkpoint(directory.path + "/one"), b = try checkpoint(directory.path + "/two")
+        #expect(!a.isEmpty && Set(a.keys) == Set(b.keys))
+        for (name, values) in a {
+            let other = b[name] ?? []
+            let scale = values.map(abs).max() ?? 1
+            let worst = zip(values, other).map { abs($0 - $1) }.max() ?? .infinity
+            #expect(values.count == other.count && worst <= 1e-4 * max(scale, 1e-30), "\(name): \(worst)")
+        }
+    }
+
+    /// Trained tensors of a run's last checkpoint, read from the safetensors file directly.
+    func checkpoint(_ run: String) throws -> [String: [Float]] {
+        let folder = run + "/checkpoints/epoch-0002/state.safetensors"
+        let data = try Data(contentsOf: URL(fileURLWithPath: folder))
+        let headerLength = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        let header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + headerLength))) as! [String: Any]
+        var out: [String: [Float]] = [:]
+        for (name, entry) in header where name != "__metadata__" && !name.hasPrefix("momentum.") {
+            let offsets = (entry as! [String: Any])["data_offsets"] as! [Int]
+            let bytes = data.subdata(in: (8 + headerLength + offsets[0])..<(8 + headerLength + offsets[1]))
+            out[name] = bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        }
+        return out
+    }
+}
+
 // MARK: - sweep.sh and report
 
 @Suite struct SweepTests {
@@ -432,7 +517,7 @@ struct HostfileTests {
 
             """)
 
-        let table = try run(cavptDistBinary(), ["report", "runs"], directory: directory)
+        let table = try run(try cavptDistExecutable(), ["report", "runs"], directory: directory)
         #expect(table.status == 0, "\(table.output)")
         #expect(table.stdout.contains("| coop | 16 | 68.50 ± 0.50 (n=2) | 64.50 ± 0.50 (n=2) | 66.50 |"), "\(table.output)")
     }
@@ -492,15 +577,6 @@ func cavptDistExecutable() throws -> URL {
         throw LaunchError("cavpt-dist not found at \(candidates.map(\.path)); run `swift build`")
     }
     return found
-}
-
-/// The debug cavpt-dist that `swift build` made (the README's test command builds it first).
-func cavptDistBinary() -> URL {
-    for candidate in [".build/debug/cavpt-dist", ".build/x86_64-unknown-linux-gnu/debug/cavpt-dist"] {
-        let url = packageRoot.appendingPathComponent(candidate)
-        if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-    }
-    return packageRoot.appendingPathComponent(".build/debug/cavpt-dist")
 }
 
 func findInPath(_ name: String) -> URL? {
