@@ -89,6 +89,8 @@ public enum OneDNN {
         var dst: [Int64], dstStrides: [Int64]
         var srcType: UInt32, weightType: UInt32, dstType: UInt32
         var bias: Bool, alpha: Float, accumulate: Bool
+        /// oneDNN fixes a primitive's thread count when it creates it: another count is another primitive.
+        var threads: Int = OneDNN.threads
     }
 
     final class Primitive {

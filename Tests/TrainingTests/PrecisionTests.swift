@@ -8,7 +8,7 @@ import Testing
 
 private let hasBF16 = OneDNN.bf16Unsupported == nil
 
-@Suite(.enabled(if: hasBF16, "this CPU has no bf16 dot products")) struct BF16Runs {
+@Suite(.serialized, .enabled(if: hasBF16, "this CPU has no bf16 dot products")) struct BF16Runs {
     /// Every preset's gradients stay within 1e-1 (max |Δ| ÷ max |reference|) of the float64 reference.
     @Test(arguments: gradientManifest.cases)
     func gradientsMatchPyTorchInBF16(_ c: GradientCase) throws {
