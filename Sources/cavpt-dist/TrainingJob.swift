@@ -73,7 +73,47 @@ struct TrainingJob {
                               split, result.confusion.accuracy * 100, result.confusion.macroF1 * 100,
                               Int(result.confusion.total), s.directory))
         }
+        // A sweep's base-to-new job also evaluates the new half with the same tensors (what
+        // `eval --run DIR --subsample new` does), so the report's base-to-new table is complete.
+        if isolated && config.string("data.subsample") == "base" {
+            try evaluateNewClasses(s, trainer: trainer, comm: comm)
+        }
         return TrainingOutcome(directory: s.directory, accuracy: result.confusion.accuracy, macroF1: result.confusion.macroF1)
+    }
+
+    /// The trained tensors on the other half of the classes; the record goes to evaluations/.
+    func evaluateNewClasses(_ s: Setup, trainer: Trainer, comm: Communicator) throws {
+        var c = s.config
+        try c.set("data.subsample", raw: "new", source: "sweep")
+        let data = try agreed(comm) { try RunSetup.data(c, definition: s.data.spec) }
+        let tokenizer = try CLIPTokenizer(try findVocabulary(modelPath: c.string("model.path"),
+                                                             override: c.string("model.vocab").isEmpty ? nil : c.string("model.vocab")))
+        let learner = try agreed(comm) { () -> PromptLearner in
+            let l = try RunSetup.learner(c, model: s.model, tokenizer: tokenizer, classNames: data.classNames, template: data.template)
+            try l.load(Dictionary(uniqueKeysWithValues: s.learner.parameters.map { ($0.0, $0.1.value) }), requireAll: true, forEvaluation: true)
+            return l
+        }
+        let evaluator = Trainer(comm: comm, config: c, learner: learner, data: data, output: nil)
+        evaluator.isolatesFailures = true
+        let result = try evaluator.evaluate(samples: data.test, listName: "\(data.datasetName) test split (new classes)")
+        try agreed(comm) {
+            guard let output = s.output else { return }
+            var perClass: [String: Any] = [:]
+            for (name, acc) in zip(data.classNames, result.confusion.perClassAccuracy) { perClass[name] = acc ?? NSNull() }
+            let record: [String: Any] = [
+                "accuracy": result.confusion.accuracy, "macroF1": result.confusion.macroF1, "evaluated": Int(result.confusion.total),
+                "split": "test", "dataset": data.datasetName, "method": c.string("method.name"), "subsample": "new",
+                "classes": data.classNames.count, "perClassAccuracy": perClass, "template": data.template,
+                "seed": c.int("train.seed"), "shots": c.int("train.shots"), "trainedOn": s.data.datasetName, "trainedSubsample": "base",
+                "checkpoint": "the trained tensors at the end of training",
+            ]
+            let folder = s.directory + "/evaluations"
+            try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try writeDurably(try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]),
+                             to: folder + "/\(data.datasetName)-test-new.json")
+            output.say(String(format: "new classes: test accuracy %.2f%%  (%d images, %d classes)", result.confusion.accuracy * 100,
+                              Int(result.confusion.total), data.classNames.count))
+        }
     }
 
     func setUp(_ comm: Communicator) throws -> Setup {

@@ -74,6 +74,19 @@ import Testing
         #expect(!progress.isEmpty && progress.allSatisfy { $0.contains(" (text)") && !$0.contains("(text ") }, "\(progress)")
     }
 
+    @Test func evalTakesACheckpointAlone() throws {
+        // state.json holds the configuration: --checkpoint needs no --config.
+        let out = temporaryDirectory("checkpoint-alone") + "/run"
+        try #require(try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 2)).status == 0)
+        let accuracy = try #require(try results(out)["accuracy"] as? Double)
+        let e = try cavptDist(["eval", "--checkpoint", out + "/checkpoints/epoch-0002", "--out", out + "/e.json"])
+        try #require(e.status == 0, "\(e.stderr)")
+        #expect(e.stdout.contains(String(format: "accuracy %.2f%%", accuracy * 100)), "\(e.stdout)")
+        let record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/e.json"))) as! [String: Any]
+        #expect(record["dataset"] as? String == "synthetic" && record["method"] as? String == "vpt_deep")
+        #expect((record["perClassAccuracy"] as? [String: Any])?.count == 4 && record["checkpoint"] is String)
+    }
+
     @Test func resultsAreComplete() throws {
         let out = temporaryDirectory("records") + "/run"
         let r = try cavptDist(tinyRun.trainArguments(method: "vlp_cavpt", output: out, epochs: 1))

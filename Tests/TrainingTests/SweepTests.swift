@@ -126,9 +126,51 @@ let sweepData: (root: String, four: String, six: String, model: String) = {
             let (a, b) = (try finalTensors(base + "/reference/" + folder), try finalTensors(root + "/" + folder))
             for (name, t) in a { #expect(t.scalars == b[name]?.scalars, "\(folder) \(name) not bit-identical") }
         }
+        // SIGUSR1 to mpirun (forwarded to every rank): each running job checkpoints its step and the
+        // sweep exits 75; the same command then finishes it, bit-identical again.
+        let stopped = base + "/stopped"
+        let second = Process()
+        second.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+        second.arguments = process.arguments!.map { $0 == root ? stopped : $0 }
+        second.environment = env
+        second.standardOutput = FileHandle.nullDevice
+        second.standardError = FileHandle.nullDevice
+        try second.run()
+        let started = Date().addingTimeInterval(120)
+        func training() -> Bool {
+            (FileManager.default.enumerator(atPath: stopped)?.allObjects as? [String] ?? []).contains { $0.hasSuffix("metrics.jsonl") }
+        }
+        while !training() && second.isRunning && Date() < started { usleep(50_000) }
+        kill(second.processIdentifier, SIGUSR1)
+        second.waitUntilExit()
+        #expect(second.terminationStatus == 75, "the signalled sweep exited \(second.terminationStatus)")
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: stopped + "/sweep-summary.json"))) as! [String: Any]
+        #expect((summary["preempted"] as? Int ?? 0) > 0 && (summary["jobs"] as! [[String: Any]]).contains { $0["state"] as? String == "preempted" })
+        let resumed = try sweep(stopped)
+        try #require(resumed.status == 0, "\(resumed.stdout)\n\(resumed.stderr)")
+        #expect(resumed.stdout.contains("(resume)"), "\(resumed.stdout)")
+        for folder in (try FileManager.default.subpathsOfDirectory(atPath: base + "/reference")).filter({ $0.hasSuffix("/seed1") || $0.hasSuffix("/seed2") }) {
+            let (a, b) = (try finalTensors(base + "/reference/" + folder), try finalTensors(stopped + "/" + folder))
+            for (name, t) in a { #expect(t.scalars == b[name]?.scalars, "\(folder) \(name) not bit-identical after SIGUSR1") }
+        }
         // Changed settings for existing folders: refused before anything trains, naming the key.
         let changed = try sweep(root, extra: ["--set", "optim.momentum=0.5"])
         #expect(changed.status != 0 && changed.stderr.contains("optim.momentum: 0.9 → 0.5"), "\(changed.stderr)")
+    }
+
+    @Test func aBaseToNewSweepReportsBaseNewAndTheirHarmonicMean() throws {
+        let root = temporaryDirectory("sweep-b2n") + "/runs"
+        let r = try mpirun(2, ["sweep", "--datasets", sweepData.six, "--methods", "coop,vpt_cavpt", "--seeds", "1", "--ranks-per-job", "1",
+                               "--data-root", sweepData.root, "--model", sweepData.model, "--output", root,
+                               "--set", "data.subsample=base"] + common)
+        try #require(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        for method in ["coop", "vpt_cavpt"] {
+            let record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath:
+                root + "/six/\(method)/16shot/default/seed1/evaluations/six-test-new.json"))) as! [String: Any]
+            #expect(record["classes"] as? Int == 3 && record["subsample"] as? String == "new")
+        }
+        let table = r.stdout.components(separatedBy: "### Base-to-new").dropFirst().first ?? ""
+        #expect(table.contains("| coop | 16 |") && table.contains("| vpt_cavpt | 16 |") && !table.contains("| — | — | — |"), "\(r.stdout)")
     }
 
     @Test func aPlanGridGivesAFolderPerCombination() throws {
