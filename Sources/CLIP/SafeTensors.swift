@@ -104,17 +104,11 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw SafeTensorsError.unreadable(file: path, reason: String(cString: strerror(errno))) }
+        let fd: Int32, fileBytes: Int
+        do { (fd, fileBytes) = try RegularFile.open(path) } catch let error as RegularFileError {
+            throw SafeTensorsError.unreadable(file: path, reason: error.reason)
+        }
         defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            throw SafeTensorsError.unreadable(file: path, reason: String(cString: strerror(errno)))
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw SafeTensorsError.unreadable(file: path, reason: "not a regular file")
-        }
-        let fileBytes = Int(info.st_size)
         guard fileBytes >= 8 else { throw SafeTensorsError.truncated(file: path, size: fileBytes) }
 
         guard let base = mmap(nil, fileBytes, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {

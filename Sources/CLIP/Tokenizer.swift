@@ -2,6 +2,7 @@
 // (TextCleaning.swift), the CLIP pre-tokenizer pattern, bytes→unicode, BPE merges by rank, `</w>` word
 // ends, start/end-of-text ids, truncation to the context with EOT kept last, zero padding.
 import Foundation
+import Tensor
 
 public enum TokenizerError: Error, CustomStringConvertible {
     case unreadable(file: String, reason: String)
@@ -71,8 +72,9 @@ public final class CLIPTokenizer: @unchecked Sendable {
     /// Loads a Hugging Face `vocab.json` (token → id) and `merges.txt`; SOT/EOT are `<|startoftext|>`
     /// and `<|endoftext|>`.
     public convenience init(vocabJSON: String, merges mergesPath: String) throws {
-        guard let json = FileManager.default.contents(atPath: vocabJSON) else {
-            throw TokenizerError.unreadable(file: vocabJSON, reason: "no such file or not readable")
+        let json: Data
+        do { json = Data(try RegularFile.read(vocabJSON)) } catch let error as RegularFileError {
+            throw TokenizerError.unreadable(file: vocabJSON, reason: error.reason)
         }
         let encoder: [String: Int]
         do {
@@ -80,8 +82,9 @@ public final class CLIPTokenizer: @unchecked Sendable {
         } catch {
             throw TokenizerError.malformed(file: vocabJSON, reason: "expected a JSON object of token → integer id")
         }
-        guard let mergesData = FileManager.default.contents(atPath: mergesPath) else {
-            throw TokenizerError.unreadable(file: mergesPath, reason: "no such file or not readable")
+        let mergesData: Data
+        do { mergesData = Data(try RegularFile.read(mergesPath)) } catch let error as RegularFileError {
+            throw TokenizerError.unreadable(file: mergesPath, reason: error.reason)
         }
         guard let mergesText = String(data: mergesData, encoding: .utf8) else {
             throw TokenizerError.malformed(file: mergesPath, reason: "not UTF-8")

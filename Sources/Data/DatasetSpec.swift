@@ -1,6 +1,7 @@
 // Dataset definitions (`configs/datasets/<name>.yaml`): where a dataset lives under the data
 // root, which layout reads it, its prompt template and CAVPT's K_N; and how `configs/` is found.
 import Foundation
+import Tensor
 import Yams
 
 /// How the files of a dataset are laid out (see `loadDataset`).
@@ -79,8 +80,10 @@ public struct DatasetSpec: Codable, Equatable, Sendable {
     public init(yaml: String, file: String) throws {
         func fail(_ reason: String) -> DataError { .datasetConfig(file: file, reason: reason) }
         let root: Node?
-        do { root = try Yams.compose(yaml: yaml) } catch {
-            throw fail("not valid YAML: \(String(describing: error).split(separator: "\n").joined(separator: " "))")
+        do { root = try BoundedYAML.compose(yaml: yaml) } catch let error as YAMLLimitError {
+            throw fail(error.reason)
+        } catch {
+            throw fail("not valid YAML: " + excerpt(String(describing: error).split(separator: "\n").joined(separator: " "), limit: 200))
         }
         guard let root, let top = root.mapping else { throw fail("expected a mapping with a `dataset:` section") }
         guard let section = top["dataset"] else { throw fail("missing the `dataset:` section") }
@@ -150,9 +153,9 @@ public struct DatasetSpec: Codable, Equatable, Sendable {
 
     /// Reads a dataset YAML file.
     public init(contentsOf path: String) throws {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw DataError.datasetConfig(file: path, reason: FileManager.default.fileExists(atPath: path)
-                                          ? "cannot read it as UTF-8 text" : "no such file")
+        let text: String
+        do { text = try RegularFile.text(path) } catch let error as RegularFileError {
+            throw DataError.datasetConfig(file: path, reason: error.reason)
         }
         try self.init(yaml: text, file: path)
     }
@@ -234,14 +237,16 @@ public struct DatasetConfigFile: Sendable {
     public var shots: Int?
 
     public init(contentsOf path: String) throws {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw DataError.datasetConfig(file: path, reason: FileManager.default.fileExists(atPath: path)
-                                          ? "cannot read it as UTF-8 text" : "no such file")
+        let text: String
+        do { text = try RegularFile.text(path) } catch let error as RegularFileError {
+            throw DataError.datasetConfig(file: path, reason: error.reason)
         }
         func fail(_ reason: String) -> DataError { .datasetConfig(file: path, reason: reason) }
         let root: Node?
-        do { root = try Yams.compose(yaml: text) } catch {
-            throw fail("not valid YAML: \(String(describing: error).split(separator: "\n").joined(separator: " "))")
+        do { root = try BoundedYAML.compose(yaml: text) } catch let error as YAMLLimitError {
+            throw fail(error.reason)
+        } catch {
+            throw fail("not valid YAML: " + excerpt(String(describing: error).split(separator: "\n").joined(separator: " "), limit: 200))
         }
         guard let top = root?.mapping, let dataset = top["dataset"]?.mapping else {
             throw fail("missing the `dataset:` section (a dataset definition, or `dataset: {name: NAME}`)")

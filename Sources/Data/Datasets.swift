@@ -1,6 +1,7 @@
 // Dataset readers for the folder layouts CoOp/Dassl users already have on disk: CoOp split JSON,
 // FGVC-Aircraft's txt lists, CoOp's ImageNet folders, and a generic image-folder layout.
 import Foundation
+import Tensor
 
 /// One labelled image; `path` is relative to the dataset's image folder, as in the split files.
 public struct Sample: Hashable, Sendable, Codable, CustomStringConvertible {
@@ -82,9 +83,8 @@ public func loadDataset(spec: DatasetSpec, dataRoot: String) throws -> DatasetSp
 /// `{"train": [[relpath, label, classname], ...], "val": [...], "test": [...]}` (CoOp's read_split).
 func readCoOpSplit(file: String, spec: DatasetSpec, imageRoot: String) throws -> DatasetSplits {
     func fail(_ reason: String) -> DataError { .splitFile(file: file, reason: reason) }
-    guard let bytes = FileManager.default.contents(atPath: file) else {
-        throw fail(FileManager.default.fileExists(atPath: file) ? "cannot read it" : "no such file")
-    }
+    let bytes: Data
+    do { bytes = Data(try RegularFile.read(file)) } catch let error as RegularFileError { throw fail(error.reason) }
     let json: Any
     do { json = try JSONSerialization.jsonObject(with: bytes) } catch {
         throw fail("not valid JSON (\(error.localizedDescription))")

@@ -53,9 +53,9 @@ public struct FewShotLists: Codable, Equatable, Sendable {
     /// Reads lists written by `write(to:)` (or exported from CoOp's few-shot pickles in the same form;
     /// entries may carry a third element, the class name, which is ignored).
     public static func read(from path: String) throws -> FewShotLists {
-        guard let bytes = FileManager.default.contents(atPath: path) else {
-            throw DataError.fewShotFile(file: path, reason: FileManager.default.fileExists(atPath: path)
-                                        ? "cannot read it" : "no such file")
+        let bytes: Data
+        do { bytes = Data(try RegularFile.read(path)) } catch let error as RegularFileError {
+            throw DataError.fewShotFile(file: path, reason: error.reason)
         }
         do { return try JSONDecoder().decode(FewShotLists.self, from: bytes) } catch let error as DecodingError {
             throw DataError.fewShotFile(file: path, reason: describe(error))

@@ -77,7 +77,7 @@ public enum RunSetup {
     /// definition (`dataset: {name:, layout:, …}`) makes the file itself the dataset config.
     static func datasetNamed(in file: String) throws -> String? {
         guard let text = try? String(contentsOfFile: file, encoding: .utf8),
-              let top = (try? Yams.load(yaml: text)) as? [String: Any],
+              let top = (try? BoundedYAML.load(yaml: text)) as? [String: Any],
               let section = top["dataset"] as? [String: Any] else { return nil }
         if section["layout"] != nil { return file }
         guard let name = section["name"] as? String else {
