@@ -203,7 +203,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     // MARK: Header validation
 
-    private static func parseHeader(_ base: UnsafeRawPointer, fileBytes: Int, file: String) throws
+    static func parseHeader(_ base: UnsafeRawPointer, fileBytes: Int, file: String) throws
         -> (entries: [SafeTensorsEntry], metadata: [String: String], dataStart: Int)
     {
         let headerLength = base.loadUnaligned(as: UInt64.self)   // little-endian host, checked above

@@ -91,7 +91,7 @@ public struct DatasetSpec: Codable, Equatable, Sendable {
         for key in dataset.keys {
             let name = key.string ?? "\(key)"
             if !Self.datasetKeys.contains(name) {
-                throw fail("unknown key dataset.\(name) (known: \(Self.datasetKeys.sorted().joined(separator: ", ")))")
+                throw fail("unknown key dataset.\(excerpt(name)) (known: \(Self.datasetKeys.sorted().joined(separator: ", ")))")
             }
         }
         func string(_ key: String, required: Bool) throws -> String? {
@@ -105,16 +105,16 @@ public struct DatasetSpec: Codable, Equatable, Sendable {
         let name = try string("name", required: true) ?? ""
         let layoutName = try string("layout", required: true) ?? ""
         guard let layout = DatasetLayout(rawValue: layoutName) else {
-            throw fail("dataset.layout '\(layoutName)' is not one of "
+            throw fail("dataset.layout '\(excerpt(layoutName))' is not one of "
                        + DatasetLayout.allCases.map(\.rawValue).joined(separator: ", "))
         }
         let template = try string("template", required: true) ?? ""
-        guard template.contains("{}") else { throw fail("dataset.template '\(template)' has no {} for the class name") }
+        guard template.contains("{}") else { throw fail("dataset.template '\(excerpt(template))' has no {} for the class name") }
         var rules = ClassNameRules()
         if let node = dataset["classNames"] {
             guard let mapping = node.mapping else { throw fail("dataset.classNames must be a mapping") }
             for key in mapping.keys where !Self.classNameKeys.contains(key.string ?? "") {
-                throw fail("unknown key dataset.classNames.\(key.string ?? "?") (known: replaceUnderscores, rename)")
+                throw fail("unknown key dataset.classNames.\(excerpt(key.string ?? "?")) (known: replaceUnderscores, rename)")
             }
             if let flag = mapping["replaceUnderscores"] {
                 guard let value = flag.bool else { throw fail("dataset.classNames.replaceUnderscores must be true or false") }
@@ -171,7 +171,7 @@ public func datasetSpec(named nameOrPath: String) throws -> DatasetSpec {
     guard FileManager.default.fileExists(atPath: path) else {
         let known = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
             .filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }.sorted()
-        throw DataError.datasetConfig(file: path, reason: "unknown dataset '\(nameOrPath)' (known: "
+        throw DataError.datasetConfig(file: path, reason: "unknown dataset '\(excerpt(nameOrPath))' (known: "
                                       + known.joined(separator: ", ") + "; or give a path to a .yaml file)")
     }
     return try DatasetSpec(contentsOf: path)

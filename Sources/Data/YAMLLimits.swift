@@ -1,5 +1,6 @@
 // Bounds on YAML before Yams sees it: Yams composes and constructs recursively (thousands of
-// nested levels overflow the stack) and expands aliases into values ("billion laughs").
+// nested levels overflow the stack), expands aliases into values ("billion laughs"), and traps
+// on a mapping key that is not a scalar.
 // CYaml is the libyaml copy Yams builds; its event parser keeps explicit stacks, so walking the
 // events here is safe at any depth. (CYaml is not a Yams product; it is visible because Yams
 // depends on it, and must be the same copy Yams parses with.)
@@ -33,21 +34,34 @@ public enum YAMLLimits {
         if let reason = violation(in: text) { throw YAMLLimitError(reason: reason) }
     }
 
-    /// One open collection: nodes it expands to so far, and its height (levels below it).
+    /// One open collection: nodes it expands to so far, its height (levels below it), and for a
+    /// mapping whether the next child is a key.
     private struct Frame {
         var anchor: String?
+        var isMapping: Bool
+        var children = 0
         var size = 1
         var height = 1
     }
 
+    /// An anchored node as an alias to it will add it.
+    private struct Anchored {
+        var size: Int, height: Int, isScalar: Bool
+    }
+
     private static func scan(_ parser: inout yaml_parser_t) -> String? {
         var open: [Frame] = []
-        // An anchored node's expanded size and height, as an alias to it will add them.
-        var anchors: [String: (size: Int, height: Int)] = [:]
+        var anchors: [String: Anchored] = [:]
         var event = yaml_event_t()
         // Adds a finished child (a scalar, alias or closed collection) to its parent.
-        func add(size: Int, height: Int, line: Int) -> String? {
+        func add(_ child: Anchored, line: Int) -> String? {
+            let (size, height) = (child.size, child.height)
             guard var parent = open.popLast() else { return nil }
+            // Yams constructs every mapping key as a string and traps on any other ("? [a]: b").
+            if parent.isMapping && parent.children % 2 == 0 && !child.isScalar {
+                return "has a mapping key that is a list or mapping (line \(line)); keys must be plain names"
+            }
+            parent.children += 1
             parent.size = min(parent.size + size, maxNodes + 1)
             parent.height = max(parent.height, height + 1)
             open.append(parent)
@@ -72,21 +86,25 @@ public enum YAMLLimits {
             case YAML_SEQUENCE_START_EVENT, YAML_MAPPING_START_EVENT:
                 let anchor = event.type == YAML_SEQUENCE_START_EVENT
                     ? name(event.data.sequence_start.anchor) : name(event.data.mapping_start.anchor)
-                open.append(Frame(anchor: anchor))
+                open.append(Frame(anchor: anchor, isMapping: event.type == YAML_MAPPING_START_EVENT))
                 if open.count > maxDepth { return "nests deeper than \(maxDepth) levels (line \(line))" }
             case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
                 guard let done = open.popLast() else { return nil }
-                if let anchor = done.anchor { anchors[anchor] = (done.size, done.height) }
-                if let reason = add(size: done.size, height: done.height, line: line) { return reason }
+                let node = Anchored(size: done.size, height: done.height, isScalar: false)
+                if let anchor = done.anchor { anchors[anchor] = node }
+                if let reason = add(node, line: line) { return reason }
             case YAML_SCALAR_EVENT:
-                if let anchor = name(event.data.scalar.anchor) { anchors[anchor] = (1, 1) }
-                if let reason = add(size: 1, height: 1, line: line) { return reason }
+                let node = Anchored(size: 1, height: 1, isScalar: true)
+                if let anchor = name(event.data.scalar.anchor) { anchors[anchor] = node }
+                if let reason = add(node, line: line) { return reason }
             case YAML_ALIAS_EVENT:
-                let target = name(event.data.alias.anchor).flatMap { anchors[$0] } ?? (1, 1)
+                // An undefined alias is Yams's error to report; count it as one scalar.
+                let target = name(event.data.alias.anchor).flatMap { anchors[$0] }
+                    ?? Anchored(size: 1, height: 1, isScalar: true)
                 if open.isEmpty && target.height > maxDepth {
                     return "nests deeper than \(maxDepth) levels (line \(line))"
                 }
-                if let reason = add(size: target.size, height: target.height, line: line) { return reason }
+                if let reason = add(target, line: line) { return reason }
             default:
                 break
             }

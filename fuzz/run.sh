@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (Swift -sanitize=fuzzer,address) and runs each for SECONDS
+# (default 60). Usage: fuzz/run.sh [SECONDS] [TARGET ...]
+# New inputs accumulate in .build-fuzz/corpus/<target> (seeded from fuzz/corpus/<target>), so
+# repeated runs add up; a crash is saved under .build-fuzz/artifacts/<target>/ and fails the run.
+# FuzzTokenizer needs the CLIP BPE vocabulary: $CAVPT_FUZZ_VOCAB, else the copy in Sources/.
+# FUZZ_NO_BUILD=1 runs the binaries already built.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${1:-60}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(FuzzSafeTensors FuzzSplitJSON FuzzConfig FuzzTokenizer FuzzJPEG)
+scratch=.build-fuzz
+
+if [ -z "${CAVPT_FUZZ_VOCAB:-}" ]; then
+    CAVPT_FUZZ_VOCAB=$(find Sources -name bpe_simple_vocab_16e6.txt.gz -print -quit)
+    # Until the vocabulary lives in the repository, the copy beside the checkout.
+    [ -n "$CAVPT_FUZZ_VOCAB" ] || CAVPT_FUZZ_VOCAB=../shared/data/bpe_simple_vocab_16e6.txt.gz
+fi
+export CAVPT_FUZZ_VOCAB=$(realpath "$CAVPT_FUZZ_VOCAB" 2>/dev/null || echo "$CAVPT_FUZZ_VOCAB")
+
+for target in "${targets[@]}"; do
+    [ -z "${FUZZ_NO_BUILD:-}" ] || break
+    echo "== build $target"
+    CAVPT_FUZZ=1 swift build -c debug --product "$target" --scratch-path "$scratch" --manifest-cache none \
+        -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address 2>&1 \
+        | grep -v "Cannot export local symbol" || true
+    [ -x "$scratch/debug/$target" ] || { echo "fuzz/run.sh: $target did not build" >&2; exit 1; }
+done
+
+status=0
+for target in "${targets[@]}"; do
+    if [ "$target" = FuzzTokenizer ] && [ ! -f "$CAVPT_FUZZ_VOCAB" ]; then
+        echo "fuzz/run.sh: FuzzTokenizer needs the vocabulary; $CAVPT_FUZZ_VOCAB does not exist (set CAVPT_FUZZ_VOCAB)" >&2
+        exit 1
+    fi
+    corpus=$scratch/corpus/$target
+    artifacts=$scratch/artifacts/$target
+    export TMPDIR=$PWD/$scratch/tmp/$target
+    mkdir -p "$corpus" "$artifacts" "$TMPDIR"
+    log=$scratch/logs/$target.$(date +%Y%m%d-%H%M%S).log
+    mkdir -p "$(dirname "$log")"
+    echo "== run $target for ${seconds}s (corpus $corpus, log $log)"
+    # Leak checking is off: the Swift runtime's caches read as leaks at exit. Each input gets 10 s.
+    set +e
+    ASAN_OPTIONS=detect_leaks=0:${ASAN_OPTIONS:-} "$scratch/debug/$target" "$corpus" "fuzz/corpus/$target" -max_total_time="$seconds" -timeout=10 \
+        -rss_limit_mb=2048 -detect_leaks=0 -print_final_stats=1 -artifact_prefix="$artifacts/" >"$log" 2>&1
+    rc=$?
+    set -e
+    rm -rf "$TMPDIR"
+    executions=$(awk '/stat::number_of_executed_units/{n=$2} END{print n}' "$log")
+    echo "   exit $rc, ${executions:-?} executions, corpus $(ls "$corpus" | wc -l) files"
+    if [ $rc -ne 0 ]; then
+        echo "fuzz/run.sh: $target failed (exit $rc); the input is in $artifacts/:" >&2
+        grep -E "ERROR|Fatal error|SUMMARY|Test unit written" "$log" | head -5 >&2
+        status=1
+    fi
+done
+exit $status
