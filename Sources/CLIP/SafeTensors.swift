@@ -57,19 +57,19 @@ public enum SafeTensorsError: Error, CustomStringConvertible {
         case let .headerNotJSON(file, reason):
             return "\(file): safetensors header is not a JSON object: \(reason)"
         case let .badEntry(file, name, reason):
-            return "\(file): tensor \"\(name)\": \(reason)"
+            return "\(file): tensor \"\(excerpt(name))\": \(reason)"
         case let .unknownDType(file, name, dtype):
-            return "\(file): tensor \"\(name)\" has unknown dtype \"\(dtype)\""
+            return "\(file): tensor \"\(excerpt(name))\" has unknown dtype \"\(excerpt(dtype))\""
         case let .byteCount(file, name, dtype, shape, expected, found):
-            return "\(file): tensor \"\(name)\" (\(dtype) \(shape)) needs \(expected) bytes but its data_offsets span \(found)"
+            return "\(file): tensor \"\(excerpt(name))\" (\(excerpt(dtype)) \(excerpt("\(shape)"))) needs \(expected) bytes but its data_offsets span \(found)"
         case let .outOfBounds(file, name, begin, end, dataBytes):
-            return "\(file): tensor \"\(name)\" data_offsets [\(begin), \(end)] lie outside the \(dataBytes)-byte data section (truncated file?)"
+            return "\(file): tensor \"\(excerpt(name))\" data_offsets [\(begin), \(end)] lie outside the \(dataBytes)-byte data section (truncated file?)"
         case let .overlap(file, first, second):
-            return "\(file): tensors \"\(first)\" and \"\(second)\" have overlapping data_offsets"
+            return "\(file): tensors \"\(excerpt(first))\" and \"\(excerpt(second))\" have overlapping data_offsets"
         case let .missing(file, name):
-            return "\(file): no tensor named \"\(name)\""
+            return "\(file): no tensor named \"\(excerpt(name))\""
         case let .wrongKind(file, name, dtype, wanted):
-            return "\(file): tensor \"\(name)\" has dtype \(dtype), expected \(wanted)"
+            return "\(file): tensor \"\(excerpt(name))\" has dtype \(excerpt(dtype)), expected \(wanted)"
         case let .write(file, reason):
             return "\(file): cannot write: \(reason)"
         }
@@ -240,7 +240,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 }
                 for (key, item) in map {
                     guard let text = item as? String else {
-                        throw SafeTensorsError.badEntry(file: file, name: name, reason: "__metadata__ value for \"\(key)\" is not a string")
+                        throw SafeTensorsError.badEntry(file: file, name: name, reason: "__metadata__ value for \"\(excerpt(key))\" is not a string")
                     }
                     metadata[key] = text
                 }
@@ -271,7 +271,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         guard let shapeValues = info["shape"] as? [Any] else { throw bad("missing \"shape\" array") }
         var shape: [Int] = []
         for v in shapeValues {
-            guard let d = jsonInteger(v), d >= 0 else { throw bad("shape \(shapeValues) has an entry that is not a non-negative integer") }
+            guard let d = jsonInteger(v), d >= 0 else { throw bad("shape \(excerpt("\(shapeValues)")) has an entry that is not a non-negative integer") }
             shape.append(d)
         }
         guard let offsets = info["data_offsets"] as? [Any], offsets.count == 2,

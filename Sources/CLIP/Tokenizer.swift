@@ -125,7 +125,7 @@ public final class CLIPTokenizer: @unchecked Sendable {
             // Only pairs can merge; a pair whose halves are not tokens can never occur in a word.
             guard parts.count == 2, let left = encoder[parts[0]], let right = encoder[parts[1]] else { continue }
             guard let merged = encoder[parts[0] + parts[1]] else {
-                throw bad("merge \"\(parts[0]) \(parts[1])\" (line \(rank + 2)) produces a token missing from the vocabulary")
+                throw bad("merge \"\(excerpt(parts[0] + " " + parts[1]))\" (line \(rank + 2)) produces a token missing from the vocabulary")
             }
             // Later duplicates win, as in open_clip's dict(zip(merges, range(...))).
             table[Self.pairKey(Int32(left), Int32(right))] = Merge(rank: Int32(rank), merged: Int32(merged))

@@ -140,8 +140,8 @@ struct ClassNameCollector {
     mutating func record(label: Int, name: String, at place: String) throws {
         if let known = byLabel[label] {
             if known.name != name {
-                throw DataError.splitFile(file: file, reason: "label \(label) is '\(known.name)' at \(known.firstSeen) "
-                                          + "but '\(name)' at \(place)")
+                throw DataError.splitFile(file: file, reason: "label \(label) is '\(excerpt(known.name))' at \(known.firstSeen) "
+                                          + "but '\(excerpt(name))' at \(place)")
             }
         } else {
             byLabel[label] = (name, place)
@@ -182,7 +182,7 @@ func readFGVCAircraft(folder: String, spec: DatasetSpec, imageRoot: String) thro
                 throw DataError.splitFile(file: file, reason: "line \(line.number) is not '<image id> <variant>': \(line.text)")
             }
             guard let label = labelOf[className] else {
-                throw DataError.splitFile(file: file, reason: "line \(line.number): variant '\(className)' is not in \(classFile)")
+                throw DataError.splitFile(file: file, reason: "line \(line.number): variant '\(excerpt(className))' is not in \(classFile)")
             }
             return Sample(path: words[0] + ".jpg", label: label)
         }

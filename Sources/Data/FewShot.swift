@@ -68,7 +68,7 @@ public struct FewShotLists: Codable, Equatable, Sendable {
     /// file names one) and every label a class of it.
     public func validate(against splits: DatasetSplits, file: String) throws {
         if !dataset.isEmpty && dataset != splits.name {
-            throw DataError.fewShotFile(file: file, reason: "made for dataset '\(dataset)', not '\(splits.name)'")
+            throw DataError.fewShotFile(file: file, reason: "made for dataset '\(excerpt(dataset))', not '\(splits.name)'")
         }
         for (list, samples) in [("train", train), ("val", val)] {
             if let (i, bad) = samples.enumerated().first(where: { !(0..<splits.classNames.count).contains($0.element.label) }) {

@@ -5,6 +5,7 @@
 // events here is safe at any depth. (CYaml is not a Yams product; it is visible because Yams
 // depends on it, and must be the same copy Yams parses with.)
 import CYaml
+import Tensor
 import Yams
 
 public enum YAMLLimits {
@@ -129,9 +130,4 @@ public enum BoundedYAML {
         try YAMLLimits.check(text)
         return try Yams.compose(yaml: text)
     }
-}
-
-/// At most `limit` characters of `text`, with "…" when cut, for echoing user input in errors.
-public func excerpt(_ text: String, limit: Int = 80) -> String {
-    text.count > limit ? String(text.prefix(limit)) + "…" : text
 }

@@ -104,7 +104,7 @@ public enum RunSetup {
         }
         let path = try ConfigLocator.configsDirectory() + "/\(folder)/\(nameOrPath).yaml"
         guard FileManager.default.fileExists(atPath: path) else {
-            throw TrainingError.input("unknown \(kind) '\(nameOrPath)' (known: \(known(folder)))")
+            throw TrainingError.input("unknown \(kind) '\(excerpt(nameOrPath))' (known: \(known(folder)))")
         }
         return path
     }

@@ -1,6 +1,7 @@
-// Opening input files (images, weights, configs, split lists) so that a FIFO, device or folder
-// in their place is refused at once: a plain open() of a FIFO blocks until a writer appears,
-// which would hang a decoder thread (or the whole run) forever.
+// Untrusted input files (images, weights, configs, split lists): opened so that a FIFO, device or
+// folder in their place is refused at once (a plain open() of a FIFO blocks until a writer
+// appears, which would hang a decoder thread or the whole run forever), and quoted in errors
+// only in part.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -102,4 +103,12 @@ public enum RegularFile {
     #else
     Darwin.read(fd, buffer, count)
     #endif
+}
+
+/// At most `limit` characters of `text`, with "…" when cut: error messages quote user input
+/// (a key, a value, a line) without echoing megabytes of it.
+public func excerpt(_ text: String, limit: Int = 80) -> String {
+    var end = text.startIndex
+    guard text.formIndex(&end, offsetBy: limit, limitedBy: text.endIndex), end != text.endIndex else { return text }
+    return String(text[..<end]) + "…"
 }
