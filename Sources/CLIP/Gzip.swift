@@ -71,7 +71,7 @@ public enum Gzip {
     public static func decompress(file path: String, maxOutputBytes: Int = 256 << 20) throws -> [UInt8] {
         let data: [UInt8]
         do { data = try RegularFile.read(path) } catch let error as RegularFileError {
-            throw GzipError.unreadable(file: path, reason: error.reason)
+            throw GzipError.unreadable(file: path, reason: error.briefReason)
         }
         return try decompress(data, file: path, maxOutputBytes: maxOutputBytes)
     }

@@ -155,7 +155,7 @@ public struct DatasetSpec: Codable, Equatable, Sendable {
     public init(contentsOf path: String) throws {
         let text: String
         do { text = try RegularFile.text(path) } catch let error as RegularFileError {
-            throw DataError.datasetConfig(file: path, reason: error.reason)
+            throw DataError.datasetConfig(file: path, reason: error.briefReason)
         }
         try self.init(yaml: text, file: path)
     }
@@ -239,7 +239,7 @@ public struct DatasetConfigFile: Sendable {
     public init(contentsOf path: String) throws {
         let text: String
         do { text = try RegularFile.text(path) } catch let error as RegularFileError {
-            throw DataError.datasetConfig(file: path, reason: error.reason)
+            throw DataError.datasetConfig(file: path, reason: error.briefReason)
         }
         func fail(_ reason: String) -> DataError { .datasetConfig(file: path, reason: reason) }
         let root: Node?

@@ -84,7 +84,7 @@ public func loadDataset(spec: DatasetSpec, dataRoot: String) throws -> DatasetSp
 func readCoOpSplit(file: String, spec: DatasetSpec, imageRoot: String) throws -> DatasetSplits {
     func fail(_ reason: String) -> DataError { .splitFile(file: file, reason: reason) }
     let bytes: Data
-    do { bytes = Data(try RegularFile.read(file)) } catch let error as RegularFileError { throw fail(error.reason) }
+    do { bytes = Data(try RegularFile.read(file)) } catch let error as RegularFileError { throw fail(error.briefReason) }
     let json: Any
     do { json = try JSONSerialization.jsonObject(with: bytes) } catch {
         throw fail("not valid JSON (\(error.localizedDescription))")
@@ -179,7 +179,7 @@ func readFGVCAircraft(folder: String, spec: DatasetSpec, imageRoot: String) thro
             let words = line.text.split(separator: " ", omittingEmptySubsequences: false)
             let className = words.dropFirst().joined(separator: " ")
             guard words.count >= 2, !words[0].isEmpty else {
-                throw DataError.splitFile(file: file, reason: "line \(line.number) is not '<image id> <variant>': \(line.text)")
+                throw DataError.splitFile(file: file, reason: "line \(line.number) is not '<image id> <variant>': \(excerpt(line.text))")
             }
             guard let label = labelOf[className] else {
                 throw DataError.splitFile(file: file, reason: "line \(line.number): variant '\(excerpt(className))' is not in \(classFile)")
@@ -193,11 +193,9 @@ func readFGVCAircraft(folder: String, spec: DatasetSpec, imageRoot: String) thro
 
 /// Non-empty lines with surrounding whitespace removed, with 1-based line numbers.
 func readLines(_ file: String) throws -> [(number: Int, text: String)] {
-    guard let bytes = FileManager.default.contents(atPath: file) else {
-        throw DataError.splitFile(file: file, reason: FileManager.default.fileExists(atPath: file) ? "cannot read it" : "no such file")
-    }
-    guard let text = String(data: bytes, encoding: .utf8) else {
-        throw DataError.splitFile(file: file, reason: "not UTF-8 text")
+    let text: String
+    do { text = try RegularFile.text(file) } catch let error as RegularFileError {
+        throw DataError.splitFile(file: file, reason: error.briefReason)
     }
     return text.split(separator: "\n", omittingEmptySubsequences: false).enumerated().compactMap { i, line in
         let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -55,7 +55,7 @@ public struct FewShotLists: Codable, Equatable, Sendable {
     public static func read(from path: String) throws -> FewShotLists {
         let bytes: Data
         do { bytes = Data(try RegularFile.read(path)) } catch let error as RegularFileError {
-            throw DataError.fewShotFile(file: path, reason: error.reason)
+            throw DataError.fewShotFile(file: path, reason: error.briefReason)
         }
         do { return try JSONDecoder().decode(FewShotLists.self, from: bytes) } catch let error as DecodingError {
             throw DataError.fewShotFile(file: path, reason: describe(error))

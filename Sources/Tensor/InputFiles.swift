@@ -11,7 +11,12 @@ import Darwin
 /// Why an input file could not be read, as a phrase without the path (callers name the file).
 public struct RegularFileError: Error, CustomStringConvertible, Equatable, Sendable {
     public var reason: String
+    /// The path does not exist (the list and config readers say just "no such file").
+    public var missing = false
     public var description: String { reason }
+
+    /// "no such file" for a missing file, else the reason.
+    public var briefReason: String { missing ? "no such file" : reason }
 }
 
 public enum RegularFile {
@@ -20,7 +25,10 @@ public enum RegularFile {
     /// O_NONBLOCK makes open() itself return for a FIFO with no writer; fstat then refuses it.
     public static func open(_ path: String) throws -> (fd: Int32, size: Int) {
         let fd = path.withCString { systemOpen($0, O_RDONLY | O_NONBLOCK | O_CLOEXEC) }
-        guard fd >= 0 else { throw RegularFileError(reason: "cannot open: \(systemError())") }
+        guard fd >= 0 else {
+            let missing = errno == ENOENT
+            throw RegularFileError(reason: "cannot open: \(systemError())", missing: missing)
+        }
         var info = stat()
         guard fstat(fd, &info) == 0 else {
             let reason = "cannot stat: \(systemError())"

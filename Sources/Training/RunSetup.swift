@@ -76,7 +76,7 @@ public enum RunSetup {
     /// The dataset a user config names: `dataset: {name: eurosat}` names a shipped one; a full
     /// definition (`dataset: {name:, layout:, …}`) makes the file itself the dataset config.
     static func datasetNamed(in file: String) throws -> String? {
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8),
+        guard let text = try? RegularFile.text(file),
               let top = (try? BoundedYAML.load(yaml: text)) as? [String: Any],
               let section = top["dataset"] as? [String: Any] else { return nil }
         if section["layout"] != nil { return file }
