@@ -24,7 +24,8 @@ let package = Package(
         .systemLibrary(name: "CAlloc"),
 
         .target(name: "Tensor", dependencies: ["CBLAS", "CAlloc"], swiftSettings: fast),
-        .target(name: "CLIP", dependencies: ["Tensor", "CZlib"], swiftSettings: fast,
+        // Resources/ holds the CLIP BPE vocabulary (open_clip's file), found by path at run time.
+        .target(name: "CLIP", dependencies: ["Tensor", "CZlib"], exclude: ["Resources"], swiftSettings: fast,
                 linkerSettings: [.linkedLibrary("z")]),
         .target(name: "Data", dependencies: ["Tensor", "CJPEG", .product(name: "Yams", package: "Yams")],
                 swiftSettings: fast),

@@ -1,4 +1,4 @@
-// CLIP's ViT image encoder (SPEC §1): patch conv, class token, positional embedding, ln_pre,
+// CLIP's ViT image encoder (DESIGN §1): patch conv, class token, positional embedding, ln_pre,
 // L residual blocks, ln_post on the class token, projection. The embedding, the blocks and the
 // head are exposed separately so prompt methods can insert tokens between blocks.
 //

@@ -1,5 +1,5 @@
 // One pre-LN transformer block of CLIP (shared by the image and text encoders), with the
-// SPEC §3 "exact shortcuts": the caller says which rows' outputs it needs, and only those rows
+// DESIGN §3 "exact shortcuts": the caller says which rows' outputs it needs, and only those rows
 // get a query, an attention output, the out-projection and the MLP. Every row still provides
 // keys and values.
 //

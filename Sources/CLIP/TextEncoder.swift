@@ -1,4 +1,4 @@
-// CLIP's causal text encoder (SPEC §1). It runs on the shortest prefix that holds every EOT: with a
+// CLIP's causal text encoder (DESIGN §1). It runs on the shortest prefix that holds every EOT: with a
 // causal mask nothing after the EOT reaches it, so the numbers are identical and the work is less.
 // In the last block only the EOT rows are computed, and only they reach ln_final.
 //
@@ -32,7 +32,7 @@ public struct TextEncoder: Sendable {
         lnFinal = (Var(try w("ln_final.weight")), Var(try w("ln_final.bias")))
     }
 
-    /// Position of the EOT token in each sequence: the largest id (SPEC §1).
+    /// Position of the EOT token in each sequence: the largest id (DESIGN §1).
     public static func eotPositions(_ tokens: [[Int]]) -> [Int] {
         tokens.map { seq in seq.indices.max { seq[$0] < seq[$1] } ?? 0 }
     }

@@ -1,5 +1,5 @@
 // Where the tokenizer vocabulary comes from: `--vocab`, files next to the weights, $CAVPT_DIST_VOCAB,
-// the executable's folder, or the shared data folder beside the package.
+// the executable's folder, or the copy this repository carries in Sources/CLIP/Resources/.
 import Foundation
 
 /// A tokenizer vocabulary on disk, in one of the two formats CLIP ships in.
@@ -39,7 +39,8 @@ public let vocabularyEnvironmentVariable = "CAVPT_DIST_VOCAB"
 /// 2. the weights' folder (`modelPath` is the weights file or its folder);
 /// 3. `$CAVPT_DIST_VOCAB` (same forms as `override`);
 /// 4. `bpe_simple_vocab_16e6.txt.gz` beside the running executable;
-/// 5. `<package root>/../shared/data/bpe_simple_vocab_16e6.txt.gz`, for work inside this repository.
+/// 5. the copy this repository carries, `<package root>/Sources/CLIP/Resources/bpe_simple_vocab_16e6.txt.gz`
+///    (open_clip's file, MIT), so a build from a clone tokenizes with no flag.
 /// An explicit path (1 or 3) that does not hold a vocabulary is an error rather than skipped.
 public func findVocabulary(modelPath: String?, override: String?,
                            environment: [String: String] = ProcessInfo.processInfo.environment) throws -> VocabularySource {
@@ -64,10 +65,9 @@ public func findVocabulary(modelPath: String?, override: String?,
         if FileManager.default.fileExists(atPath: candidate) { return .bpeGzip(path: candidate) }
         searched.append(folder)
     }
-    let shared = URL(fileURLWithPath: packageRoot()).deletingLastPathComponent()
-        .appendingPathComponent("shared/data/\(defaultVocabularyFileName)").standardizedFileURL.path
-    if FileManager.default.fileExists(atPath: shared) { return .bpeGzip(path: shared) }
-    searched.append((shared as NSString).deletingLastPathComponent)
+    let bundled = bundledVocabularyPath
+    if FileManager.default.fileExists(atPath: bundled) { return .bpeGzip(path: bundled) }
+    searched.append((bundled as NSString).deletingLastPathComponent)
     throw VocabularyError.notFound(searched: searched)
 }
 
@@ -124,6 +124,9 @@ func executablePath() -> String? {
 }
 
 /// The package root this module was compiled from (Sources/CLIP/ is two levels below it).
+/// The vocabulary the repository carries (found from this source file's path at build time).
+public let bundledVocabularyPath = packageRoot() + "/Sources/CLIP/Resources/" + defaultVocabularyFileName
+
 func packageRoot(_ file: String = #filePath) -> String {
     URL(fileURLWithPath: file).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path

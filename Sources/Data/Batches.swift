@@ -4,7 +4,7 @@
 import Foundation
 import Tensor
 
-/// One epoch's order and global batches (SPEC §4, §5). The order is a permutation of the train
+/// One epoch's order and global batches (DESIGN §4, §5). The order is a permutation of the train
 /// list keyed by (seed, epoch); batch i covers positions `globalBatches[i]` of that order. With at
 /// least B samples, only full batches are kept (drop_last); with fewer, one batch holds them all.
 public struct EpochPlan: Sendable, Equatable {

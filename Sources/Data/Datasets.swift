@@ -316,6 +316,7 @@ func joinPath(_ base: String, _ relative: String) -> String {
     return base.hasSuffix("/") ? base + relative : base + "/" + relative
 }
 
-func absolutePath(_ path: String) -> String {
-    path.hasPrefix("/") ? path : joinPath(FileManager.default.currentDirectoryPath, path)
+/// A path made absolute against the working directory (`.` and `..` removed); unchanged when absolute.
+public func absolutePath(_ path: String) -> String {
+    ((path.hasPrefix("/") ? path : joinPath(FileManager.default.currentDirectoryPath, path)) as NSString).standardizingPath
 }

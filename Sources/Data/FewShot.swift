@@ -1,7 +1,6 @@
-// The few-shot protocol (SPEC §2): per class K training images without replacement and
-// min(K, 4) validation images, from a seeded generator; saved as JSON and reusable as is.
+// The few-shot protocol (DESIGN §2): per class K training images without replacement and
+// min(K, 4) validation images, drawn as CoOp/Dassl draw them; saved as JSON and reusable as is.
 import Foundation
-import Tensor
 
 /// The sampled lists of one few-shot run. Paths are relative to the dataset's image folder, as
 /// in the split files, so a file from one machine works on another with a different data root.
@@ -11,6 +10,24 @@ public struct FewShotLists: Codable, Equatable, Sendable {
     public var seed: Int
     public var train: [Sample]
     public var val: [Sample]
+
+    enum CodingKeys: String, CodingKey { case dataset, shots, seed, train, val }
+
+    /// `dataset`, `shots` and `seed` are optional: CoOp exports carry only the lists
+    /// (`{"train": [[path, label], …], "val": …}`); shots then is the largest per-class count of
+    /// `train`, seed -1 (unknown), dataset "" (not checked).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        train = try c.decode([Sample].self, forKey: .train)
+        val = try c.decodeIfPresent([Sample].self, forKey: .val) ?? []
+        dataset = try c.decodeIfPresent(String.self, forKey: .dataset) ?? ""
+        seed = try c.decodeIfPresent(Int.self, forKey: .seed) ?? -1
+        if let given = try c.decodeIfPresent(Int.self, forKey: .shots) { shots = given } else {
+            var perClass: [Int: Int] = [:]
+            for sample in train { perClass[sample.label, default: 0] += 1 }
+            shots = perClass.values.max() ?? 0
+        }
+    }
 
     public init(dataset: String, shots: Int, seed: Int, train: [Sample], val: [Sample]) {
         self.dataset = dataset
@@ -36,6 +53,7 @@ public struct FewShotLists: Codable, Equatable, Sendable {
           "dataset": \(datasetJSON),
           "shots": \(shots),
           "seed": \(seed),
+          "sampler": "dassl",
           "train": [
         \(entries(train))
           ],
@@ -58,60 +76,79 @@ public struct FewShotLists: Codable, Equatable, Sendable {
             throw DataError.fewShotFile(file: path, reason: error.briefReason)
         }
         do { return try JSONDecoder().decode(FewShotLists.self, from: bytes) } catch let error as DecodingError {
-            throw DataError.fewShotFile(file: path, reason: describe(error))
+            throw DataError.fewShotFile(file: path, reason: describeDecoding(error))
         } catch {
             throw DataError.fewShotFile(file: path, reason: "not valid JSON")
         }
     }
 
     /// Checks the lists against the dataset they will be used with: same dataset name (when the
-    /// file names one) and every label a class of it.
+    /// file names one), and every entry an entry of the split's list of the same name with the same
+    /// label (so a few-shot file can never smuggle test images, or wrong labels, into training).
     public func validate(against splits: DatasetSplits, file: String) throws {
         if !dataset.isEmpty && dataset != splits.name {
             throw DataError.fewShotFile(file: file, reason: "made for dataset '\(excerpt(dataset))', not '\(splits.name)'")
         }
-        for (list, samples) in [("train", train), ("val", val)] {
+        for (list, samples, source) in [("train", train, splits.train), ("val", val, splits.val)] {
             if let (i, bad) = samples.enumerated().first(where: { !(0..<splits.classNames.count).contains($0.element.label) }) {
                 throw DataError.fewShotFile(file: file, reason: "\(list)[\(i)] has label \(bad.label), "
                                             + "but \(splits.name) has \(splits.classNames.count) classes")
             }
+            var labels: [String: Int] = [:]
+            for sample in source { labels[(sample.path as NSString).standardizingPath] = sample.label }
+            for (i, sample) in samples.enumerated() {
+                guard let label = labels[(sample.path as NSString).standardizingPath] else {
+                    throw DataError.fewShotFile(file: file, reason: "\(list)[\(i)] \(Self.short(sample.path)) is not in "
+                                                + "the \(splits.name) \(list) split")
+                }
+                guard label == sample.label else {
+                    throw DataError.fewShotFile(file: file, reason: "\(list)[\(i)] \(Self.short(sample.path)) has label "
+                                                + "\(sample.label), but the \(list) split says \(label)")
+                }
+            }
         }
     }
+
+    static func short(_ text: String) -> String { text.count <= 120 ? text : String(text.prefix(117)) + "…" }
 }
 
-/// Few-shot lists for `shots` per class (all of a class when it has fewer; every sample when
-/// shots < 1, as CoOp's num_shots = -1), and min(shots, 4) per class from val. Classes are visited
-/// in label order and each draw is a partial Fisher–Yates over the class's samples in list order,
-/// from generators keyed by the seed; chosen samples keep their list order.
+/// Few-shot lists exactly as Dassl's `generate_fewshot_dataset` draws them in CoOp after
+/// `random.seed(seed)`: first the train list with `shots` per class, then the val list with
+/// min(shots, 4), each class (in order of its label's first appearance in the list) by
+/// `random.sample(items, K)` when it has at least K items, else all of them. Every sample when
+/// shots < 1 (CoOp's num_shots = -1).
 public func sampleFewShot(splits: DatasetSplits, shots: Int, seed: Int) -> FewShotLists {
-    var trainRNG = StreamKey.generator(StreamKey.fewShotTrain, seed)
-    var valRNG = StreamKey.generator(StreamKey.fewShotVal, seed)
-    let train = shots < 1 ? splits.train : samplePerClass(splits.train, perClass: shots, rng: &trainRNG)
-    let val = shots < 1 ? splits.val : samplePerClass(splits.val, perClass: min(shots, 4), rng: &valRNG)
+    guard shots >= 1 else {
+        return FewShotLists(dataset: splits.name, shots: shots, seed: seed, train: splits.train, val: splits.val)
+    }
+    var random = PythonRandom(seed: seed)
+    let train = dasslFewShot(splits.train, perClass: shots, random: &random)
+    let val = dasslFewShot(splits.val, perClass: min(shots, 4), random: &random)
     return FewShotLists(dataset: splits.name, shots: shots, seed: seed, train: train, val: val)
 }
 
-func samplePerClass(_ samples: [Sample], perClass: Int, rng: inout SplitMix64) -> [Sample] {
-    var indicesByLabel: [Int: [Int]] = [:]
-    for (i, sample) in samples.enumerated() { indicesByLabel[sample.label, default: []].append(i) }
-    var chosen: [Int] = []
-    for label in indicesByLabel.keys.sorted() {
-        var indices = indicesByLabel[label] ?? []
-        if indices.count <= perClass {
-            chosen += indices
-            continue
-        }
-        for k in 0..<perClass {
-            let j = k + rng.integer(below: indices.count - k)
-            indices.swapAt(k, j)
-        }
-        chosen += indices[0..<perClass].sorted()
+/// One list through Dassl's sampler (`split_dataset_by_label`, then per label `random.sample`).
+func dasslFewShot(_ samples: [Sample], perClass: Int, random: inout PythonRandom) -> [Sample] {
+    var order: [Int] = []
+    var byLabel: [Int: [Sample]] = [:]
+    for sample in samples {
+        if byLabel[sample.label] == nil { order.append(sample.label) }
+        byLabel[sample.label, default: []].append(sample)
     }
-    return chosen.map { samples[$0] }
+    var chosen: [Sample] = []
+    for label in order {
+        let items = byLabel[label]!
+        if items.count >= perClass {
+            chosen += random.sample(populationSize: items.count, count: perClass).map { items[$0] }
+        } else {
+            chosen += items
+        }
+    }
+    return chosen
 }
 
 /// A DecodingError as one line: where in the document, and what was wrong.
-func describe(_ error: DecodingError) -> String {
+public func describeDecoding(_ error: DecodingError) -> String {
     func path(_ keys: [CodingKey]) -> String {
         let joined: String = keys.map { key in key.intValue.map { "[\($0)]" } ?? ".\(key.stringValue)" }.joined()
         return joined.hasPrefix(".") ? String(joined.dropFirst()) : joined

@@ -40,8 +40,6 @@ extension SplitMix64: CropRandomSource {
 enum StreamKey {
     static let permutation: UInt64 = 0x7065_726D_7574_6521  // "permute!"
     static let augmentation: UInt64 = 0x6175_676D_656E_7421  // "augment!"
-    static let fewShotTrain: UInt64 = 0x6665_7773_686F_7454  // "fewshotT"
-    static let fewShotVal: UInt64 = 0x6665_7773_686F_7456    // "fewshotV"
 
     static func generator(_ domain: UInt64, _ parts: Int...) -> SplitMix64 {
         var h = mix(domain)
@@ -58,11 +56,11 @@ enum StreamKey {
 }
 
 public enum ImageTransforms {
-    /// CLIP's normalisation (SPEC §2), per RGB channel.
+    /// CLIP's normalisation (DESIGN §2), per RGB channel.
     public static let mean: [Float] = [0.48145466, 0.4578275, 0.40821073]
     public static let std: [Float] = [0.26862954, 0.26130258, 0.27577711]
 
-    /// RandomResizedCrop's defaults (SPEC §2 = torchvision's).
+    /// RandomResizedCrop's defaults (DESIGN §2 = torchvision's).
     public static let cropScale = (lower: 0.08, upper: 1.0)
     public static let cropRatio = (lower: 3.0 / 4.0, upper: 4.0 / 3.0)
 

@@ -1,4 +1,4 @@
-// The Class-Aware Visual Prompt Tuning module (SPEC §3.1): per image, K_N class-aware prompts
+// The Class-Aware Visual Prompt Tuning module (DESIGN §3.1): per image, K_N class-aware prompts
 // generated from the text features of the classes zero-shot CLIP ranks highest, by attending
 // over the layer's (detached) image tokens plus learnable extra tokens.
 //

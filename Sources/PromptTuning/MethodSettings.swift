@@ -1,4 +1,4 @@
-// What a prompt-tuning method trains and how (SPEC §3): the knobs every preset sets.
+// What a prompt-tuning method trains and how (DESIGN §3): the knobs every preset sets.
 
 public enum VisualPromptMode: String, Sendable, Codable, CaseIterable {
     case none, shallow, deep
@@ -22,9 +22,9 @@ public struct CAVPTSettings: Sendable, Equatable {
     public var alpha: Float = 1.0
     /// Epochs of the released code's general-knowledge guidance (§3.3); 0 disables it.
     public var guidanceEpochs: Int = 0
-    /// Width of the query/key projection inside the module (SPEC: 32).
+    /// Width of the query/key projection inside the module (DESIGN §3.1: 32).
     public var attentionWidth: Int = 32
-    /// Learnable extra key/value tokens per module (SPEC: 10).
+    /// Learnable extra key/value tokens per module (DESIGN §3.1: 10).
     public var extraTokens: Int = 10
 
     public init() {}
@@ -45,7 +45,7 @@ public struct MethodSettings: Sendable, Equatable {
     public var usesCAVPT: Bool { !cavpt.layers.isEmpty }
     public var trainsAnything: Bool { textPrompt || visualPrompt != .none || usesCAVPT }
 
-    /// The Table 1 rows and the released-code variant (SPEC §3, §3.2).
+    /// The Table 1 rows and the released-code variant (DESIGN §3, §3.2).
     public static func preset(_ name: String) -> MethodSettings? {
         var m = MethodSettings()
         var paperCAVPT = CAVPTSettings()

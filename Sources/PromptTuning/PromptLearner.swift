@@ -1,4 +1,4 @@
-// A prompt-tuning method on a frozen CLIP (SPEC §3): the trained tensors (CoOp context, visual
+// A prompt-tuning method on a frozen CLIP (DESIGN §3): the trained tensors (CoOp context, visual
 // prompts, CAVPT modules), the prompted forward pass, and the paper's losses.
 //
 // b images in this rank's shard, B images in the global batch, K classes, K_N selected classes,
@@ -128,7 +128,7 @@ public final class PromptLearner: @unchecked Sendable {
         return Selection(plainFeatures: plain, selected: topClasses(zeroShot, k: selectedPerImage))
     }
 
-    /// (layer, image, slot) entries that count in L_ca for this shard (SPEC §3.1 step 6).
+    /// (layer, image, slot) entries that count in L_ca for this shard (DESIGN §3.1 step 6).
     public func contributingPairs(_ selection: Selection, labels: [Int]) -> Int {
         guard !cavpt.isEmpty else { return 0 }
         switch settings.cavpt.nonTarget {
@@ -216,7 +216,7 @@ public final class PromptLearner: @unchecked Sendable {
         public var correct: Int
     }
 
-    /// The loss of SPEC §3.1/§3.3 for this shard, normalised by global counts so that summing the
+    /// The loss of DESIGN §3.1/§3.3 for this shard, normalised by global counts so that summing the
     /// shards' gradients gives the gradient of the global mean loss.
     ///   globalBatch: B.   contributingPairs: the global count of L_ca entries (0: no CAVPT term).
     /// `text` replaces the text features the method would compute (the trainer passes a leaf holding

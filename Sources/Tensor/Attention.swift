@@ -80,7 +80,7 @@ public enum AttentionMask: Sendable {
 /// Multi-head scaled dot-product attention.
 ///   q: [n, Sq, d]   kv: [n, Sk, 2d] (keys in columns 0..<d, values in d..<2d)  ->  [n, Sq, d]
 /// Queries and keys/values come separately so a caller can project queries only for the rows whose
-/// outputs it needs (SPEC §3 "exact shortcuts"), while every row still serves as key and value.
+/// outputs it needs (DESIGN §3 "exact shortcuts"), while every row still serves as key and value.
 public func attention(_ q: Var, _ kv: Var, heads h: Int, mask: AttentionMask = .none) -> Var {
     let (n, Sq, d) = (q.value.shape[0], q.value.shape[1], q.value.shape[2])
     let Sk = kv.value.shape[1]

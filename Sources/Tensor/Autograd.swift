@@ -80,7 +80,7 @@ public final class Var: @unchecked Sendable {
     /// Sets the gradient buffer explicitly (e.g. after an allreduce of packed gradients).
     public func setGrad(_ g: Tensor?) { grad = g; gradOwned = false }
 
-    /// Same storage, no gradient path (PyTorch's detach / SPEC's stopgrad).
+    /// Same storage, no gradient path (PyTorch's detach / DESIGN §3.1's stopgrad).
     public func detached() -> Var { Var(value) }
 
     /// Back-propagates from this Var, seeded with ∂loss/∂self = `seed` (default: ones).

@@ -1,7 +1,8 @@
-// Checkpoints (SPEC §6): trained tensors and momentum buffers in safetensors under canonical names,
+// Checkpoints (DESIGN §6): trained tensors and momentum buffers in safetensors under canonical names,
 // plus a JSON state. Each checkpoint is a folder written under a temporary name, fsynced and renamed,
 // so a crash never leaves a half checkpoint and the previous one stays loadable.
 import CLIP
+import Data
 import Foundation
 import Tensor
 
@@ -18,6 +19,9 @@ public struct CheckpointState: Codable, Sendable, Equatable {
     public var rngKeys: [String: Int]
     public var ranks: Int
     public var version: String
+    /// CRC-32C of each file the checkpoint holds besides this state (`state.safetensors`), as
+    /// "crc32c:xxxxxxxx"; verified on load. Absent in checkpoints written before 0.2.
+    public var files: [String: String]?
 }
 
 public struct Checkpoint {
@@ -33,17 +37,33 @@ public enum Checkpoints {
 
     public static func folderName(epoch: Int) -> String { String(format: "epoch-%04d", epoch) }
 
+    /// The epoch a checkpoint folder's name says (`epoch-0012` → 12); nil for other names.
+    public static func epoch(ofFolder name: String) -> Int? {
+        guard name.hasPrefix("epoch-"), !name.hasSuffix(".tmp") else { return nil }
+        let digits = name.dropFirst("epoch-".count)
+        guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber) else { return nil }
+        return Int(digits)
+    }
+
     /// Writes `dir/epoch-NNNN` atomically and keeps the newest `keep` checkpoints.
     public static func write(_ state: CheckpointState, parameters: [(String, Tensor)], momentum: [String: Tensor],
                              to dir: String, keep: Int) throws {
+        var state = state
         let fm = FileManager.default
         try createDirectory(dir)
         let final = dir + "/" + folderName(epoch: state.epoch)
         let temporary = final + ".tmp"
         try? fm.removeItem(atPath: temporary)
         try createDirectory(temporary)
+        // A failed write (a full disk) leaves no half folder behind.
+        var written = false
+        defer { if !written { try? fm.removeItem(atPath: temporary) } }
         let tensors = parameters + momentum.keys.sorted().map { ("momentum." + $0, momentum[$0]!) }
         try SafeTensorsFile.write(tensors, metadata: ["format": "cavpt-dist checkpoint"], to: temporary + "/" + tensorsFile)
+        guard let crc = CRC32C.file(temporary + "/" + tensorsFile) else {
+            throw TrainingError.checkpoint("cannot read back \(temporary)/\(tensorsFile)")
+        }
+        state.files = [tensorsFile: "crc32c:" + crc]
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try writeDurably(try encoder.encode(state), to: temporary + "/" + stateFile)
@@ -52,17 +72,19 @@ public enum Checkpoints {
         guard rename(temporary, final) == 0 else {
             throw TrainingError.checkpoint("cannot rename \(temporary) to \(final): \(String(cString: strerror(errno)))")
         }
+        written = true
         try fsyncPath(dir)
-        // Keep the newest `keep` complete checkpoints.
+        // Keep the newest `keep` complete checkpoints (by epoch number, not name: epoch-10000 > epoch-9999).
         let complete = try list(dir)
         for old in complete.dropLast(max(keep, 1)) { try? fm.removeItem(atPath: old) }
     }
 
-    /// Complete checkpoint folders in `dir`, oldest first.
+    /// Complete checkpoint folders in `dir`, oldest first (ordered by epoch number).
     public static func list(_ dir: String) throws -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        return names.filter { $0.hasPrefix("epoch-") && !$0.hasSuffix(".tmp") }.sorted()
-            .map { dir + "/" + $0 }
+        return names.compactMap { name in epoch(ofFolder: name).map { (name, $0) } }
+            .sorted { $0.1 < $1.1 }
+            .map { dir + "/" + $0.0 }
             .filter { FileManager.default.fileExists(atPath: $0 + "/" + stateFile)
                       && FileManager.default.fileExists(atPath: $0 + "/" + tensorsFile) }
     }
@@ -72,10 +94,23 @@ public enum Checkpoints {
             throw TrainingError.checkpoint("\(path): no \(stateFile); not a complete checkpoint")
         }
         let state: CheckpointState
-        do { state = try JSONDecoder().decode(CheckpointState.self, from: data) } catch {
-            throw TrainingError.checkpoint("\(path)/\(stateFile): unreadable checkpoint state (\(error))")
+        do { state = try JSONDecoder().decode(CheckpointState.self, from: data) } catch let error as DecodingError {
+            throw TrainingError.checkpoint("\(path)/\(stateFile): unreadable checkpoint state (\(describeDecoding(error)))")
+        } catch {
+            throw TrainingError.checkpoint("\(path)/\(stateFile): unreadable checkpoint state (not valid JSON)")
         }
-        let file = try SafeTensorsFile(path: path + "/" + tensorsFile)
+        try validate(state, path: path)
+        let tensorsPath = path + "/" + tensorsFile
+        if let recorded = state.files?[tensorsFile] {
+            guard let actual = CRC32C.file(tensorsPath) else {
+                throw TrainingError.checkpoint("\(tensorsPath): cannot read it")
+            }
+            guard recorded == "crc32c:" + actual else {
+                throw TrainingError.checkpoint("\(tensorsPath): checksum mismatch (state.json records \(recorded), "
+                                               + "the file has crc32c:\(actual)); the checkpoint is damaged")
+            }
+        }
+        let file = try SafeTensorsFile(path: tensorsPath)
         var parameters: [String: Tensor] = [:], momentum: [String: Tensor] = [:]
         for name in file.names {
             if name.hasPrefix("momentum.") { momentum[String(name.dropFirst("momentum.".count))] = try file.tensor(name) }
@@ -84,10 +119,26 @@ public enum Checkpoints {
         return Checkpoint(state: state, parameters: parameters, momentum: momentum, path: path)
     }
 
-    /// The newest complete checkpoint that loads, skipping damaged ones; nil when there is none.
-    public static func newest(in dir: String) -> Checkpoint? {
+    /// The state's own consistency: the epoch is the folder's, not negative, and within the run's
+    /// configured epochs.
+    static func validate(_ state: CheckpointState, path: String) throws {
+        let folder = (path as NSString).lastPathComponent
+        guard state.epoch >= 0 else { throw TrainingError.checkpoint("\(path)/\(stateFile): epoch \(state.epoch) is negative") }
+        if let named = epoch(ofFolder: folder), named != state.epoch {
+            throw TrainingError.checkpoint("\(path)/\(stateFile): epoch \(state.epoch) does not match the folder name \(folder)")
+        }
+        var saved = Config()
+        if (try? saved.merge(savedRun: state.config, source: path + "/" + stateFile)) != nil, state.epoch > saved.int("train.epochs") {
+            throw TrainingError.checkpoint("\(path)/\(stateFile): epoch \(state.epoch) is beyond the run's "
+                                           + "\(saved.int("train.epochs")) epochs")
+        }
+    }
+
+    /// The newest complete checkpoint that loads. Each damaged or invalid one skipped on the way is
+    /// reported through `skipped` (path and reason), so a caller can say so; nil when none loads.
+    public static func newest(in dir: String, skipped: (String, String) -> Void = { _, _ in }) -> Checkpoint? {
         for path in ((try? list(dir)) ?? []).reversed() {
-            if let checkpoint = try? read(path) { return checkpoint }
+            do { return try read(path) } catch { skipped(path, "\(error)") }
         }
         return nil
     }
@@ -99,20 +150,34 @@ func createDirectory(_ path: String) throws {
     }
 }
 
-/// Writes a file and fsyncs it before returning.
+/// Writes a file under a temporary name, fsyncs it and renames it into place, so a crash or a full
+/// disk leaves either the old file or the new one, never a torn one. Errors name the file.
 func writeDurably(_ data: Data, to path: String) throws {
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    let temporary = path + ".tmp"
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw TrainingError.input("cannot write \(path): \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
+    func fail(_ what: String) -> TrainingError {
+        let reason = String(cString: strerror(errno))
+        close(fd)
+        unlink(temporary)
+        return TrainingError.input("cannot \(what) \(path): \(reason)")
+    }
     try data.withUnsafeBytes { buf in
         var offset = 0
         while offset < buf.count {
             let n = Glibc.write(fd, buf.baseAddress! + offset, buf.count - offset)
-            guard n > 0 else { throw TrainingError.input("cannot write \(path): \(String(cString: strerror(errno)))") }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw fail("write") }
             offset += n
         }
     }
-    guard fsync(fd) == 0 else { throw TrainingError.input("cannot fsync \(path): \(String(cString: strerror(errno)))") }
+    guard fsync(fd) == 0 else { throw fail("fsync") }
+    close(fd)
+    guard rename(temporary, path) == 0 else {
+        let reason = String(cString: strerror(errno))
+        unlink(temporary)
+        throw TrainingError.input("cannot write \(path): \(reason)")
+    }
 }
 
 func fsyncPath(_ path: String) throws {

@@ -76,7 +76,7 @@ public enum ConfigSchema {
         "data.root": (.string, .string("")),
         "data.fewshot": (.string, .string("")),
         "output.dir": (.string, .string("")),
-        // CAVPT (SPEC §3.1–3.3).
+        // CAVPT (DESIGN §3.1–3.3).
         "cavpt.layers": (.intList, .intList([])),
         "cavpt.topK": (.int(min: 0), .int(10)),
         "cavpt.queries": (.choice(["template", "learned"]), .string("template")),
@@ -86,7 +86,7 @@ public enum ConfigSchema {
         "cavpt.nonTarget": (.choice(["ignore", "uniform"]), .string("uniform")),
         "cavpt.alpha": (.double(min: 0), .double(1.0)),
         "cavpt.guidanceEpochs": (.int(min: 0), .int(0)),
-        // Training protocol (SPEC §2, §4).
+        // Training protocol (DESIGN §2, §4).
         "train.epochs": (.int(min: 0), .int(200)),
         "train.shots": (.int(min: 1), .int(16)),
         "train.batchSize": (.int(min: 1), .int(32)),
@@ -158,6 +158,21 @@ public struct Config: Sendable, Equatable {
             throw ConfigError.syntax(source: path, detail: "cannot read config file: \(error.reason)")
         }
         try merge(yaml: text, source: path, ignoring: ignored)
+    }
+
+    /// A run's saved configuration (its config.yaml, a checkpoint's state). The `dataset:` section is
+    /// the resolved dataset definition (files written before 0.2: `name` and `config`); it is read
+    /// apart from the keys: `dataset.name` from it, and `dataset.config` = `definitionFile` (the file
+    /// itself serves as the dataset YAML) when it holds a full definition.
+    public mutating func merge(savedRun text: String, source: String, definitionFile: String? = nil) throws {
+        try merge(yaml: text, source: source, ignoring: ["dataset"])
+        guard let top = (try? Yams.load(yaml: text)) as? [String: Any], let dataset = top["dataset"] as? [String: Any] else { return }
+        if let name = dataset["name"] as? String { try set("dataset.name", raw: name, source: source) }
+        if dataset["layout"] != nil {
+            if let definitionFile { try set("dataset.config", raw: definitionFile, source: source) }
+        } else if let file = dataset["config"] as? String {
+            try set("dataset.config", raw: file, source: source)
+        }
     }
 
     /// `key=value` with a YAML scalar or flow list value (`cavpt.layers=[11,12]`).
@@ -257,30 +272,122 @@ public struct Config: Sendable, Equatable {
         preconditionFailure("config key \(key) is not a list")
     }
 
-    /// The effective configuration as nested YAML (written into the run directory).
-    public func yaml() -> String {
-        var lines: [String] = []
-        var lastSection = ""
+    /// The effective configuration as nested YAML, each section once (written into the run directory
+    /// and every checkpoint). With `dataset`, its resolved definition replaces `dataset.name`/`.config`,
+    /// so the file alone describes the run (`train --config run/config.yaml`, `eval --run`) even after
+    /// the dataset YAML moved; with `absolutePaths` relative paths are resolved against the working
+    /// directory. Any YAML reader (PyYAML too) reads the same keys and values back.
+    public func yaml(dataset: DatasetSpec? = nil, absolutePaths: Bool = false) -> String {
+        var root = YAMLTree.map([])
         for key in values.keys.sorted() {
-            let parts = key.split(separator: ".").map(String.init)
-            let section = parts.dropLast().joined(separator: ".")
-            if section != lastSection {
-                lines.append("\(section):")
-                lastSection = section
+            if dataset != nil && key.hasPrefix("dataset.") { continue }
+            var value = values[key]!
+            if absolutePaths, Self.pathKeys.contains(key), case .string(let path) = value, !path.isEmpty {
+                value = .string(absolutePath(path))
             }
-            let value: String
-            switch values[key]! {
-            case .string(let s): value = s.isEmpty ? "\"\"" : "\"\(s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\""
-            default: value = values[key]!.description
-            }
-            lines.append("  \(parts.last!): \(value)")
+            root.insert(key.split(separator: ".").map(String.init), YAMLTree.scalar(value))
         }
-        return lines.joined(separator: "\n") + "\n"
+        if let dataset { root.insert(["dataset"], dataset.yamlTree) }
+        return root.lines(indent: "").joined(separator: "\n") + "\n"
     }
+
+    /// Keys holding file or folder paths.
+    static let pathKeys: Set<String> = ["model.path", "model.vocab", "data.root", "data.fewshot", "output.dir", "dataset.config"]
 
     /// Keys (other than operational ones) whose values differ from `other`.
     public func differences(from other: Config) -> [String] {
         let keys = Set(values.keys).union(other.values.keys).subtracting(ConfigSchema.operational)
         return keys.filter { values[$0] != other.values[$0] }.sorted()
+    }
+}
+
+/// Nested YAML written by hand: block mappings of plain keys, every scalar in a form YAML 1.1
+/// (PyYAML) and 1.2 (Yams) read alike: quoted strings, floats with a decimal point, flow lists.
+indirect enum YAMLTree {
+    case scalar(ConfigValue)
+    case map([(String, YAMLTree)])
+
+    mutating func insert(_ path: [String], _ leaf: YAMLTree) {
+        guard case .map(var entries) = self, let head = path.first else { return }
+        if path.count == 1 {
+            entries.removeAll { $0.0 == head }
+            entries.append((head, leaf))
+        } else if let i = entries.firstIndex(where: { $0.0 == head }), case .map = entries[i].1 {
+            entries[i].1.insert(Array(path.dropFirst()), leaf)
+        } else {
+            var child = YAMLTree.map([])
+            child.insert(Array(path.dropFirst()), leaf)
+            entries.removeAll { $0.0 == head }
+            entries.append((head, child))
+        }
+        self = .map(entries)
+    }
+
+    func lines(indent: String) -> [String] {
+        guard case .map(let entries) = self else { return [] }
+        var out: [String] = []
+        for (key, value) in entries {
+            let name = key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) && !key.isEmpty
+                ? key : Self.quoted(key)
+            switch value {
+            case .scalar(let v): out.append("\(indent)\(name): \(Self.render(v))")
+            case .map(let children) where children.isEmpty: out.append("\(indent)\(name): {}")
+            case .map: out.append("\(indent)\(name):"); out += value.lines(indent: indent + "  ")
+            }
+        }
+        return out
+    }
+
+    static func render(_ value: ConfigValue) -> String {
+        switch value {
+        case .string(let s): return quoted(s)
+        case .double(let d):
+            // PyYAML reads 1e-05 as a string: give every float a decimal point.
+            var text = String(d)
+            if !text.contains(".") {
+                if let e = text.firstIndex(where: { $0 == "e" || $0 == "E" }) { text.insert(contentsOf: ".0", at: e) }
+                else { text += ".0" }
+            }
+            return text
+        default: return value.description
+        }
+    }
+
+    /// A double-quoted YAML string; control characters (newlines in a path) escaped.
+    static func quoted(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            case "\r": out += "\\r"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7f || (0x80...0x9f).contains(scalar.value) {
+                    out += String(format: "\\x%02X", scalar.value)
+                } else if scalar.value == 0x2028 || scalar.value == 0x2029 || scalar.value == 0xfeff {
+                    out += String(format: "\\u%04X", scalar.value)
+                } else { out.unicodeScalars.append(scalar) }
+            }
+        }
+        return out + "\""
+    }
+}
+
+extension DatasetSpec {
+    /// The `dataset:` section of a definition, as `configs/datasets/*.yaml` writes it.
+    var yamlTree: YAMLTree {
+        var entries: [(String, YAMLTree)] = [("name", .scalar(.string(name))), ("layout", .scalar(.string(layout.rawValue))),
+                                             ("folder", .scalar(.string(folder))), ("images", .scalar(.string(images)))]
+        if let splitFile { entries.append(("splitFile", .scalar(.string(splitFile)))) }
+        if let classFile { entries.append(("classFile", .scalar(.string(classFile)))) }
+        entries.append(("template", .scalar(.string(template))))
+        var rules: [(String, YAMLTree)] = [("replaceUnderscores", .scalar(.bool(classNames.replaceUnderscores)))]
+        if !classNames.rename.isEmpty {
+            rules.append(("rename", .map(classNames.rename.keys.sorted().map { ($0, .scalar(.string(classNames.rename[$0]!))) })))
+        }
+        entries.append(("classNames", .map(rules)))
+        return .map(entries)
     }
 }

@@ -1,5 +1,5 @@
 // SGD with momentum and weight decay in PyTorch's semantics, and the per-epoch learning-rate
-// schedule of SPEC §4 (constant warmup, then cosine), one per parameter group.
+// schedule of DESIGN §4 (constant warmup, then cosine), one per parameter group.
 import Foundation
 import Tensor
 

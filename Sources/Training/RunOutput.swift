@@ -8,24 +8,32 @@ public final class RunOutput: @unchecked Sendable {
     public let directory: String
     public var checkpointDirectory: String { directory + "/checkpoints" }
     let config: Config
+    let dataset: DatasetSpec?
     let quiet: Bool
-    var metrics: FileHandle?
+    let lock: RunDirectoryLock?
+    var metrics: AppendOnlyFile?
 
-    /// Creates the run directory and writes the effective config (and few-shot lists).
-    public init(directory: String, config: Config, fewshot: FewShotLists?, quiet: Bool = false) throws {
+    /// Opens the run directory (rank 0): creates it, takes its lock for the life of this object,
+    /// and writes the effective config (and few-shot lists). With a lock taken by the caller
+    /// (`RunDirectory.prepare`), pass it in; `nil` takes none (tests, tools).
+    public init(directory: String, config: Config, dataset: DatasetSpec? = nil, fewshot: FewShotLists?,
+                lock: RunDirectoryLock? = nil, quiet: Bool = false) throws {
         self.directory = directory
+        var config = config
+        if config.string("output.dir").isEmpty { try config.set("output.dir", raw: directory, source: "run directory") }
         self.config = config
+        self.dataset = dataset
         self.quiet = quiet
+        self.lock = lock
         try createDirectory(directory)
-        try writeDurably(Data(config.yaml().utf8), to: directory + "/config.yaml")
+        try writeDurably(Data(recordedConfig.utf8), to: directory + "/config.yaml")
         if let fewshot { try fewshot.write(to: directory + "/fewshot.json") }
-        let metricsPath = directory + "/metrics.jsonl"
-        if !FileManager.default.fileExists(atPath: metricsPath) {
-            _ = FileManager.default.createFile(atPath: metricsPath, contents: nil)
-        }
-        metrics = FileHandle(forWritingAtPath: metricsPath)
-        metrics?.seekToEndOfFile()
+        metrics = try AppendOnlyFile(path: directory + "/metrics.jsonl")
     }
+
+    /// The configuration as the run directory and checkpoints record it: self-contained (the
+    /// resolved dataset definition) with absolute paths.
+    var recordedConfig: String { config.yaml(dataset: dataset, absolutePaths: true) }
 
     public func say(_ line: String) {
         guard !quiet else { return }
@@ -44,24 +52,25 @@ public final class RunOutput: @unchecked Sendable {
         say(line)
     }
 
-    func log(epoch s: EpochStats, of epochs: Int) {
+    func log(epoch s: EpochStats, of epochs: Int) throws {
         let record: [String: Any] = [
             "epoch": s.epoch + 1, "loss": s.loss, "accuracy": s.accuracy, "images": s.images,
             "seconds": s.seconds, "communicationSeconds": s.communicationSeconds, "lr": s.learningRates,
             "imagesPerSecond": Double(s.images) / max(s.seconds, 1e-9), "steps": s.steps, "allreduces": s.allreduces,
         ]
-        appendMetrics(record)
+        try appendMetrics(record)
     }
 
-    func appendMetrics(_ record: [String: Any]) {
-        if let data = try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) {
-            metrics?.write(data + Data("\n".utf8))
-        }
+    /// One JSON line; a full disk or read-only volume is an error naming the file, and never leaves
+    /// a torn line behind (the file is cut back to its last complete line).
+    func appendMetrics(_ record: [String: Any]) throws {
+        let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
+        try metrics?.append(data + Data("\n".utf8))
     }
 
     func checkpoint(_ trainer: Trainer) throws {
         let state = CheckpointState(epoch: trainer.epochsDone, seed: config.int("train.seed"),
-                                    configHash: configHash(config), config: config.yaml(),
+                                    configHash: configHash(config), config: recordedConfig,
                                     rngKeys: ["seed": config.int("train.seed"), "epoch": trainer.epochsDone],
                                     ranks: trainer.comm.size, version: cavptDistVersion)
         try Checkpoints.write(state, parameters: trainer.learner.parameters.map { ($0.0, $0.1.value) },

@@ -7,7 +7,7 @@ import PromptTuning
 import Tensor
 import Yams
 
-/// What `train`, `eval` and friends accept on the command line (SPEC §7).
+/// What `train`, `eval` and friends accept on the command line (DESIGN §7).
 public struct RunOptions: Sendable {
     public var dataset: String?
     public var method: String?
@@ -35,12 +35,21 @@ public struct RunData: Sendable {
     public var fewshot: FewShotLists?
     /// How errors name the train list (the few-shot file or split).
     public var trainListName: String
+    /// The resolved dataset definition (written into the run's config.yaml).
+    public var spec: DatasetSpec?
+    /// Where the few-shot lists came from: the `--fewshot` file, or "" when sampled with the run's seed.
+    public var fewshotFile: String = ""
 
     public init(datasetName: String, imageRoot: String, classNames: [String], template: String, train: [Sample],
-                val: [Sample], test: [Sample], fewshot: FewShotLists?, trainListName: String) {
+                val: [Sample], test: [Sample], fewshot: FewShotLists?, trainListName: String, spec: DatasetSpec? = nil) {
         self.datasetName = datasetName; self.imageRoot = imageRoot; self.classNames = classNames
         self.template = template; self.train = train; self.val = val; self.test = test
-        self.fewshot = fewshot; self.trainListName = trainListName
+        self.fewshot = fewshot; self.trainListName = trainListName; self.spec = spec
+    }
+
+    /// The list evaluated under `eval.split`, with its name for messages.
+    public func evaluationList(_ split: String) -> (samples: [Sample], name: String) {
+        split == "val" ? (val, "few-shot val list") : (test, "\(datasetName) test split")
     }
 }
 
@@ -153,9 +162,34 @@ public enum RunSetup {
             try lists.validate(against: splits, file: fewshotFile)
             listName = fewshotFile
         }
-        return RunData(datasetName: spec.name, imageRoot: splits.imageRoot, classNames: splits.classNames,
-                       template: spec.template, train: lists.train, val: lists.val, test: splits.test,
-                       fewshot: lists, trainListName: listName)
+        var data = RunData(datasetName: spec.name, imageRoot: splits.imageRoot, classNames: splits.classNames,
+                           template: spec.template, train: lists.train, val: lists.val, test: splits.test,
+                           fewshot: lists, trainListName: listName, spec: spec)
+        data.fewshotFile = fewshotFile.isEmpty ? "" : absolutePath(fewshotFile)
+        return data
+    }
+
+    /// The checks run before any work (rank 0; a failure ends every rank): the lists are not empty,
+    /// every class has training images, no test image is a training image, and every image to be
+    /// read is a regular file inside the dataset. Returns warnings to print (an empty val list).
+    public static func checkInputs(_ data: RunData, training: Bool, evalSplit: String) throws -> [String] {
+        var warnings: [String] = []
+        if training {
+            try InputChecks.trainingList(data.train, classNames: data.classNames, list: data.trainListName)
+            try InputChecks.disjoint(train: data.train, test: data.test, trainList: data.trainListName,
+                                     testList: "the \(data.datasetName) test split")
+            try InputChecks.images(data.train, imageRoot: data.imageRoot, list: data.trainListName)
+            if data.val.isEmpty && evalSplit != "val" {
+                warnings.append("the few-shot val list is empty (the dataset has no val split)")
+            }
+        }
+        let (samples, name) = data.evaluationList(evalSplit)
+        guard !samples.isEmpty else { throw TrainingError.input("\(name) is empty: nothing to evaluate") }
+        if training || evalSplit == "val" {
+            try InputChecks.images(data.val, imageRoot: data.imageRoot, list: "few-shot val list")
+        }
+        if evalSplit != "val" { try InputChecks.images(data.test, imageRoot: data.imageRoot, list: name) }
+        return warnings
     }
 
     public static func learner(_ c: Config, model: CLIPModel, tokenizer: CLIPTokenizer,

@@ -1,4 +1,4 @@
-// The learned-prompt text encoder split over ranks by class (SPEC §5): each rank encodes a contiguous
+// The learned-prompt text encoder split over ranks by class (DESIGN §5): each rank encodes a contiguous
 // slice of the classes, the features are all-gathered into a leaf the loss reads, and ∂L/∂T, summed
 // over ranks, flows back through each rank's own slice. Same numbers as every rank encoding every class;
 // text time and activation memory divided by the number of ranks (CoOp on ImageNet: K = 1000).

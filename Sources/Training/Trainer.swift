@@ -1,4 +1,4 @@
-// Data-parallel training and evaluation (SPEC §4–6): each rank runs forward/backward on its shard
+// Data-parallel training and evaluation (DESIGN §4–6): each rank runs forward/backward on its shard
 // of every global batch, one fused allreduce carries all trained gradients plus the step's
 // statistics, and every rank applies the identical SGD step. Rank 0 alone writes.
 //
@@ -105,7 +105,7 @@ public final class Trainer: @unchecked Sendable {
             try checkConsistency()
             let checkpointDue = every > 0 && (epochsDone % every == 0 || epochsDone == epochs)
             if let output {
-                output.log(epoch: stats, of: epochs)
+                try output.log(epoch: stats, of: epochs)
                 if checkpointDue {
                     if fault?.kind == .crashDuringCheckpoint, fault?.epoch == epochsDone { output.crashDuringCheckpoint(self) }
                     try output.checkpoint(self)
@@ -197,7 +197,7 @@ public final class Trainer: @unchecked Sendable {
         return (Double(g[gradientCount]), Double(g[gradientCount + 1]), Double(g[gradientCount + 2]))
     }
 
-    /// Whether this run splits the learned-prompt text encoder over ranks by class (SPEC §5).
+    /// Whether this run splits the learned-prompt text encoder over ranks by class (DESIGN §5).
     public var shardsText: Bool {
         guard learner.textContext != nil, comm.size > 1 else { return false }
         switch config.string("train.shardText") {

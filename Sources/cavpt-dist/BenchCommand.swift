@@ -91,7 +91,7 @@ struct PeakEstimate {
 }
 
 /// One training step (forward + backward w.r.t. the trained tensors) on ViT-B/32 shapes with random
-/// frozen weights — the same work as ../shared/bench/pytorch_step.py, for a ratio on one machine.
+/// frozen weights — the same work as a PyTorch step on the same shapes, for a ratio on one machine.
 struct BenchStep: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "step",

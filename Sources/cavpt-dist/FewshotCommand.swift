@@ -1,4 +1,4 @@
-// `cavpt-dist fewshot`: sample a dataset's few-shot train/val lists (SPEC §2) and write them as
+// `cavpt-dist fewshot`: sample a dataset's few-shot train/val lists (DESIGN §2) and write them as
 // JSON that `train --fewshot FILE` reuses as is.
 import ArgumentParser
 import Data

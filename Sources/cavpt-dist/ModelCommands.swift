@@ -1,5 +1,5 @@
 // `cavpt-dist gradients` and `cavpt-dist features`: one batch through the model, values out —
-// the numerical contract the tests check against PyTorch (SPEC §7).
+// the numerical contract the tests check against PyTorch (DESIGN §7).
 import ArgumentParser
 import CLIP
 import Data

@@ -8,7 +8,7 @@ import PromptTuning
 import Tensor
 import Training
 
-/// Options shared by the commands that build a run (SPEC §7).
+/// Options shared by the commands that build a run (DESIGN §7).
 struct RunArguments: ParsableArguments {
     @Option(help: "Dataset: a name from configs/datasets (eurosat, caltech101, …) or a dataset YAML file.")
     var dataset: String?
@@ -73,21 +73,38 @@ struct Train: ParsableCommand {
     var resume = false
     @Option(name: .customLong("resume-from"), help: "Continue from this checkpoint folder.")
     var resumeFrom: String?
+    @Flag(help: "Clear an existing run directory (one train wrote) and start afresh.")
+    var overwrite = false
+
+    func validate() throws {
+        if overwrite && (resume || resumeFrom != nil) { throw ValidationError("--overwrite and --resume exclude each other") }
+    }
 
     func run() throws {
         try withCommunicator { comm in
             let config = try RunSetup.config(arguments.options)
             configureThreads(comm, config: config)
             let data = try RunSetup.data(config)
+            let directory = absolutePath(runDirectory(config))
+            // Rank 0 checks every list and claims the run directory before the model loads: a bad
+            // list or a busy directory costs seconds (and a failure here ends every rank).
+            var lock: RunDirectoryLock?
+            var warnings: [String] = []
+            if comm.rank == 0 {
+                warnings = try RunSetup.checkInputs(data, training: true, evalSplit: config.string("eval.split"))
+                lock = try RunDirectory.prepare(directory, mode: resume || resumeFrom != nil ? .resume : overwrite ? .overwrite : .fresh)
+            }
             let (model, tokenizer) = try RunSetup.model(config)
             let learner = try RunSetup.learner(config, model: model, tokenizer: tokenizer,
                                                classNames: data.classNames, template: data.template)
-            let directory = runDirectory(config)
             var checkpoint: Checkpoint?
             if comm.rank == 0 && (resume || resumeFrom != nil) {
-                checkpoint = try loadCheckpoint(directory: directory, config: config)
+                checkpoint = try loadCheckpoint(directory: directory, config: config, dataset: data.spec)
+                try RunDirectory.truncateMetrics(in: directory, toEpoch: checkpoint?.state.epoch ?? 0)
             }
-            let output = comm.rank == 0 ? try RunOutput(directory: directory, config: config, fewshot: data.fewshot) : nil
+            let output = comm.rank == 0
+                ? try RunOutput(directory: directory, config: config, dataset: data.spec, fewshot: data.fewshot, lock: lock) : nil
+            for warning in warnings { output?.say("warning: \(warning)") }
             output?.say("cavpt-dist \(cavptDistVersion): \(config.string("method.name")) on \(data.datasetName), "
                         + "\(data.train.count) training images, \(data.classNames.count) classes, \(comm.size) rank(s) "
                         + "× \(BLASRuntime.threads) BLAS thread(s) [\(BLASRuntime.coreName)], run \(directory)")
@@ -103,7 +120,9 @@ struct Train: ParsableCommand {
             if let output {
                 try output.writeResults(result, classNames: data.classNames, split: split,
                                         extra: ["trainSeconds": trainSeconds, "ranks": comm.size,
-                                                "epochs": config.int("train.epochs")])
+                                                "epochs": config.int("train.epochs"),
+                                                "shots": data.fewshot?.shots ?? config.int("train.shots"),
+                                                "fewshot": data.fewshotFile.isEmpty ? "sampled (seed \(config.int("train.seed")))" : data.fewshotFile])
                 output.say(String(format: "%@ accuracy %.2f%%  macro-F1 %.2f%%  (%d images)  results: %@/results.json",
                                   split, result.confusion.accuracy * 100, result.confusion.macroF1 * 100,
                                   Int(result.confusion.total), directory))
@@ -112,11 +131,13 @@ struct Train: ParsableCommand {
     }
 
     /// The newest complete checkpoint (or --resume-from), checked against this run's configuration.
-    func loadCheckpoint(directory: String, config: Config) throws -> Checkpoint? {
+    func loadCheckpoint(directory: String, config: Config, dataset: DatasetSpec?) throws -> Checkpoint? {
         let checkpoint: Checkpoint
         if let resumeFrom {
             checkpoint = try Checkpoints.read(resumeFrom)
-        } else if let newest = Checkpoints.newest(in: directory + "/checkpoints") {
+        } else if let newest = Checkpoints.newest(in: directory + "/checkpoints", skipped: { path, reason in
+            print("warning: skipping checkpoint \(path): \(reason)")
+        }) {
             checkpoint = newest
         } else {
             // Nothing saved yet (e.g. a sweep re-running a job that died in its first epoch): start over.
@@ -124,10 +145,17 @@ struct Train: ParsableCommand {
             return nil
         }
         var saved = Config()
-        try saved.merge(yaml: checkpoint.state.config, source: checkpoint.path + "/state.json")
-        let differing = config.differences(from: saved)
+        try saved.merge(savedRun: checkpoint.state.config, source: checkpoint.path + "/state.json")
+        var differing = config.differences(from: saved)
+        if let dataset, let savedSpec = try? DatasetSpec(yaml: checkpoint.state.config, file: checkpoint.path),
+           savedSpec != dataset {
+            differing.append("dataset (its definition: folder, split file, template or class names)")
+        }
         guard differing.isEmpty else {
-            let detail = differing.prefix(6).map { "\($0): \(saved.values[$0]?.description ?? "unset") → \(config.values[$0]?.description ?? "unset")" }
+            let detail = differing.prefix(6).map { key in
+                saved.values[key] == nil && config.values[key] == nil ? key
+                    : "\(key): \(saved.values[key]?.description ?? "unset") → \(config.values[key]?.description ?? "unset")"
+            }
             throw TrainingError.checkpoint("cannot resume from \(checkpoint.path): the configuration differs in "
                                            + detail.joined(separator: "; "))
         }
@@ -167,10 +195,12 @@ struct Eval: ParsableCommand {
         try withCommunicator { comm in
             var c = Config()
             let configPath = config ?? (runDirectory! + "/config.yaml")
-            guard FileManager.default.fileExists(atPath: configPath) else {
-                throw TrainingError.input("\(configPath) does not exist; is \(runDirectory ?? configPath) a run directory?")
+            guard let text = try? String(contentsOfFile: configPath, encoding: .utf8) else {
+                throw TrainingError.input(FileManager.default.fileExists(atPath: configPath)
+                    ? "\(configPath): cannot read it as UTF-8 text"
+                    : "\(configPath) does not exist; is \(runDirectory ?? configPath) a run directory?")
             }
-            try c.merge(file: configPath)
+            try c.merge(savedRun: text, source: configPath, definitionFile: configPath)
             if let dataRoot { try c.set("data.root", raw: dataRoot, source: "--data-root") }
             if let model { try c.set("model.path", raw: model, source: "--model") }
             if let vocab { try c.set("model.vocab", raw: vocab, source: "--vocab") }
@@ -179,22 +209,31 @@ struct Eval: ParsableCommand {
             let data = try RunSetup.data(c)
             let (clip, tokenizer) = try RunSetup.model(c)
             let learner = try RunSetup.learner(c, model: clip, tokenizer: tokenizer, classNames: data.classNames, template: data.template)
+            var evaluated = "zero-shot (no trained tensors)"
             if !learner.parameters.isEmpty {
                 let saved: Checkpoint
                 if let checkpoint { saved = try Checkpoints.read(checkpoint) }
-                else if let newest = Checkpoints.newest(in: runDirectory! + "/checkpoints") { saved = newest }
-                else { throw TrainingError.checkpoint("\(runDirectory!)/checkpoints holds no complete checkpoint") }
+                else if let newest = Checkpoints.newest(in: runDirectory! + "/checkpoints", skipped: { path, reason in
+                    if comm.rank == 0 { writeStandardError("warning: skipping checkpoint \(path): \(reason)\n") }
+                }) { saved = newest }
+                else { throw TrainingError.checkpoint("\(runDirectory!)/checkpoints holds no complete checkpoint that loads") }
                 try learner.load(saved.parameters, requireAll: true)
+                let epochs = c.int("train.epochs")
+                evaluated = "checkpoint \(saved.path) (epoch \(saved.state.epoch) of \(epochs))"
+                if saved.state.epoch < epochs, comm.rank == 0 {
+                    writeStandardError("warning: \(saved.path) is from epoch \(saved.state.epoch), not the run's last (\(epochs))\n")
+                }
             }
+            if comm.rank == 0 { _ = try RunSetup.checkInputs(data, training: false, evalSplit: c.string("eval.split")) }
             let trainer = Trainer(comm: comm, config: c, learner: learner, data: data, output: nil)
             let which = c.string("eval.split")
             let result = try trainer.evaluate(samples: which == "val" ? data.val : data.test, listName: "\(which) split")
             if comm.rank == 0 {
-                print(String(format: "%@ accuracy %.2f%%  macro-F1 %.2f%%  (%d images)", which,
-                             result.confusion.accuracy * 100, result.confusion.macroF1 * 100, Int(result.confusion.total)))
+                print(String(format: "%@ accuracy %.2f%%  macro-F1 %.2f%%  (%d images)  %@", which,
+                             result.confusion.accuracy * 100, result.confusion.macroF1 * 100, Int(result.confusion.total), evaluated))
                 if let out {
                     let record: [String: Any] = ["accuracy": result.confusion.accuracy, "macroF1": result.confusion.macroF1,
-                                                 "evaluated": Int(result.confusion.total), "split": which]
+                                                 "evaluated": Int(result.confusion.total), "split": which, "checkpoint": evaluated]
                     try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
                         .write(to: URL(fileURLWithPath: out))
                 }
@@ -218,6 +257,7 @@ struct Zeroshot: ParsableCommand {
             let data = try RunSetup.data(config)
             let (model, tokenizer) = try RunSetup.model(config)
             let learner = try RunSetup.learner(config, model: model, tokenizer: tokenizer, classNames: data.classNames, template: data.template)
+            if comm.rank == 0 { _ = try RunSetup.checkInputs(data, training: false, evalSplit: "test") }
             let trainer = Trainer(comm: comm, config: config, learner: learner, data: data, output: nil)
             let result = try trainer.evaluate(samples: data.test, listName: "test split")
             if comm.rank == 0 {

@@ -9,9 +9,8 @@ func fixturePath(_ relative: String) -> String {
     (packageRootForTests as NSString).appendingPathComponent("Tests/Fixtures/\(relative)")
 }
 
-/// The CLIP vocabulary shared by all worktrees: <package root>/../shared/data/.
-let sharedVocabularyPath: String = URL(fileURLWithPath: packageRootForTests).deletingLastPathComponent()
-    .appendingPathComponent("shared/data/bpe_simple_vocab_16e6.txt.gz").standardizedFileURL.path
+/// The CLIP vocabulary the repository carries: <package root>/Sources/CLIP/Resources/.
+let bundledVocabularyForTests: String = packageRootForTests + "/Sources/CLIP/Resources/bpe_simple_vocab_16e6.txt.gz"
 
 /// A fresh empty folder under the system temporary directory.
 func makeScratchFolder(_ label: String = #function) throws -> String {

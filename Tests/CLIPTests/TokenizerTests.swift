@@ -17,7 +17,7 @@ import Testing
         return (json, cases)
     }
 
-    static let full: CLIPTokenizer? = try? CLIPTokenizer(bpeGzPath: sharedVocabularyPath)
+    static let full: CLIPTokenizer? = try? CLIPTokenizer(bpeGzPath: bundledVocabularyForTests)
 
     /// Compares every case; reports up to `limit` differences with their texts.
     static func compare(_ tokenizer: CLIPTokenizer, _ cases: [Case], limit: Int = 10) -> [String] {
@@ -33,7 +33,7 @@ import Testing
     }
 
     @Test func idsMatchOpenCLIPOnEveryGoldenString() throws {
-        let tokenizer = try #require(Self.full, "needs \(sharedVocabularyPath)")
+        let tokenizer = try #require(Self.full, "needs \(bundledVocabularyForTests)")
         let (json, cases) = try Self.golden()
         #expect(cases.count >= 300)
         #expect(tokenizer.sot == json["sot"] as? Int && tokenizer.eot == json["eot"] as? Int)
@@ -82,9 +82,9 @@ import Testing
     /// Hugging Face files built from the gz the way the released vocab.json is laid out (bytes,
     /// bytes + </w>, merges, then the two specials) give the same ids.
     @Test func huggingFaceVocabularyGivesTheSameIds() throws {
-        _ = try #require(Self.full, "needs \(sharedVocabularyPath)")
+        _ = try #require(Self.full, "needs \(bundledVocabularyForTests)")
         let folder = try makeScratchFolder()
-        let text = String(decoding: try Gzip.decompress(file: sharedVocabularyPath), as: UTF8.self)
+        let text = String(decoding: try Gzip.decompress(file: bundledVocabularyForTests), as: UTF8.self)
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         let merges = lines[1..<48895]
         var tokens = byteCharacters.map { String($0.scalar) } + byteCharacters.map { String($0.scalar) + "</w>" }
@@ -111,7 +111,7 @@ import Testing
     }
 
     @Test func tokenizeFrame() throws {
-        let tokenizer = try #require(Self.full, "needs \(sharedVocabularyPath)")
+        let tokenizer = try #require(Self.full, "needs \(bundledVocabularyForTests)")
         #expect(tokenizer.tokenize("") == [49406, 49407] + [Int](repeating: 0, count: 75))
         let row = tokenizer.tokenize("a photo of a dog.")
         #expect(Array(row.prefix(8)) == [49406, 320, 1125, 539, 320, 1929, 269, 49407])
@@ -155,10 +155,10 @@ import Testing
                 == "\(root)/nope.gz (--vocab): no such file or folder")
         // $CAVPT_DIST_VOCAB comes after the weights' folder.
         #expect(try findVocabulary(modelPath: other, override: nil, environment: ["CAVPT_DIST_VOCAB": gz]) == .bpeGzip(path: gz))
-        // Without anything, the shared data folder beside the package (present in this repository).
-        if FileManager.default.fileExists(atPath: sharedVocabularyPath) {
-            #expect(try findVocabulary(modelPath: nil, override: nil, environment: [:]) == .bpeGzip(path: sharedVocabularyPath))
-        }
+        // Without anything, the copy in the repository (always present: a clone needs no flag).
+        #expect(FileManager.default.fileExists(atPath: bundledVocabularyForTests))
+        #expect(bundledVocabularyPath == bundledVocabularyForTests)
+        #expect(try findVocabulary(modelPath: nil, override: nil, environment: [:]) == .bpeGzip(path: bundledVocabularyForTests))
     }
 
     @Test func malformedVocabularyFilesAreReported() throws {

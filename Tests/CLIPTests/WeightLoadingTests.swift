@@ -231,7 +231,7 @@ import Tensor
     }
 
     @Test func configForReleasedModelShapes() throws {
-        // ViT-B/32: the shapes the SPEC's defaults describe.
+        // ViT-B/32: the shapes DESIGN §1's defaults describe.
         let b32 = CLIPConfig(visionWidth: 768, visionLayers: 12, visionMLPWidth: 3072, patchSize: 32, imageResolution: 224,
                              embedDim: 512, textWidth: 512, textLayers: 12, textMLPWidth: 2048, vocabularySize: 49408,
                              contextLength: 77)

@@ -31,7 +31,7 @@ func writeCoOpDataset(root: String, folder: String, images: String, splitFile: S
 
 @Suite struct DatasetTests {
     @Test func everyShippedDatasetConfigParses() throws {
-        // SPEC §2 templates and §3.2 K_N for the eight paper datasets.
+        // DESIGN §2 templates and §3.2 K_N for the eight paper datasets.
         let paper: [String: (template: String, topK: Int)] = [
             "eurosat": ("a centered satellite photo of {}.", 5), "caltech101": ("a photo of a {}.", 50),
             "oxford_flowers": ("a photo of a {}, a type of flower.", 5), "food101": ("a photo of {}, a type of food.", 5),

@@ -13,7 +13,7 @@ import Testing
             #expect(image.width == entry.width && image.height == entry.height, "\(entry.file)")
             guard let decoded = entry.decoded else { continue }
             let difference = byteDifference(image.pixels, try fixtureBytes(decoded))
-            // SPEC §2 allows 1; libjpeg-turbo (2.x here, 3.x in Pillow's wheels) decodes identically.
+            // DESIGN §2 allows 1; libjpeg-turbo (2.x here, 3.x in Pillow's wheels) decodes identically.
             #expect(difference.max <= 1, "\(entry.file): max difference \(difference.max) from Pillow")
             checked.insert(entry.mode)
         }

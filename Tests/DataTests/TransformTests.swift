@@ -31,7 +31,7 @@ import Tensor
             let image = try JPEG.decode(path: fixtureFolder + "/" + entry.file)
             for expected in entry.test {
                 let want = try fixtureBytes(expected.file)
-                // The contract (SPEC §2): our decode + transform within 2/255 of Pillow + torchvision.
+                // The contract (DESIGN §2): our decode + transform within 2/255 of Pillow + torchvision.
                 let endToEnd = byteDifference(ImageTransforms.testPixels(image, resolution: expected.resolution), want)
                 #expect(endToEnd.max <= 2, "\(expected.file): \(endToEnd.count) bytes differ, by up to \(endToEnd.max)")
                 // The resampler itself follows Pillow's integer arithmetic: exact on Pillow's decode.

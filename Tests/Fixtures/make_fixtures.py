@@ -26,7 +26,7 @@ import reference as ref                                          # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "golden")
-FULL_VOCAB = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "data", "bpe_simple_vocab_16e6.txt.gz"))
+FULL_VOCAB = os.path.normpath(os.path.join(HERE, "..", "..", "Sources", "CLIP", "Resources", "bpe_simple_vocab_16e6.txt.gz"))
 TINY_VOCAB_MERGES = 500
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073])
 CLIP_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711])
@@ -382,7 +382,7 @@ def write_encoder_goldens(state, hf_state, config, tokenizer, texts, pixels, dir
     if not cross_check:
         return
     print(" cross-checks (max abs diff / max abs value):")
-    # SPEC §3: running the text encoder on the shortest prefix holding every EOT changes nothing
+    # DESIGN §3: running the text encoder on the shortest prefix holding every EOT changes nothing
     short = tokens.argmax(dim=1) < 76                     # texts that were not truncated
     prefix = int(tokens[short].argmax(dim=1).max()) + 1
     with torch.no_grad():
@@ -515,7 +515,7 @@ def write_gradient_goldens(state, tokenizer):
 
 
 def stop_gradient_check(clip, prompts, pixels, labels, params_by_structure):
-    """Removing SPEC's stopgrad on the CAVPT keys/values must visibly change the visual-prompt gradient."""
+    """Removing DESIGN §3.1's stopgrad on the CAVPT keys/values must visibly change the visual-prompt gradient."""
     method = ref.make_method("vpt_cavpt", TOP_K)
     shapes = ref.trained_parameter_shapes(method, clip, len(CLASS_NAMES))
     params = params_by_structure[tuple(shapes.items())][1]
@@ -598,7 +598,7 @@ def write_schedule_golden():
             warnings.simplefilter("ignore")
             for label, torch1 in ((f"Dassl on torch 1.x", True), (f"Dassl on torch {torch.__version__}", False)):
                 dassl = dassl_schedule(lr, warmup, warmup_lr, epochs, torch1)
-                print(f"schedule lr {lr} warmup {warmup}: SPEC vs {label}: max |diff| "
+                print(f"schedule lr {lr} warmup {warmup}: DESIGN vs {label}: max |diff| "
                       f"{max(abs(a - b) for a, b in zip(rates, dassl)):.3e} (epoch {warmup}: {rates[warmup]:.6g} vs "
                       f"{dassl[warmup]:.6g}; epoch {epochs - 1}: {rates[-1]:.6g} vs {dassl[-1]:.6g})")
     with open(os.path.join(GOLDEN, "schedule.json"), "w") as f:

@@ -9,7 +9,7 @@ Writes (committed; the tests need no Python):
                                             vocabulary like the ones tiny test models use) + its goldens
 
 Needs: open_clip_torch (which brings ftfy and regex), torch. Reads the vocabulary that open_clip ships,
-which is the same file as ../shared/data/bpe_simple_vocab_16e6.txt.gz.
+which is the same file as Sources/CLIP/Resources/bpe_simple_vocab_16e6.txt.gz.
 
 The Swift cleanup reproduces ftfy.fix_text except its mojibake repair (`fix_encoding`). Strings whose
 result depends on that step are listed under "excluded" with the reason, not compared.

@@ -1,7 +1,7 @@
-"""PyTorch reference of the cavpt-dist SPEC (§1 frozen CLIP, §3 prompt-tuning methods, CAVPT and losses,
+"""PyTorch reference of cavpt-dist docs/DESIGN.md (§1 frozen CLIP, §3 prompt-tuning methods, CAVPT and losses,
 §4 SGD and schedules), written for clarity, not speed; make_fixtures.py runs it in float64 to write goldens.
 
-Notation (SPEC): b images, S image tokens (class token + patches), d image width, D embedding width,
+Notation (docs/DESIGN.md): b images, S image tokens (class token + patches), d image width, D embedding width,
 K classes, K_N selected classes per image, L layers, P visual prompt length, M text context length.
 Every function works in the dtype of the tensors it is given (float64 for goldens, float32 for the
 precision check in make_fixtures.py).
@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-TEXT_CONTEXT_LENGTH = 77       # M in SPEC is the number of learned "X" tokens, not this
+TEXT_CONTEXT_LENGTH = 77       # M in DESIGN is the number of learned "X" tokens, not this
 HEAD_DIM = 64                  # heads = width / 64 in every CLIP
 LAYER_NORM_EPS = 1e-5
 CONTEXT_TOKENS = 16            # M: learned CoOp context vectors
@@ -24,7 +24,7 @@ CAVPT_ATTENTION_DIM = 32       # W_q, W_k: d -> 32
 
 
 # ----------------------------------------------------------------------------------------------------
-# Frozen CLIP (SPEC §1)
+# Frozen CLIP (DESIGN §1)
 # ----------------------------------------------------------------------------------------------------
 
 class CLIP:
@@ -158,12 +158,12 @@ def clip_logits(clip, image_features, text_features):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Methods (SPEC §3)
+# Methods (DESIGN §3)
 # ----------------------------------------------------------------------------------------------------
 
 @dataclasses.dataclass
 class Method:
-    """One row of the paper's Table 1 plus the cavpt.* settings (SPEC §3.2), after --set overrides."""
+    """One row of the paper's Table 1 plus the cavpt.* settings (DESIGN §3.2), after --set overrides."""
     learned_text: bool = False              # CoOp context `text.ctx`
     visual_prompts: str = "none"            # "none" | "shallow" | "deep"
     cavpt: bool = False
@@ -191,7 +191,7 @@ PRESETS = {
                            alpha=0.3, guidance_epochs=30),
 }
 
-# SPEC config key -> Method field
+# config key -> Method field
 CONFIG_KEYS = {
     "cavpt.layers": "cavpt_layers", "cavpt.topK": "top_k", "cavpt.queries": "queries",
     "cavpt.queryDepth": "query_depth", "cavpt.residual": "residual",
@@ -230,7 +230,7 @@ def vpt_layers(method, clip):
 
 
 def trained_parameter_shapes(method, clip, num_classes):
-    """Canonical name -> shape of every trained tensor (SPEC §3.2); weights stored [out, in]."""
+    """Canonical name -> shape of every trained tensor (DESIGN §3.2); weights stored [out, in]."""
     d, D = clip.vision_width, clip.embed_dim
     shapes = {}
     if method.learned_text:
@@ -268,7 +268,7 @@ def select_classes(zero_shot_logits, top_k):
 
 
 def cavpt_module(params, prefix, method, layer_input, query_features):
-    """SPEC §3.1 at one layer.   layer_input X_l: [b, S, d]; query_features G: [b, K_N, D]
+    """DESIGN §3.1 at one layer.   layer_input X_l: [b, S, d]; query_features G: [b, K_N, D]
     -> (prompts [b, K_N, d] appended to this layer's input, class-branch logits [b, K_N, K])"""
     p = lambda name: params[prefix + name]
     # 1. queries Q = MLP(G)
@@ -295,7 +295,7 @@ def cavpt_module(params, prefix, method, layer_input, query_features):
 
 
 def class_aware_loss(class_logits_per_layer, selected, labels, non_target):
-    """L_ca (SPEC §3.1 step 6), mean over every (layer, image, slot) entry that counts; 0 if none does."""
+    """L_ca (DESIGN §3.1 step 6), mean over every (layer, image, slot) entry that counts; 0 if none does."""
     entries = []
     for class_logits in class_logits_per_layer:                                         # [b, K_N, K]
         num_classes = class_logits.shape[-1]
@@ -325,7 +325,7 @@ def make_class_prompts(tokenizer, class_names, template):
 
 
 def method_loss(clip, method, params, pixels, labels, prompts, epoch=0):
-    """One forward pass of a method on a batch (no augmentation) -> scalar loss (SPEC §3, §3.3).
+    """One forward pass of a method on a batch (no augmentation) -> scalar loss (DESIGN §3, §3.3).
     params: canonical name -> tensor (requires_grad for gradients)."""
     # Frozen side: template text features, plain image features, zero-shot class selection.
     with torch.no_grad():
@@ -363,7 +363,7 @@ def method_loss(clip, method, params, pixels, labels, prompts, epoch=0):
 
     main_loss = F.cross_entropy(clip_logits(clip, image_features, text_features), labels)
     if epoch < method.guidance_epochs:
-        # released code's general-knowledge guidance (SPEC §3.3)
+        # released code's general-knowledge guidance (DESIGN §3.3)
         main_loss = (F.cross_entropy(clip_logits(clip, plain_image_features, text_features), labels)
                      + F.cross_entropy(clip_logits(clip, image_features, template_features), labels)
                      + 0.1 * main_loss)
@@ -373,7 +373,7 @@ def method_loss(clip, method, params, pixels, labels, prompts, epoch=0):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Optimisation (SPEC §4)
+# Optimisation (DESIGN §4)
 # ----------------------------------------------------------------------------------------------------
 
 def sgd_step(param, grad, momentum_buffer, lr, momentum=0.9, weight_decay=5e-4):

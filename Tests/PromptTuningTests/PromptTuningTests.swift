@@ -123,7 +123,7 @@ private func learner(_ preset: String, _ edit: (inout MethodSettings) -> Void = 
 
 @Suite struct WholeMethodGradients {
     /// Finite differences through the entire prompted model and loss. CAVPT's keys/values use the
-    /// *detached* layer input (SPEC §3.1), so for CAVPT methods the visual prompts' gradient is by design
+    /// *detached* layer input (DESIGN §3.1), so for CAVPT methods the visual prompts' gradient is by design
     /// not the full derivative; it is checked on vlp_deep, and against PyTorch in the gradient goldens.
     @Test(arguments: [
         ("vlp_cavpt", ["text.ctx", "cavpt.2.query.0.weight", "cavpt.2.kv_extra", "cavpt.2.attn.v.weight", "cavpt.2.ln_b.bias"]),

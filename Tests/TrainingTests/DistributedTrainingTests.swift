@@ -1,4 +1,4 @@
-// Data-parallel training with real `mpirun` processes (SPEC §5–6): N ranks give the answer of one,
+// Data-parallel training with real `mpirun` processes (DESIGN §5–6): N ranks give the answer of one,
 // resume gives the answer of an uninterrupted run, only rank 0 writes, failures end the job.
 import Foundation
 import Tensor
@@ -74,6 +74,8 @@ import Testing
         let r3 = try mpirun(2, tinyRun.trainArguments(method: "vpt_cavpt", output: killed, epochs: 4, extra: ["--resume"]))
         try #require(r3.status == 0, "\(r3.stderr)")
         #expect(r3.stdout.contains("resumed from"))
+        // metrics.jsonl was cut back to the checkpoint: every epoch exactly once.
+        #expect(try metricLines(killed).map { $0["epoch"] as? Int } == [1, 2, 3, 4])
         let a = try checkpointTensors(full, epoch: 4), b = try checkpointTensors(killed, epoch: 4)
         #expect(Set(a.keys) == Set(b.keys))
         for (name, t) in a { #expect(t.scalars == b[name]!.scalars, "\(name) is not bit-identical after resume") }

@@ -1,5 +1,5 @@
-// `cavpt-dist gradients` against the float64 PyTorch reference of every method (SPEC §3), and the
-// optimiser and schedule against torch.optim.SGD and SPEC §4.
+// `cavpt-dist gradients` against the float64 PyTorch reference of every method (DESIGN §3), and the
+// optimiser and schedule against torch.optim.SGD and DESIGN §4.
 import CLIP
 import Foundation
 import Tensor

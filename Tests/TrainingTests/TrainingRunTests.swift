@@ -54,7 +54,8 @@ import Training
         let r = try cavptDist(["train", "--config", dir + "/run.yaml"])
         try #require(r.status == 0, "\(r.stderr)")
         var saved = Config()
-        try saved.merge(file: dir + "/run/config.yaml")
+        let recorded = dir + "/run/config.yaml"
+        try saved.merge(savedRun: try String(contentsOfFile: recorded, encoding: .utf8), source: recorded, definitionFile: recorded)
         #expect(saved.string("method.name") == "vpt_deep")
         #expect(saved.string("dataset.name") == "synthetic")
         #expect(saved.int("cavpt.topK") == 3)          // from the definition's cavpt section
