@@ -3,7 +3,8 @@
 # (default 60). Usage: fuzz/run.sh [SECONDS] [TARGET ...]
 # New inputs accumulate in .build-fuzz/corpus/<target> (seeded from fuzz/corpus/<target>), so
 # repeated runs add up; a crash is saved under .build-fuzz/artifacts/<target>/ and fails the run.
-# FuzzTokenizer needs the CLIP BPE vocabulary: $CAVPT_FUZZ_VOCAB, else the copy in Sources/.
+# FuzzTokenizer uses the CLIP BPE vocabulary the product finds (the repository's copy), or
+# $CAVPT_FUZZ_VOCAB when set.
 # FUZZ_NO_BUILD=1 runs the binaries already built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,13 +14,6 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(FuzzSafeTensors FuzzSplitJSON FuzzConfig FuzzTokenizer FuzzJPEG)
 scratch=.build-fuzz
-
-if [ -z "${CAVPT_FUZZ_VOCAB:-}" ]; then
-    CAVPT_FUZZ_VOCAB=$(find Sources -name bpe_simple_vocab_16e6.txt.gz -print -quit)
-    # Until the vocabulary lives in the repository, the copy beside the checkout.
-    [ -n "$CAVPT_FUZZ_VOCAB" ] || CAVPT_FUZZ_VOCAB=../shared/data/bpe_simple_vocab_16e6.txt.gz
-fi
-export CAVPT_FUZZ_VOCAB=$(realpath "$CAVPT_FUZZ_VOCAB" 2>/dev/null || echo "$CAVPT_FUZZ_VOCAB")
 
 for target in "${targets[@]}"; do
     [ -z "${FUZZ_NO_BUILD:-}" ] || break
@@ -32,10 +26,6 @@ done
 
 status=0
 for target in "${targets[@]}"; do
-    if [ "$target" = FuzzTokenizer ] && [ ! -f "$CAVPT_FUZZ_VOCAB" ]; then
-        echo "fuzz/run.sh: FuzzTokenizer needs the vocabulary; $CAVPT_FUZZ_VOCAB does not exist (set CAVPT_FUZZ_VOCAB)" >&2
-        exit 1
-    fi
     corpus=$scratch/corpus/$target
     artifacts=$scratch/artifacts/$target
     export TMPDIR=$PWD/$scratch/tmp/$target

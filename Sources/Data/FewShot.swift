@@ -1,6 +1,7 @@
 // The few-shot protocol (DESIGN §2): per class K training images without replacement and
 // min(K, 4) validation images, drawn as CoOp/Dassl draw them; saved as JSON and reusable as is.
 import Foundation
+import Tensor
 
 /// The sampled lists of one few-shot run. Paths are relative to the dataset's image folder, as
 /// in the split files, so a file from one machine works on another with a different data root.

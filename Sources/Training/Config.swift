@@ -166,7 +166,7 @@ public struct Config: Sendable, Equatable {
     /// itself serves as the dataset YAML) when it holds a full definition.
     public mutating func merge(savedRun text: String, source: String, definitionFile: String? = nil) throws {
         try merge(yaml: text, source: source, ignoring: ["dataset"])
-        guard let top = (try? Yams.load(yaml: text)) as? [String: Any], let dataset = top["dataset"] as? [String: Any] else { return }
+        guard let top = (try? BoundedYAML.load(yaml: text)) as? [String: Any], let dataset = top["dataset"] as? [String: Any] else { return }
         if let name = dataset["name"] as? String { try set("dataset.name", raw: name, source: source) }
         if dataset["layout"] != nil {
             if let definitionFile { try set("dataset.config", raw: definitionFile, source: source) }
