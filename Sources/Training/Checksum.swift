@@ -1,6 +1,7 @@
 // CRC-32C (Castagnoli), the checksum checkpoints record for each file they hold (and the one
 // TFRecord framing uses). Slicing-by-8 tables: a few hundred MB/s, far more than a checkpoint needs.
 import Foundation
+import Tensor
 
 public enum CRC32C {
     static let tables: [[UInt32]] = {
@@ -41,7 +42,7 @@ public enum CRC32C {
 
     /// The file's checksum as 8 hex digits; nil when it cannot be read.
     public static func file(_ path: String) -> String? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        return String(format: "%08x", checksum(data))
+        guard let bytes = try? RegularFile.read(path) else { return nil }
+        return String(format: "%08x", bytes.withUnsafeBytes { checksum($0) })
     }
 }

@@ -195,10 +195,11 @@ struct Eval: ParsableCommand {
         try withCommunicator { comm in
             var c = Config()
             let configPath = config ?? (runDirectory! + "/config.yaml")
-            guard let text = try? String(contentsOfFile: configPath, encoding: .utf8) else {
-                throw TrainingError.input(FileManager.default.fileExists(atPath: configPath)
-                    ? "\(configPath): cannot read it as UTF-8 text"
-                    : "\(configPath) does not exist; is \(runDirectory ?? configPath) a run directory?")
+            let text: String
+            do { text = try RegularFile.text(configPath) } catch let error as RegularFileError {
+                throw TrainingError.input(error.missing
+                    ? "\(configPath) does not exist; is \(runDirectory ?? configPath) a run directory?"
+                    : "\(configPath): \(error.reason)")
             }
             try c.merge(savedRun: text, source: configPath, definitionFile: configPath)
             if let dataRoot { try c.set("data.root", raw: dataRoot, source: "--data-root") }

@@ -91,6 +91,20 @@ private func singleErrorLine(_ r: ProcessResult, sourceLocation: SourceLocation 
         #expect(singleErrorLine(r) == "error: \(fifo): cannot read config file: not a regular file (a FIFO)")
     }
 
+    @Test func fifoEvalConfigAndCheckpointStateAreRefused() throws {
+        let dir = temporaryDirectory("fifo-eval")
+        let checkpoint = dir + "/epoch-0001"
+        try FileManager.default.createDirectory(atPath: checkpoint, withIntermediateDirectories: true)
+        try Data().write(to: URL(fileURLWithPath: checkpoint + "/state.safetensors"))
+        try #require(mkfifo(dir + "/config.yaml", 0o644) == 0 && mkfifo(checkpoint + "/state.json", 0o644) == 0)
+        let eval = try runProcess(binaryPath, ["eval", "--checkpoint", checkpoint, "--config", dir + "/config.yaml"], timeout: 120)
+        #expect(singleErrorLine(eval) == "error: \(dir)/config.yaml: not a regular file (a FIFO)")
+        var arguments = tinyRun.trainArguments(method: "vpt_shallow", output: dir + "/run", epochs: 1)
+        arguments += ["--resume-from", checkpoint]
+        let train = try runProcess(binaryPath, arguments, timeout: 120)
+        #expect(singleErrorLine(train) == "error: \(checkpoint)/state.json: not a regular file (a FIFO)")
+    }
+
     @Test func fifoImageIsAnErrorNotAHang() throws {
         // A copy of the tiny dataset with one training image replaced by a FIFO.
         let dir = temporaryDirectory("fifo-image")
