@@ -5,7 +5,6 @@
 // events here is safe at any depth. (CYaml is not a Yams product; it is visible because Yams
 // depends on it, and must be the same copy Yams parses with.)
 import CYaml
-import Tensor
 import Yams
 
 public enum YAMLLimits {
@@ -18,12 +17,12 @@ public enum YAMLLimits {
     /// A syntax error ends the scan quietly: Yams reports it with its own message, having
     /// composed only events that were checked here.
     public static func violation(in text: String) -> String? {
-        var bytes = Array(text.utf8)
+        let bytes = Array(text.utf8)
         if bytes.isEmpty { return nil }
         var parser = yaml_parser_t()
         guard yaml_parser_initialize(&parser) == 1 else { return "libyaml could not allocate a parser" }
         defer { yaml_parser_delete(&parser) }
-        return bytes.withUnsafeMutableBufferPointer { buffer -> String? in
+        return bytes.withUnsafeBufferPointer { buffer -> String? in
             yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING)
             yaml_parser_set_input_string(&parser, buffer.baseAddress, buffer.count)
             return scan(&parser)
