@@ -61,6 +61,12 @@ while [ $# -gt 0 ]; do
         *) break ;;  # the train arguments
     esac
 done
+# --dry-run is never a train option: honour it wherever it stands (also after the config file).
+train_args=()
+for word in "$@"; do
+    if [ "$word" = --dry-run ]; then dry_run=1; else train_args+=("$word"); fi
+done
+set -- ${train_args[@]+"${train_args[@]}"}
 if [ "$command" = train ] && [ $# -gt 0 ] && [[ $1 != -* ]]; then set -- --config "$@"; fi
 
 per_node=$([ -n "$hostfile" ] && echo "$ppn" || echo "$ranks")

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs the paper's table as a sweep: every method × dataset × seed gets its own training run in
-# runs/<method>/<dataset>/seed<k>, either locally (a bounded number of runs at a time) or as one
+# runs/<dataset>/<method>/seed<k> (train's own layout; a dataset given as a YAML file is named by
+# the file, without folders or .yaml), with the launcher's output in the run's launcher.log, either locally (a bounded number of runs at a time) or as one
 # Slurm job array through cluster/slurm.sbatch. Runs whose results.json exists are skipped, so an
-# interrupted sweep is finished by starting it again. cluster/collect.py then prints the table.
+# interrupted sweep is finished by starting it again. `cavpt-dist report runs` then prints the tables
+# (`cavpt-dist sweep` does the same inside one MPI job, with fault isolation and resume).
 #
 #   cluster/sweep.sh --data-root ~/data --model ~/models/ViT-B-32 --jobs 2 --np 1
 #   cluster/sweep.sh --slurm --np 4 --jobs 8 --data-root /shared/data --model /shared/ViT-B-32
@@ -91,7 +93,8 @@ done_count=0
 for method in "${method_list[@]}"; do
     for dataset in "${dataset_list[@]}"; do
         for seed in "${seed_list[@]}"; do
-            output=$runs_dir/$method/$dataset/seed$seed
+            name=$(basename "$dataset"); name=${name%.yaml}; name=${name%.yml}
+            output=$runs_dir/$name/$method/seed$seed
             if [ -f "$output/results.json" ]; then
                 echo "# skip $output: results.json exists"
                 done_count=$((done_count + 1))
@@ -171,7 +174,7 @@ reap() {
             if [ $status = 0 ]; then
                 echo "done   ${run_of_pid[$pid]}"
             else
-                echo "FAILED ${run_of_pid[$pid]} (exit $status, log ${run_of_pid[$pid]}.log)"
+                echo "FAILED ${run_of_pid[$pid]} (exit $status, log ${run_of_pid[$pid]}/launcher.log)"
                 failed+=("${run_of_pid[$pid]}")
             fi
             unset "run_of_pid[$pid]"
@@ -188,9 +191,9 @@ for index in "${!pending[@]}"; do
     done
     eval "args=(${pending[$index]})"
     output=${outputs[$index]}
-    mkdir -p "$(dirname "$output")"
+    mkdir -p "$output"
     echo "start  $output"
-    "${launch[@]}" train "${args[@]}" > "$output.log" 2>&1 &
+    "${launch[@]}" train "${args[@]}" > "$output/launcher.log" 2>&1 &
     run_of_pid[$!]=$output
 done
 while [ ${#run_of_pid[@]} -gt 0 ]; do

@@ -10,9 +10,13 @@ public struct CLIPModel: Sendable {
     /// exp(logit_scale), the temperature on cosine similarities.
     public let logitScale: Float
 
-    public init(tensors: [String: Tensor]) throws {
-        image = try ImageEncoder(tensors)
-        text = try TextEncoder(tensors)
+    /// fp32: the products of SPEC §1 in fp32; bf16: weight matrices held once in bf16 (SPEC §6a).
+    public let precision: Precision
+
+    public init(tensors: [String: Tensor], precision: Precision = .fp32) throws {
+        self.precision = precision
+        image = try ImageEncoder(tensors, precision: precision)
+        text = try TextEncoder(tensors, precision: precision)
         guard let ls = tensors["logit_scale"], ls.count == 1 else { throw CLIPModelError.missingWeight("logit_scale") }
         logitScale = expf(ls.scalar)
     }

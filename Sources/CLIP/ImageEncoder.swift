@@ -8,15 +8,18 @@ import Tensor
 public struct ImageEncoder: Sendable {
     public let width: Int, layers: Int, heads: Int, patch: Int, resolution: Int, embedDim: Int
     public let blocks: [ResidualBlock]
-    let conv: Var                 // [d, 3, p, p]
+    let conv: FrozenMatrix        // [d, 3, p, p]
     let classEmbedding: Var       // [d]
     let positional: Var           // [T, d]
     let lnPre: (Var, Var), lnPost: (Var, Var)
-    let projection: Var           // [d, D]
+    let projection: FrozenMatrix  // [d, D]
+
+    /// The frozen weight matrices (patch conv, projection, every block's), in the run's precision.
+    public var matrices: [FrozenMatrix] { [conv, projection] + blocks.flatMap(\.matrices) }
 
     public var tokens: Int { 1 + (resolution / patch) * (resolution / patch) }
 
-    public init(_ weights: [String: Tensor]) throws {
+    public init(_ weights: [String: Tensor], precision: Precision = .fp32) throws {
         func w(_ name: String) throws -> Tensor {
             guard let t = weights["visual." + name] else { throw CLIPModelError.missingWeight("visual." + name) }
             return t
@@ -27,17 +30,17 @@ public struct ImageEncoder: Sendable {
         let pos = try w("positional_embedding")
         let grid = Int(Double(pos.shape[0] - 1).squareRoot().rounded())
         resolution = grid * patch
-        blocks = try ResidualBlock.stack(weights, prefix: "visual.transformer.resblocks.", width: width)
+        blocks = try ResidualBlock.stack(weights, prefix: "visual.transformer.resblocks.", width: width, precision: precision)
         heads = blocks.first?.heads ?? max(1, width / 64)
         layers = blocks.count
         let proj = try w("proj")
         embedDim = proj.lastDim
-        conv = Var(convWeight)
+        conv = FrozenMatrix(convWeight, precision: precision)
         classEmbedding = Var(try w("class_embedding"))
         positional = Var(pos)
         lnPre = (Var(try w("ln_pre.weight")), Var(try w("ln_pre.bias")))
         lnPost = (Var(try w("ln_post.weight")), Var(try w("ln_post.bias")))
-        projection = Var(proj)
+        projection = FrozenMatrix(proj, precision: precision)
     }
 
     /// pixels [n, 3, R, R] -> tokens after ln_pre [n, T, d] (the residual stream entering block 0).

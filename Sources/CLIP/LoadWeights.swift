@@ -25,6 +25,8 @@ public enum WeightError: Error, CustomStringConvertible {
     case cannotInfer(file: String, reason: String)
     case mismatch(file: String, naming: WeightNaming, missing: [NamedShape], unexpected: [NamedShape],
                   wrongShape: [ShapeMismatch])
+    /// A NaN or infinity in a frozen tensor would only surface as a diverged first step.
+    case nonFinite(file: String, name: String, index: Int, value: Float)
 
     public var description: String {
         switch self {
@@ -49,6 +51,8 @@ public enum WeightError: Error, CustomStringConvertible {
             }
             return "\(file): weights (\(naming.rawValue) names) do not fit the CLIP architecture their shapes imply: "
                 + parts.joined(separator: "; ")
+        case let .nonFinite(file, name, index, value):
+            return "\(file): tensor \(name) holds \(value) at element \(index); the weights file is damaged"
         }
     }
 }
@@ -130,6 +134,9 @@ public func loadCLIPWeights(from file: SafeTensorsFile) throws -> (config: CLIPC
     let expected = Dictionary(config.expectedShapes.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
     for need in needs {
         let stored = try file.tensor(need.source)
+        if let index = firstNonFiniteElement(stored) {
+            throw WeightError.nonFinite(file: file.path, name: need.source, index: index, value: stored.data[index])
+        }
         let shape = expected[need.canonical]!
         switch need.transform {
         case .none:
@@ -143,6 +150,13 @@ public func loadCLIPWeights(from file: SafeTensorsFile) throws -> (config: CLIPC
         }
     }
     return (config, tensors)
+}
+
+/// The index of the first NaN or infinity, if any (one pass at load).
+func firstNonFiniteElement(_ t: Tensor) -> Int? {
+    let x = t.data
+    for i in 0..<t.count where !x[i].isFinite { return i }
+    return nil
 }
 
 /// The canonical shape a source tensor of `shape` stands for.

@@ -8,27 +8,31 @@ import Tensor
 public struct TextEncoder: Sendable {
     public let width: Int, layers: Int, heads: Int, vocabularySize: Int, contextLength: Int, embedDim: Int
     public let blocks: [ResidualBlock]
-    public let tokenEmbedding: Tensor   // [V, w]
+    let tokenEmbedding: FrozenMatrix    // [V, w]
     let positional: Tensor              // [77, w]
     let lnFinal: (Var, Var)
-    let projection: Var                 // [w, D]
+    let projection: FrozenMatrix        // [w, D]
 
-    public init(_ weights: [String: Tensor]) throws {
+    /// The frozen weight matrices (token embedding, projection, every block's), in the run's precision.
+    public var matrices: [FrozenMatrix] { [tokenEmbedding, projection] + blocks.flatMap(\.matrices) }
+
+    public init(_ weights: [String: Tensor], precision: Precision = .fp32) throws {
         func w(_ name: String) throws -> Tensor {
             guard let t = weights[name] else { throw CLIPModelError.missingWeight(name) }
             return t
         }
-        tokenEmbedding = try w("token_embedding.weight")
-        vocabularySize = tokenEmbedding.shape[0]
-        width = tokenEmbedding.shape[1]
+        let table = try w("token_embedding.weight")
+        vocabularySize = table.shape[0]
+        width = table.shape[1]
+        tokenEmbedding = FrozenMatrix(table, precision: precision)
         positional = try w("positional_embedding")
         contextLength = positional.shape[0]
-        blocks = try ResidualBlock.stack(weights, prefix: "transformer.resblocks.", width: width)
+        blocks = try ResidualBlock.stack(weights, prefix: "transformer.resblocks.", width: width, precision: precision)
         heads = blocks.first?.heads ?? max(1, width / 64)
         layers = blocks.count
         let proj = try w("text_projection")
         embedDim = proj.lastDim
-        projection = Var(proj)
+        projection = FrozenMatrix(proj, precision: precision)
         lnFinal = (Var(try w("ln_final.weight")), Var(try w("ln_final.bias")))
     }
 
@@ -47,7 +51,11 @@ public struct TextEncoder: Sendable {
                 guard id >= 0 && id < vocabularySize else {
                     throw CLIPModelError.input("token id \(id) is outside the model's vocabulary of \(vocabularySize)")
                 }
-                (out.data + (k * L + j) * width).update(from: tokenEmbedding.data + id * width, count: width)
+                let row = out.data + (k * L + j) * width
+                switch tokenEmbedding {
+                case .fp32(let t): row.update(from: t.data + id * width, count: width)
+                case .bf16(let t): widenBF16(t.data + id * width, into: row, count: width)
+                }
             }
         }
         return out

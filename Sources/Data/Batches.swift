@@ -65,6 +65,12 @@ public struct Batch: @unchecked Sendable {
     public let positions: [Int]
     /// B: the number of samples in the whole global batch, across ranks.
     public let globalCount: Int
+
+    /// A shard with no samples (this rank takes part in the step's collectives with nothing), as a
+    /// rank whose images could not be read sends while its group learns of the failure.
+    public static func empty(index: Int, globalCount: Int, resolution: Int) -> Batch {
+        Batch(index: index, pixels: Tensor(zeros: [0, 3, resolution, resolution]), labels: [], positions: [], globalCount: globalCount)
+    }
 }
 
 /// Decodes and transforms one rank's shards on `workers` background threads, at most `prefetch`
@@ -83,15 +89,20 @@ public final class BatchLoader: @unchecked Sendable {
 
     /// Training batches of one epoch for rank `rank` of `size`. `samples` is the train list (the
     /// few-shot list, usually) whose paths are relative to `imageRoot`; `listName` names it in errors.
+    /// `firstBatch` > 0 skips the batches a resumed mid-epoch checkpoint has already trained.
     public static func training(samples: [Sample], imageRoot: String, listName: String, plan: EpochPlan,
                                 rank: Int, size: Int, resolution: Int,
-                                workers: Int = 2, prefetch: Int = 2) throws -> BatchLoader {
+                                workers: Int = 2, prefetch: Int = 2, firstBatch: Int = 0) throws -> BatchLoader {
         guard plan.order.count == samples.count else {
             throw DataError.invalidArgument("BatchLoader: the epoch plan covers \(plan.order.count) samples, "
                                             + "the \(listName) list has \(samples.count)")
         }
         try checkRank(rank, size)
-        let jobs = plan.globalBatches.enumerated().map { index, batch in
+        guard (0...plan.globalBatches.count).contains(firstBatch) else {
+            throw DataError.invalidArgument("BatchLoader: first batch \(firstBatch) is outside the epoch's "
+                                            + "\(plan.globalBatches.count) batches")
+        }
+        let jobs = plan.globalBatches.enumerated().dropFirst(firstBatch).map { index, batch in
             let positions = Array(EpochPlan.shard(batch, rank: rank, size: size))
             return BatchJob(index: index, samples: positions.map { samples[plan.order[$0]] },
                             positions: positions, globalCount: batch.count)
@@ -230,7 +241,7 @@ final class LoaderState: @unchecked Sendable {
             do {
                 let path = joinPath(imageRoot, job.samples[item].path)
                 let image: RGBImage
-                do { image = try JPEG.decode(path: path) } catch let error as DataError { throw error.listed(in: listName) }
+                do { image = try ImageFile.decode(path: path) } catch let error as DataError { throw error.listed(in: listName) }
                 let destination = slot.pixels.data + item * imageFloats
                 switch transform {
                 case let .train(seed, epoch):

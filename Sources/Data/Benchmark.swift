@@ -9,7 +9,7 @@ public func benchmarkDecodeAugment(paths: [String], resolution: Int, threads: In
     guard !paths.isEmpty, resolution >= 1, threads >= 1, seconds > 0 else {
         throw DataError.invalidArgument("benchmarkDecodeAugment: need images, resolution >= 1, threads >= 1, seconds > 0")
     }
-    for path in paths { _ = try JPEG.decode(path: path) }  // fail on a bad file before timing
+    for path in paths { _ = try ImageFile.decode(path: path) }  // fail on a bad file before timing
 
     final class Counter: @unchecked Sendable {
         let lock = NSLock()
@@ -31,7 +31,7 @@ public func benchmarkDecodeAugment(paths: [String], resolution: Int, threads: In
                 counter.next += 1
                 counter.lock.unlock()
                 do {
-                    let image = try JPEG.decode(path: paths[i % paths.count])
+                    let image = try ImageFile.decode(path: paths[i % paths.count])
                     var rng = ImageTransforms.augmentationRNG(seed: 0, epoch: 0, position: i)
                     writeTrainImage(image, resolution: resolution, rng: &rng, into: slot.data)
                 } catch {

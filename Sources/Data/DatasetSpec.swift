@@ -12,6 +12,13 @@ public enum DatasetLayout: String, Codable, Sendable, CaseIterable {
     case fgvcAircraft = "fgvc-aircraft"
     /// CoOp's ImageNet: `classnames.txt` ("wnid name" lines) + `images/{train,val}/<wnid>/*`.
     case imagenet = "imagenet"
+    /// ImageNet-Sketch, -A and -R as CoOp reads them: `<images>/<wnid>/*` (label = index of the
+    /// sorted wnid folders present, e.g. 200 for -A and -R) with names from ImageNet's
+    /// `classnames.txt`; every split is the one image set (evaluation only).
+    case wnidFolders = "wnid-folders"
+    /// ImageNet-V2 as CoOp reads it: `<images>/<0…999>/*` (the folder number is the label, the
+    /// n-th line of `classnames.txt` its name); evaluation only.
+    case imagenetV2 = "imagenet-v2"
     /// `root/<class>/*.jpg`, or `root/{train,val,test}/<class>/*.jpg`.
     case imageFolder = "image-folder"
 }
@@ -146,7 +153,8 @@ public struct DatasetSpec: Codable, Equatable, Sendable {
             throw fail("layout fgvc-aircraft needs dataset.splitFile (with {split}) and dataset.classFile")
         case .fgvcAircraft where !(splitFile ?? "").contains("{split}"):
             throw fail("dataset.splitFile must contain {split} for layout fgvc-aircraft")
-        case .imagenet where classFile == nil: throw fail("layout imagenet needs dataset.classFile")
+        case .imagenet where classFile == nil, .wnidFolders where classFile == nil, .imagenetV2 where classFile == nil:
+            throw fail("layout \(layout.rawValue) needs dataset.classFile")
         default: break
         }
     }

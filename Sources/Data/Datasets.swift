@@ -75,6 +75,8 @@ public func loadDataset(spec: DatasetSpec, dataRoot: String) throws -> DatasetSp
         return try readImageNet(folder: datasetFolder, spec: spec, imageRoot: imageRoot)
     case .imageFolder:
         return try readImageFolder(spec: spec, imageRoot: imageRoot)
+    case .wnidFolders, .imagenetV2:
+        return try readImageNetVariant(folder: datasetFolder, spec: spec, imageRoot: imageRoot)
     }
 }
 
@@ -208,16 +210,21 @@ func readLines(_ file: String) throws -> [(number: Int, text: String)] {
 /// CoOp's ImageNet: labels are the sorted wnid folders of `images/train`, names come from
 /// `classnames.txt` ("<wnid> <name>"), and `images/val` serves as both val and test (as in CoOp).
 /// Images within a class folder are sorted by name (CoOp lists them in directory order).
-func readImageNet(folder: String, spec: DatasetSpec, imageRoot: String) throws -> DatasetSplits {
-    let classFile = joinPath(folder, spec.classFile ?? "")
-    var nameOf: [String: String] = [:]
-    for line in try readLines(classFile) {
+/// `classnames.txt`: "<wnid> <class name>" lines, in file order.
+func readWnidNames(_ classFile: String) throws -> [(wnid: String, name: String)] {
+    try readLines(classFile).map { line in
         let words = line.text.split(separator: " ", maxSplits: 1)
         guard words.count == 2 else {
             throw DataError.splitFile(file: classFile, reason: "line \(line.number) is not '<wnid> <class name>': \(line.text)")
         }
-        nameOf[String(words[0])] = String(words[1])
+        return (String(words[0]), String(words[1]))
     }
+}
+
+func readImageNet(folder: String, spec: DatasetSpec, imageRoot: String) throws -> DatasetSplits {
+    let classFile = joinPath(folder, spec.classFile ?? "")
+    var nameOf: [String: String] = [:]
+    for (wnid, name) in try readWnidNames(classFile) { nameOf[wnid] = name }
     let trainDir = joinPath(imageRoot, "train"), testDir = joinPath(imageRoot, "val")
     let wnids = try subfolders(of: trainDir)
     guard !wnids.isEmpty else { throw DataError.layout(path: trainDir, reason: "no class folders") }
@@ -247,6 +254,38 @@ func readImageNet(folder: String, spec: DatasetSpec, imageRoot: String) throws -
                          test: test, classNames: classNames)
 }
 
+/// ImageNet-V2 (`imagenet-v2`) and ImageNet-Sketch/-A/-R (`wnid-folders`), as CoOp's readers:
+/// one image set serving as train, val and test (they are evaluated, not trained on).
+func readImageNetVariant(folder: String, spec: DatasetSpec, imageRoot: String) throws -> DatasetSplits {
+    let classFile = joinPath(folder, spec.classFile ?? "")
+    let names = try readWnidNames(classFile)
+    var samples: [Sample] = []
+    var classNames: [String] = []
+    if spec.layout == .imagenetV2 {
+        // Folders 0…999: the label, and the index into classnames.txt's lines.
+        for (label, entry) in names.enumerated() {
+            classNames.append(spec.classNames.apply(entry.name))
+            let dir = joinPath(imageRoot, String(label))
+            guard ConfigLocator.isDirectory(dir) else { continue }
+            for file in try jpegFiles(in: dir) { samples.append(Sample(path: "\(label)/\(file)", label: label)) }
+        }
+    } else {
+        var nameOf: [String: String] = [:]
+        for (wnid, name) in names { nameOf[wnid] = name }
+        let wnids = try subfolders(of: imageRoot)
+        guard !wnids.isEmpty else { throw DataError.layout(path: imageRoot, reason: "no class folders") }
+        for (label, wnid) in wnids.enumerated() {
+            guard let name = nameOf[wnid] else {
+                throw DataError.splitFile(file: classFile, reason: "no class name for folder \(wnid) of \(imageRoot)")
+            }
+            classNames.append(spec.classNames.apply(name))
+            for file in try jpegFiles(in: joinPath(imageRoot, wnid)) { samples.append(Sample(path: "\(wnid)/\(file)", label: label)) }
+        }
+    }
+    guard !samples.isEmpty else { throw DataError.layout(path: imageRoot, reason: "no images in its class folders") }
+    return DatasetSplits(name: spec.name, imageRoot: imageRoot, train: samples, val: samples, test: samples, classNames: classNames)
+}
+
 // MARK: - Image folder
 
 /// `root/<class>/*.jpg`: labels from the sorted class folder names. With `root/train`,
@@ -269,7 +308,7 @@ func readImageFolder(spec: DatasetSpec, imageRoot: String) throws -> DatasetSpli
                                       label: labelOf[folder] ?? 0))
             }
         }
-        guard !samples.isEmpty else { throw DataError.layout(path: dir, reason: "no .jpg/.jpeg images in its class folders") }
+        guard !samples.isEmpty else { throw DataError.layout(path: dir, reason: "no .jpg, .jpeg or .png images in its class folders") }
         return samples
     }
     let train: [Sample], val: [Sample], test: [Sample]
@@ -298,16 +337,13 @@ func subfolders(of dir: String) throws -> [String] {
         .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
 }
 
-/// Visible `.jpg`/`.jpeg` files (any case), sorted by name.
+/// Visible image files (`.jpg`, `.jpeg`, `.png`, any case), sorted by name.
 func jpegFiles(in dir: String) throws -> [String] {
     let entries: [String]
     do { entries = try FileManager.default.contentsOfDirectory(atPath: dir) } catch {
         throw DataError.layout(path: dir, reason: "cannot list the folder")
     }
-    return entries.filter { name in
-        let lower = name.lowercased()
-        return !name.hasPrefix(".") && (lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg"))
-    }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    return entries.filter { !$0.hasPrefix(".") && ImageFile.hasImageExtension($0) }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
 }
 
 func joinPath(_ base: String, _ relative: String) -> String {

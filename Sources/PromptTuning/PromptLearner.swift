@@ -82,11 +82,16 @@ public final class PromptLearner: @unchecked Sendable {
         return Array(Set(resolved)).sorted()
     }
 
+    /// Whether a trained tensor serves training only: CAVPT's class branch (`cavpt.{l}.classifier`)
+    /// shapes the CAVPT loss over the training classes and plays no part in a prediction.
+    public static func isTrainingOnly(_ name: String) -> Bool { name.hasPrefix("cavpt.") && name.hasSuffix(".classifier.weight") }
+
     /// Sets trained tensors by canonical name (e.g. from `--params` or a checkpoint); every given
-    /// name must exist with the same shape.
-    public func load(_ tensors: [String: Tensor], requireAll: Bool = false) throws {
+    /// name must exist with the same shape. `forEvaluation` skips the training-only tensors, so a
+    /// run evaluates on classes other than those it trained on (base-to-new, cross-dataset).
+    public func load(_ tensors: [String: Tensor], requireAll: Bool = false, forEvaluation: Bool = false) throws {
         let known = Dictionary(uniqueKeysWithValues: parameters)
-        for (name, t) in tensors {
+        for (name, t) in tensors where !(forEvaluation && Self.isTrainingOnly(name)) {
             guard let v = known[name] else {
                 throw PromptError.parameter("unexpected trained tensor \"\(name)\" (this method trains: \(parameters.map(\.0).joined(separator: ", ")))")
             }
@@ -95,7 +100,7 @@ public final class PromptLearner: @unchecked Sendable {
             }
             v.value.assign(t)
         }
-        if requireAll, let missing = parameters.first(where: { tensors[$0.0] == nil }) {
+        if requireAll, let missing = parameters.first(where: { tensors[$0.0] == nil && !(forEvaluation && Self.isTrainingOnly($0.0)) }) {
             throw PromptError.parameter("missing trained tensor \"\(missing.0)\"")
         }
     }
@@ -168,7 +173,10 @@ public final class PromptLearner: @unchecked Sendable {
     }
 
     /// The prompted image encoder. Returns image features [b, D] and each CAVPT layer's class logits.
-    public func imageFeatures(pixels: Tensor, selection: Selection, textFeatures: Var) -> (Var, [Var]) {
+    /// `lastLayer` sees the last image block and the tokens entering it (class token, patches and
+    /// whatever prompts that layer has), e.g. for its attention map.
+    public func imageFeatures(pixels: Tensor, selection: Selection, textFeatures: Var,
+                              lastLayer: ((ResidualBlock, Var) -> Void)? = nil) -> (Var, [Var]) {
         let image = model.image
         let b = pixels.shape[0], T = image.tokens, L = image.layers
         var x = image.embed(Var(pixels))
@@ -190,21 +198,48 @@ public final class PromptLearner: @unchecked Sendable {
                 cavptIndex += 1
                 let (prompts, logits) = module(tokens: sliceTokens(x, 0..<T), queryText: queryText!, selectedPerImage: kN)
                 classLogits.append(logits)
-                x = image.blocks[l](concatTokens([x, prompts], samples: b), outputs: .prefix(last ? 1 : carried))
+                let input = concatTokens([x, prompts], samples: b)
+                if last { lastLayer?(image.blocks[l], input) }
+                x = image.blocks[l](input, outputs: .prefix(last ? 1 : carried))
             } else if let row = promptRow[l], let visualPrompts {
                 let rowPrompts = reshape(sliceLeading(visualPrompts, row..<(row + 1)),
                                          [settings.visualLength, image.width])
-                let input = concatTokens([x, rowPrompts], samples: b)
+                let input = settings.visualPrompt == .none ? x : concatTokens([x, rowPrompts], samples: b)
+                if last { lastLayer?(image.blocks[l], input) }
                 switch settings.visualPrompt {
                 case .deep: x = image.blocks[l](input, outputs: .prefix(last ? 1 : carried))
                 case .shallow: x = image.blocks[l](input, outputs: last ? .prefix(1) : .all)   // carried on
                 case .none: x = image.blocks[l](x, outputs: last ? .prefix(1) : .all)
                 }
             } else {
+                if last { lastLayer?(image.blocks[l], x) }
                 x = image.blocks[l](x, outputs: last ? .prefix(1) : .all)
             }
         }
         return (image.head(x), classLogits)
+    }
+
+    /// The last image layer's attention of the class token over the patch tokens, averaged over
+    /// heads, with whatever prompts that layer has (the softmax runs over every key, prompts
+    /// included; the map is its patch part): [b, grid, grid] (CAVPT paper, Figs. 1 and 4).
+    public func classTokenAttention(pixels: Tensor) -> Tensor {
+        let selection = select(pixels: pixels, epoch: Int.max)
+        let textFeatures = evaluationTextFeatures()
+        var probabilities: Tensor?
+        _ = imageFeatures(pixels: pixels, selection: selection, textFeatures: Var(textFeatures)) { block, input in
+            probabilities = block.attentionProbabilities(input, queryRows: 1)
+        }
+        let p = probabilities!                                   // [b, heads, 1, S]
+        let (b, heads, S) = (p.shape[0], p.shape[1], p.shape[3])
+        let grid = model.image.resolution / model.image.patch
+        let maps = Tensor(zeros: [b, grid, grid])
+        for i in 0..<b {
+            for h in 0..<heads {
+                let row = p.data + (i * heads + h) * S
+                for j in 0..<(grid * grid) { maps.data[i * grid * grid + j] += row[1 + j] / Float(heads) }
+            }
+        }
+        return maps
     }
 
     /// Per-shard contributions to the global loss.
@@ -214,6 +249,9 @@ public final class PromptLearner: @unchecked Sendable {
         /// Main logits [b, K] (for accuracy).
         public var logits: Tensor
         public var correct: Int
+        /// The CAVPT term's share of `loss` (α · L_ca, same normalisation); 0 without CAVPT. The rest
+        /// of `loss` is the cross-entropy part (with the guidance terms in that phase).
+        public var cavptLoss: Float = 0
     }
 
     /// The loss of DESIGN §3.1/§3.3 for this shard, normalised by global counts so that summing the
@@ -236,13 +274,15 @@ public final class PromptLearner: @unchecked Sendable {
                 + perBatch * crossEntropy(zeroShotLearned, .hard(labels), reduction: .sum)
                 + perBatch * crossEntropy(promptedTemplate, .hard(labels), reduction: .sum)
         }
+        var cavptShare: Float = 0
         if !classLogits.isEmpty && contributingPairs > 0 {
-            let ca = classAwareLoss(classLogits, labels: labels, selection: selection)
-            total = total + (settings.cavpt.alpha / Float(contributingPairs)) * ca
+            let ca = (settings.cavpt.alpha / Float(contributingPairs)) * classAwareLoss(classLogits, labels: labels, selection: selection)
+            cavptShare = ca.value.scalar
+            total = total + ca
         }
         let predictions = argmaxRows(logits.value)
         let correct = zip(predictions, labels).reduce(0) { $0 + ($1.0 == $1.1 ? 1 : 0) }
-        return StepOutput(loss: total, logits: logits.value, correct: correct)
+        return StepOutput(loss: total, logits: logits.value, correct: correct, cavptLoss: cavptShare)
     }
 
     /// Σ over this shard's counting (layer, image, slot) entries of the class-branch CE.

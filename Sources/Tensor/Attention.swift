@@ -43,7 +43,14 @@ public func causalMask(_ S: Int) -> Tensor {
 @inline(__always) func softmaxRowInPlace(_ row: UnsafeMutablePointer<Float>, count k: Int) {
     var mx = -Float.infinity
     for j in 0..<k where row[j] > mx { mx = row[j] }
-    if mx == -.infinity { row.update(repeating: 0, count: k); return }
+    if mx == -.infinity {
+        // A fully masked row attends to nothing; a NaN row (NaN compares false above) stays NaN, so
+        // a diverged state reaches the loss and the divergence guard instead of turning into zeros.
+        var nan = false
+        for j in 0..<k where row[j].isNaN { nan = true }
+        row.update(repeating: nan ? .nan : 0, count: k)
+        return
+    }
     var total: Float = 0
     for j in 0..<k { let e = fastExp(row[j] - mx); row[j] = e; total += e }
     let inv = 1 / total

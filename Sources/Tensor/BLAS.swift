@@ -1,5 +1,6 @@
-// Every matrix product in cavpt-dist goes through here: cblas_sgemm, its strided-batched
-// loop for attention's many small products, and per-task GEMM counting for tests.
+// Every fp32 matrix product in cavpt-dist goes through here: cblas_sgemm, its strided-batched
+// loop for attention's many small products, and per-task GEMM counting for tests (the bf16
+// products of runtime.precision bf16 go through OneDNN.swift and are counted here too).
 import CBLAS
 import Dispatch
 import Foundation
@@ -14,6 +15,11 @@ public final class OpCounter: @unchecked Sendable {
     public var seconds = 0.0
     /// The same for products under 2 MFLOP (attention heads): count, flops, seconds.
     public var smallGEMMs = 0, smallFlops = 0.0, smallSeconds = 0.0
+    /// Products through oneDNN with bf16 inputs (runtime.precision bf16): count, flops, seconds
+    /// (seconds only when `timed`). Not included in `gemms`/`flops`/`seconds`, which are sgemm's.
+    public var bf16GEMMs = 0, bf16Flops = 0.0, bf16Seconds = 0.0
+    /// The same for the small batched products of attention done in bf16.
+    public var bf16SmallGEMMs = 0, bf16SmallFlops = 0.0, bf16SmallSeconds = 0.0
     public let timed: Bool
     public init() { timed = false }
     public init(timed: Bool) { self.timed = timed }

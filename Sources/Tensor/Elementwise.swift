@@ -68,16 +68,18 @@ public func addBroadcast(_ x: Var, _ p: Var) -> Var {
     }
 }
 
-/// QuickGELU(z) = z · σ(1.702 z), CLIP's activation.
-public func quickGELU(_ x: Var) -> Var {
+/// QuickGELU(z) = z · σ(1.702 z), CLIP's activation. `bf16Copy`: also write y rounded to bf16 (as layerNorm).
+public func quickGELU(_ x: Var, bf16Copy: Bool = false) -> Var {
     let n = x.value.count
     let y = Tensor(uninitialized: x.value.shape)
     let (px, py) = (x.value.data, y.data)
+    let yb = bf16Copy ? y.attachBF16() : nil
     Parallel.chunks(n, grain: 1 << 15) { range in
         for i in range {
             let z = px[i]
             py[i] = z / (1 + _exp(-1.702 * z))
         }
+        if let yb { roundRangeToBF16(py + range.lowerBound, into: yb + range.lowerBound, count: range.count) }
     }
     return Var.op(y, [x]) { dy in
         // d/dz z σ(az) = σ + a z σ (1 − σ)

@@ -7,10 +7,13 @@ import Darwin
 
 /// LayerNorm over the last axis: y = (x − μ)/sqrt(σ² + eps) · γ + β   (biased σ², as PyTorch).
 ///   x: [..., d]  γ, β: [d]
-public func layerNorm(_ x: Var, _ gamma: Var, _ beta: Var, eps: Float = 1e-5) -> Var {
+/// `bf16Copy` (runtime.precision bf16) also writes y rounded to bf16 in the same pass, for the bf16
+/// product that reads y next; the fp32 y is unchanged.
+public func layerNorm(_ x: Var, _ gamma: Var, _ beta: Var, eps: Float = 1e-5, bf16Copy: Bool = false) -> Var {
     let d = x.value.lastDim, n = x.value.rows
     precondition(gamma.value.count == d && beta.value.count == d, "layerNorm: γ/β \(gamma.shape) vs width \(d)")
     let y = Tensor(uninitialized: x.value.shape)
+    let yb = bf16Copy ? y.attachBF16() : nil
     let xhat = Tensor(uninitialized: x.value.shape)   // saved for backward
     let rstd = Tensor(uninitialized: [n])
     let (px, py, ph, pr, pg, pb) = (x.value.data, y.data, xhat.data, rstd.data, gamma.value.data, beta.value.data)
@@ -30,6 +33,7 @@ public func layerNorm(_ x: Var, _ gamma: Var, _ beta: Var, eps: Float = 1e-5) ->
             h[j] = v
             out[j] = v * pg[j] + pb[j]
         }
+        if let yb { roundRangeToBF16(out, into: yb + r * d, count: d) }
     } }
     return Var.op(y, [x, gamma, beta]) { dy in
         // Reach the saved buffers through their tensors so the closure keeps them alive.

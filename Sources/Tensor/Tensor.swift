@@ -11,6 +11,9 @@ import Darwin
 public final class Storage: @unchecked Sendable {
     public let base: UnsafeMutablePointer<Float>
     public let capacity: Int
+    /// runtime.precision bf16: the values rounded to bf16, when the op that wrote them also wrote
+    /// these (LayerNorm, QuickGELU) for the bf16 product that reads them next. Never changed after.
+    var bf16: BF16Storage?
 
     init(capacity: Int, zeroed: Bool) {
         _ = Self.keepFreedMemory

@@ -54,6 +54,10 @@ public func sliceTokens(_ x: Var, _ range: Range<Int>) -> Var {
     for s in 0..<n {
         (y.data + s * len * d).update(from: x.value.data + (s * S + range.lowerBound) * d, count: len * d)
     }
+    if let shadow = x.value.storage.bf16 {   // the bf16 copy comes along (runtime.precision bf16)
+        let (src, dst) = (shadow.base + x.value.offset, y.attachBF16())
+        for s in 0..<n { (dst + s * len * d).update(from: src + (s * S + range.lowerBound) * d, count: len * d) }
+    }
     return Var.op(y, [x]) { dy in
         let dx = Tensor(zeros: x.value.shape)
         for s in 0..<n {

@@ -22,6 +22,9 @@ public struct CheckpointState: Codable, Sendable, Equatable {
     /// CRC-32C of each file the checkpoint holds besides this state (`state.safetensors`), as
     /// "crc32c:xxxxxxxx"; verified on load. Absent in checkpoints written before 0.2.
     public var files: [String: String]?
+    /// Set when the checkpoint was taken inside epoch `epoch` (a preemption): training resumes at
+    /// step `progress.steps` of it. Absent at an epoch boundary and in state.json of older versions.
+    public var progress: EpochProgress? = nil
 }
 
 public struct Checkpoint {
@@ -35,23 +38,39 @@ public enum Checkpoints {
     static let tensorsFile = "state.safetensors"
     static let stateFile = "state.json"
 
-    public static func folderName(epoch: Int) -> String { String(format: "epoch-%04d", epoch) }
-
-    /// The epoch a checkpoint folder's name says (`epoch-0012` → 12); nil for other names.
-    public static func epoch(ofFolder name: String) -> Int? {
-        guard name.hasPrefix("epoch-"), !name.hasSuffix(".tmp") else { return nil }
-        let digits = name.dropFirst("epoch-".count)
-        guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber) else { return nil }
-        return Int(digits)
+    /// `epoch-NNNN` after NNNN epochs; `epoch-NNNN-step-SSSS` after S more steps (a preemption),
+    /// which comes after epoch-NNNN and before the next epoch's.
+    public static func folderName(epoch: Int, step: Int = 0) -> String {
+        step == 0 ? String(format: "epoch-%04d", epoch) : String(format: "epoch-%04d-step-%04d", epoch, step)
     }
 
-    /// Writes `dir/epoch-NNNN` atomically and keeps the newest `keep` checkpoints.
+    /// The epoch a checkpoint folder's name says (`epoch-0012` → 12, `epoch-0012-step-0003` → 12);
+    /// nil for other names.
+    public static func epoch(ofFolder name: String) -> Int? { position(ofFolder: name)?.epoch }
+
+    /// Epochs and further steps a checkpoint folder's name says (`epoch-0012-step-0003` → (12, 3),
+    /// `epoch-0012` → (12, 0)); checkpoints are ordered by it. nil for other names.
+    public static func position(ofFolder name: String) -> (epoch: Int, step: Int)? {
+        guard name.hasPrefix("epoch-"), !name.hasSuffix(".tmp") else { return nil }
+        let parts = name.dropFirst("epoch-".count).split(separator: "-", omittingEmptySubsequences: false)
+        func number(_ digits: Substring) -> Int? {
+            guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber) else { return nil }
+            return Int(digits)
+        }
+        if parts.count == 1, let epoch = number(parts[0]) { return (epoch, 0) }
+        if parts.count == 3, parts[1] == "step", let epoch = number(parts[0]), let step = number(parts[2]), step > 0 {
+            return (epoch, step)
+        }
+        return nil
+    }
+
+    /// Writes `dir/epoch-NNNN` (or `epoch-NNNN-step-SSSS`) atomically and keeps the newest `keep` checkpoints.
     public static func write(_ state: CheckpointState, parameters: [(String, Tensor)], momentum: [String: Tensor],
                              to dir: String, keep: Int) throws {
         var state = state
         let fm = FileManager.default
         try createDirectory(dir)
-        let final = dir + "/" + folderName(epoch: state.epoch)
+        let final = dir + "/" + folderName(epoch: state.epoch, step: state.progress?.steps ?? 0)
         let temporary = final + ".tmp"
         try? fm.removeItem(atPath: temporary)
         try createDirectory(temporary)
@@ -79,11 +98,11 @@ public enum Checkpoints {
         for old in complete.dropLast(max(keep, 1)) { try? fm.removeItem(atPath: old) }
     }
 
-    /// Complete checkpoint folders in `dir`, oldest first (ordered by epoch number).
+    /// Complete checkpoint folders in `dir`, oldest first (ordered by epoch, then step, number).
     public static func list(_ dir: String) throws -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        return names.compactMap { name in epoch(ofFolder: name).map { (name, $0) } }
-            .sorted { $0.1 < $1.1 }
+        return names.compactMap { name in position(ofFolder: name).map { (name, $0) } }
+            .sorted { ($0.1.epoch, $0.1.step) < ($1.1.epoch, $1.1.step) }
             .map { dir + "/" + $0.0 }
             .filter { FileManager.default.fileExists(atPath: $0 + "/" + stateFile)
                       && FileManager.default.fileExists(atPath: $0 + "/" + tensorsFile) }
@@ -115,8 +134,13 @@ public enum Checkpoints {
         let file = try SafeTensorsFile(path: tensorsPath)
         var parameters: [String: Tensor] = [:], momentum: [String: Tensor] = [:]
         for name in file.names {
-            if name.hasPrefix("momentum.") { momentum[String(name.dropFirst("momentum.".count))] = try file.tensor(name) }
-            else { parameters[name] = try file.tensor(name) }
+            let tensor = try file.tensor(name)
+            // train never checkpoints a non-finite state (the divergence guard stops first).
+            guard allFinite(tensor) else {
+                throw TrainingError.checkpoint("\(tensorsPath): tensor \(name) holds NaN or infinity; the checkpoint is not usable")
+            }
+            if name.hasPrefix("momentum.") { momentum[String(name.dropFirst("momentum.".count))] = tensor }
+            else { parameters[name] = tensor }
         }
         return Checkpoint(state: state, parameters: parameters, momentum: momentum, path: path)
     }
@@ -126,8 +150,10 @@ public enum Checkpoints {
     static func validate(_ state: CheckpointState, path: String) throws {
         let folder = (path as NSString).lastPathComponent
         guard state.epoch >= 0 else { throw TrainingError.checkpoint("\(path)/\(stateFile): epoch \(state.epoch) is negative") }
-        if let named = epoch(ofFolder: folder), named != state.epoch {
-            throw TrainingError.checkpoint("\(path)/\(stateFile): epoch \(state.epoch) does not match the folder name \(folder)")
+        if let named = position(ofFolder: folder), named.epoch != state.epoch || named.step != (state.progress?.steps ?? 0) {
+            throw TrainingError.checkpoint("\(path)/\(stateFile): epoch \(state.epoch)"
+                                           + (state.progress.map { " step \($0.steps)" } ?? "")
+                                           + " does not match the folder name \(folder)")
         }
         var saved = Config()
         if (try? saved.merge(savedRun: state.config, source: path + "/" + stateFile)) != nil, state.epoch > saved.int("train.epochs") {
@@ -154,7 +180,7 @@ func createDirectory(_ path: String) throws {
 
 /// Writes a file under a temporary name, fsyncs it and renames it into place, so a crash or a full
 /// disk leaves either the old file or the new one, never a torn one. Errors name the file.
-func writeDurably(_ data: Data, to path: String) throws {
+public func writeDurably(_ data: Data, to path: String) throws {
     let temporary = path + ".tmp"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw TrainingError.input("cannot write \(path): \(String(cString: strerror(errno)))") }

@@ -40,9 +40,22 @@ public enum CRC32C {
 
     public static func checksum(_ data: Data) -> UInt32 { data.withUnsafeBytes { checksum($0) } }
 
-    /// The file's checksum as 8 hex digits; nil when it cannot be read.
+    /// The file's checksum as 8 hex digits, read in 8 MB pieces (a 600 MB weight file never sits in
+    /// memory); nil when it cannot be read.
     public static func file(_ path: String) -> String? {
-        guard let bytes = try? RegularFile.read(path) else { return nil }
-        return String(format: "%08x", bytes.withUnsafeBytes { checksum($0) })
+        guard let (fd, _) = try? RegularFile.open(path) else { return nil }
+        defer { close(fd) }
+        var crc: UInt32 = 0
+        let size = 8 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
+        defer { buffer.deallocate() }
+        while true {
+            let n = read(fd, buffer, size)
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { return nil }
+            if n == 0 { break }
+            crc = checksum(UnsafeRawBufferPointer(start: buffer, count: n), continuing: crc)
+        }
+        return String(format: "%08x", crc)
     }
 }

@@ -71,10 +71,16 @@ public enum ConfigSchema {
         "method.visualLength": (.int(min: 1), .int(10)),
         "dataset.name": (.string, .string("")),
         "dataset.config": (.string, .string("")),
+        "dataset.template": (.string, .string("")),
+        "dataset.folder": (.string, .string("")),
+        "dataset.images": (.string, .string("")),
+        "dataset.splitFile": (.string, .string("")),
+        "dataset.classFile": (.string, .string("")),
         "model.path": (.string, .string("")),
         "model.vocab": (.string, .string("")),
         "data.root": (.string, .string("")),
         "data.fewshot": (.string, .string("")),
+        "data.subsample": (.choice(["all", "base", "new"]), .string("all")),
         "output.dir": (.string, .string("")),
         // CAVPT (DESIGN §3.1–3.3).
         "cavpt.layers": (.intList, .intList([])),
@@ -107,14 +113,100 @@ public enum ConfigSchema {
         "checkpoint.keep": (.int(min: 1), .int(3)),
         "eval.batchSize": (.int(min: 1), .int(100)),
         "eval.split": (.choice(["test", "val"]), .string("test")),
+        "eval.valEvery": (.int(min: 0), .int(0)),
         "runtime.blasThreads": (.int(min: 0), .int(0)),
+        "runtime.precision": (.choice(["fp32", "bf16"]), .string("fp32")),
     ]
+
+    /// What each key means, for `cavpt-dist config --list` and the README's table (which a test
+    /// keeps equal to that list).
+    public static let meanings: [String: String] = [
+        "method.name": "preset name (informative; `--method` picks the preset)",
+        "method.textPrompt": "learn a CoOp text context",
+        "method.textLength": "M, learned context tokens",
+        "method.visualPrompt": "`none`, `shallow` (prompts into layer 1, carried through) or `deep` (fresh prompts per layer)",
+        "method.visualLength": "P, visual prompt tokens per layer",
+        "dataset.name": "the dataset's name (set by `--dataset` or the config's `dataset:` section)",
+        "dataset.config": "the dataset definition file (set by `--dataset`)",
+        "dataset.template": "override the dataset's prompt template (must contain {})",
+        "dataset.folder": "override the dataset's folder under the data root",
+        "dataset.images": "override the dataset's image folder (under its folder)",
+        "dataset.splitFile": "override the dataset's split file",
+        "dataset.classFile": "override the dataset's class-name file",
+        "model.path": "CLIP weights: a .safetensors file or a folder (`--model`)",
+        "model.vocab": "tokenizer vocabulary (`--vocab`; default: found next to the weights, or the bundled one)",
+        "data.root": "the folder holding the datasets (`--data-root`)",
+        "data.fewshot": "a few-shot list file to train on instead of sampling (`--fewshot`)",
+        "data.subsample": "`all`, `base` or `new`: the class half a run trains and evaluates on (base-to-new)",
+        "output.dir": "the run directory (`--output`; default runs/<dataset>/<method>/seed<seed>)",
+        "cavpt.layers": "1-based image layers with a CAVPT module; negative counts from the end (`[-1]` = last)",
+        "cavpt.topK": "K_N, classes selected per image by zero-shot CLIP (0 = all; capped at K)",
+        "cavpt.queries": "`template` (frozen template text features) or `learned` (learned-context features)",
+        "cavpt.queryDepth": "query MLP layers (1 or 2)",
+        "cavpt.residual": "`classToken` or `query`: what is added to the attention output before LN_b",
+        "cavpt.outputProjection": "a Linear d→d after LN_b",
+        "cavpt.nonTarget": "`uniform` or `ignore`: the CAVPT loss for slots whose class is not the label",
+        "cavpt.alpha": "weight of the CAVPT loss",
+        "cavpt.guidanceEpochs": "epochs of the released code's general-knowledge guidance loss",
+        "train.epochs": "epochs",
+        "train.shots": "few-shot K per class",
+        "train.batchSize": "global batch B (split over the ranks)",
+        "train.seed": "few-shot subset, data order, augmentation, initialisation",
+        "train.workers": "JPEG decoding threads per rank",
+        "train.prefetch": "batches decoded ahead",
+        "train.logEvery": "steps between progress lines",
+        "train.shardText": "split the learned-context text encoder over the ranks by class (`true`, `false`, or `auto` = with several ranks and at least 32 classes, or in bf16); same numbers, text time and memory ÷ N",
+        "optim.momentum": "SGD momentum",
+        "optim.weightDecay": "weight decay on every trained tensor",
+        "optim.visual.lr": "learning rate of the visual prompts and CAVPT",
+        "optim.visual.warmupEpochs": "constant warm-up epochs of the visual group",
+        "optim.visual.warmupLR": "the visual group's warm-up learning rate",
+        "optim.text.lr": "learning rate of the text context",
+        "optim.text.warmupEpochs": "constant warm-up epochs of the text group",
+        "optim.text.warmupLR": "the text group's warm-up learning rate",
+        "checkpoint.every": "epochs between checkpoints (0 = none; the last epoch is always saved)",
+        "checkpoint.keep": "checkpoints kept (the newest, by epoch)",
+        "eval.batchSize": "evaluation batch",
+        "eval.split": "`test` or `val`: the list the final evaluation uses",
+        "eval.valEvery": "evaluate the few-shot val list every N epochs and the last (0 = never); logged as valAccuracy",
+        "runtime.blasThreads": "BLAS threads per rank (0 = cores on the node ÷ ranks on the node); oneDNN's threads follow it",
+        "runtime.precision": "`fp32` or `bf16` (frozen-weight products in bf16 through oneDNN; see [Precision](#precision)); also `--precision`",
+    ]
+
+    /// `config --list`: every key with its default and meaning, as a Markdown table or plain lines.
+    public static func listing(markdown: Bool) -> String {
+        func shown(_ v: ConfigValue) -> String {
+            if case .string(let s) = v, s.isEmpty { return "" }
+            return YAMLTree.render(v).replacingOccurrences(of: "\"", with: "")
+        }
+        let order = ["method", "dataset", "data", "model", "output", "cavpt", "train", "optim", "checkpoint", "eval", "runtime"]
+        let sorted = keys.keys.sorted { a, b in
+            let (sa, sb) = (String(a.split(separator: ".")[0]), String(b.split(separator: ".")[0]))
+            return (order.firstIndex(of: sa) ?? order.count, a) < (order.firstIndex(of: sb) ?? order.count, b)
+        }
+        if markdown {
+            return "| key | default | meaning |\n|---|---|---|\n"
+                + sorted.map { "| `\($0)` | \(shown(keys[$0]!.1)) | \(meanings[$0] ?? "") |" }.joined(separator: "\n") + "\n"
+        }
+        let width = sorted.map(\.count).max() ?? 0
+        let values = sorted.map { shown(keys[$0]!.1).isEmpty ? "-" : shown(keys[$0]!.1) }
+        let valueWidth = values.map(\.count).max() ?? 0
+        return zip(sorted, values).map { key, value in
+            key + String(repeating: " ", count: width - key.count) + "  " + value
+                + String(repeating: " ", count: valueWidth - value.count) + "  " + (meanings[key] ?? "")
+        }.joined(separator: "\n") + "\n"
+    }
+
+    /// Partial overrides of a named dataset's definition (`dataset: {name: eurosat, template: …}` or
+    /// `--set dataset.template=…`); "" keeps the definition's value. A run records the resolved
+    /// definition, which is what resuming compares.
+    public static let datasetOverrides = ["template", "folder", "images", "splitFile", "classFile"]
 
     /// Keys that describe where and how fast a run goes, not what it computes: they may differ on resume.
     public static let operational: Set<String> = [
         "train.workers", "train.prefetch", "train.logEvery", "train.shardText", "checkpoint.every", "checkpoint.keep",
         "model.path", "model.vocab", "data.root", "data.fewshot", "output.dir", "runtime.blasThreads",
-        "dataset.config", "eval.batchSize",
+        "dataset.config", "eval.batchSize", "eval.valEvery",
     ]
 }
 
@@ -297,6 +389,7 @@ public struct Config: Sendable, Equatable {
     /// Keys (other than operational ones) whose values differ from `other`.
     public func differences(from other: Config) -> [String] {
         let keys = Set(values.keys).union(other.values.keys).subtracting(ConfigSchema.operational)
+            .subtracting(ConfigSchema.datasetOverrides.map { "dataset." + $0 })
         return keys.filter { values[$0] != other.values[$0] }.sorted()
     }
 }

@@ -2,6 +2,7 @@
 // one (unless --overwrite clears it or --resume continues it), an exclusive lock keeps a second
 // process out for the whole run, and a resumed run's metrics are cut back to its checkpoint.
 import Foundation
+import Tensor
 
 public enum RunDirectoryMode: Sendable { case fresh, overwrite, resume }
 
@@ -34,7 +35,7 @@ public final class RunDirectoryLock: @unchecked Sendable {
 
 public enum RunDirectory {
     /// What makes a folder a run directory.
-    static let runFiles = ["config.yaml", "metrics.jsonl", "results.json", "fewshot.json", "checkpoints"]
+    static let runFiles = ["config.yaml", "metrics.jsonl", "results.json", "fewshot.json", "checkpoints", "status.json"]
 
     /// Creates and locks `directory` for a run in `mode`. A fresh run refuses a folder that holds
     /// anything; `overwrite` clears a run directory (and refuses to clear a folder that is not one);
@@ -48,17 +49,23 @@ public enum RunDirectory {
         try createDirectory(directory)
         let lock = try RunDirectoryLock(directory: directory)
         let entries = ((try? fm.contentsOfDirectory(atPath: directory)) ?? []).filter { $0 != RunDirectoryLock.fileName }.sorted()
+        // A log alone is what an attempt that failed before training leaves (a bad model, a refused
+        // precision): a fresh run may take the folder and append to that log.
+        let started = entries.filter { $0 != "log.txt" && $0 != "launcher.log" }
         switch mode {
         case .resume:
-            break
+            openLog(directory)
         case .fresh:
-            if !entries.isEmpty {
+            if !started.isEmpty {
                 let what = entries.contains("config.yaml") ? "already holds a run" : "is not empty"
-                throw TrainingError.input("\(directory) \(what) (\(summary(entries))); pass --resume to continue it, "
+                throw TrainingError.input("\(directory) \(what) (\(summary(started))); pass --resume to continue it, "
                                           + "--overwrite to replace it, or choose another --output")
             }
+            openLog(directory)
         case .overwrite:
-            let foreign = entries.filter { !runFiles.contains($0) && !$0.hasPrefix("events.out.tfevents") && $0 != "log.txt" }
+            defer { openLog(directory) }
+            let foreign = entries.filter { !runFiles.contains($0) && !$0.hasPrefix("events.out.tfevents") && $0 != "log.txt"
+                                           && $0 != "launcher.log" && $0 != "evaluations" }
             if !entries.isEmpty && !entries.contains("config.yaml") || !foreign.isEmpty {
                 throw TrainingError.input("\(directory) does not look like a cavpt-dist run directory (\(summary(foreign.isEmpty ? entries : foreign))); "
                                           + "refusing to clear it for --overwrite")
@@ -70,6 +77,13 @@ public enum RunDirectory {
             }
         }
         return lock
+    }
+
+    /// log.txt, appended to by every run of the directory (a resumed run continues it), each run
+    /// starting with its time and command line.
+    static func openLog(_ directory: String) {
+        RunLog.open(directory + "/log.txt")
+        RunLog.append("# \(ISO8601DateFormatter().string(from: Date())) \(CommandLine.arguments.joined(separator: " "))\n")
     }
 
     static func summary(_ entries: [String]) -> String {

@@ -16,9 +16,9 @@ struct Bench: ParsableCommand {
 struct BenchGEMM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gemm",
-        abstract: "sgemm GFLOP/s at the shapes of one ViT-B/32 layer (batch 32, 60 tokens) and the peak estimate.")
+        abstract: "fp32 (OpenBLAS) and bf16 (oneDNN) GFLOP/s at the shapes of one ViT-B/32 layer (batch 32, 60 tokens), against the measured peak.")
 
-    @Option(help: "Comma-separated BLAS thread counts to measure.")
+    @Option(help: "Comma-separated thread counts to measure.")
     var threads: String = "1,\(BLASRuntime.onlineCPUs)"
 
     @Option(help: "Rows (batch × tokens); 1920 = 32 images × (50 tokens + 10 prompts).")
@@ -37,21 +37,33 @@ struct BenchGEMM: ParsableCommand {
             print("OpenBLAS core: \(BLASRuntime.coreName)"
                   + (reexec.map { " (restarted from \($0) with OPENBLAS_CORETYPE set)" } ?? ""))
             if let warning = BLASRuntime.slowKernelWarning { print("warning: \(warning)") }
-            let peak = PeakEstimate.current()
-            print(String(format: "peak estimate: %.0f GFLOP/s per core (%@), %d cores", peak.perCore, peak.basis, BLASRuntime.onlineCPUs))
+            let bf16 = OneDNN.bf16Unsupported == nil
+            print("oneDNN \(OneDNN.version), ISA \(OneDNN.isaName)" + (bf16 ? "" : " (no bf16 dot products: bf16 rows skipped)"))
             // (m, n, k) of y = x Wᵀ in forward and dx = dy W in backward for one block.
-            let shapes: [(String, Int, Int, Int)] = [
-                ("qkv     fwd", rows, 2304, 768), ("out     fwd", rows, 768, 768),
-                ("c_fc    fwd", rows, 3072, 768), ("c_proj  fwd", rows, 768, 3072),
-                ("qkv     dx ", rows, 768, 2304), ("c_fc    dx ", rows, 768, 3072),
+            let shapes: [(String, Int, Int, Int, Bool)] = [
+                ("qkv     fwd", rows, 2304, 768, true), ("out     fwd", rows, 768, 768, true),
+                ("c_fc    fwd", rows, 3072, 768, true), ("c_proj  fwd", rows, 768, 3072, true),
+                ("qkv     dx ", rows, 768, 2304, false), ("c_fc    dx ", rows, 768, 3072, false),
             ]
             for t in counts {
                 BLASRuntime.setThreads(t)
-                print("threads \(t):")
-                for (name, m, n, k) in shapes {
+                let fp32Peak = PeakRate.measure(.fp32FMA, threads: t)
+                let bf16Peak = bf16 ? PeakRate.measure(.bf16Dot, threads: t) : nil
+                func share(_ rate: Double, _ peak: Double?) -> String {
+                    peak.map { String(format: "%3.0f%% of peak", 100 * rate / $0) } ?? "peak unknown"
+                }
+                print("threads \(t): measured peak "
+                      + (fp32Peak.map { String(format: "%.0f GFLOP/s fp32 FMA", $0) } ?? "fp32 n/a (no AVX-512)")
+                      + (bf16Peak.map { String(format: ", %.0f GFLOP/s bf16 dot product", $0) } ?? ""))
+                for (name, m, n, k, transB) in shapes {
                     let rate = measureGEMM(m: m, n: n, k: k, seconds: seconds)
-                    print(String(format: "  %@  %5d×%4d×%4d  %7.1f GFLOP/s  (%.0f%% of %d-core peak)",
-                                 name, m, n, k, rate, 100 * rate / (peak.perCore * Double(t)), t))
+                    var line = String(format: "  %@  %5d×%4d×%4d  fp32 %7.1f GFLOP/s (%@)",
+                                      name, m, n, k, rate, share(rate, fp32Peak))
+                    if bf16 {
+                        let r = measureBF16GEMM(m: m, n: n, k: k, transB: transB, seconds: seconds)
+                        line += String(format: "   bf16 %7.1f GFLOP/s (%@)  %.2f×", r, share(r, bf16Peak), r / rate)
+                    }
+                    print(line)
                 }
             }
         }
@@ -61,33 +73,34 @@ struct BenchGEMM: ParsableCommand {
 func measureGEMM(m: Int, n: Int, k: Int, seconds: Double) -> Double {
     let a = Tensor.randn([m, k], seed: 1), b = Tensor.randn([n, k], seed: 2)
     let c = Tensor(zeros: [m, n])
-    BLAS.gemm(transB: true, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: k, c: c.data, ldc: n)
+    return timedRate(flops: 2 * Double(m) * Double(n) * Double(k), seconds: seconds) {
+        BLAS.gemm(transB: true, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: k, c: c.data, ldc: n)
+    }
+}
+
+/// bf16 × bf16 → fp32 through oneDNN as the frozen-weight products run it: W [n, k] used transposed
+/// in forward (transB), W [k, n] as stored for the input gradient.
+func measureBF16GEMM(m: Int, n: Int, k: Int, transB: Bool, seconds: Double) -> Double {
+    let a = BF16Tensor(rounding: .randn([m, k], seed: 1))
+    let b = BF16Tensor(rounding: .randn(transB ? [n, k] : [k, n], seed: 2))
+    let c = Tensor(zeros: [m, n])
+    return timedRate(flops: 2 * Double(m) * Double(n) * Double(k), seconds: seconds) {
+        OneDNN.gemm(m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: transB ? k : n, transB: transB, c: c.data, ldc: n)
+    }
+}
+
+/// GFLOP/s of `body` (one warm-up call, then repeated for `seconds`).
+func timedRate(flops: Double, seconds: Double, _ body: () -> Void) -> Double {
+    body()
     var runs = 0
     let start = DispatchTime.now().uptimeNanoseconds
     var elapsed = 0.0
     repeat {
-        BLAS.gemm(transB: true, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: k, c: c.data, ldc: n)
+        body()
         runs += 1
         elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     } while elapsed < seconds
-    return 2 * Double(m) * Double(n) * Double(k) * Double(runs) / elapsed / 1e9
-}
-
-/// Peak fp32 rate: clock × FLOPs per cycle of the widest FMA units the CPU reports.
-struct PeakEstimate {
-    var perCore: Double
-    var basis: String
-
-    static func current() -> PeakEstimate {
-        let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        let mhz = info.split(separator: "\n").first { $0.hasPrefix("cpu MHz") }
-            .flatMap { Double($0.split(separator: ":").last!.trimmingCharacters(in: .whitespaces)) } ?? 2000
-        let best = BLASRuntime.bestCoreForThisCPU()
-        // AVX-512: 2 FMA units × 16 lanes × 2; AVX2: 2 × 8 × 2; otherwise SSE 2 × 4 × 2.
-        let perCycle: Double = best == "SkylakeX" ? 64 : best == "Haswell" ? 32 : 16
-        return PeakEstimate(perCore: mhz / 1000 * perCycle,
-                            basis: String(format: "%.2f GHz × %.0f FLOP/cycle", mhz / 1000, perCycle))
-    }
+    return flops * Double(runs) / elapsed / 1e9
 }
 
 /// One training step (forward + backward w.r.t. the trained tensors) on ViT-B/32 shapes with random
@@ -106,6 +119,7 @@ struct BenchStep: ParsableCommand {
     @Option(help: "BLAS threads per rank (default: cores ÷ ranks on the node).") var threads: Int?
     @Flag(name: .customLong("shard-text"), help: "Split the learned-prompt text encoder over the ranks by class.")
     var shardText = false
+    @Option(help: "Arithmetic of the frozen-weight products: fp32 or bf16.") var precision: String = "fp32"
 
     func run() throws {
         try withCommunicator { comm in
@@ -114,7 +128,8 @@ struct BenchStep: ParsableCommand {
             }
             BLASRuntime.setThreads(comm.defaultBLASThreads(override: threads
                 ?? ProcessInfo.processInfo.environment["CAVPT_DIST_BLAS_THREADS"].flatMap(Int.init)))
-            let model = try CLIPModel(tensors: RandomCLIP.make(.vitB32, seed: 1))
+            let model = try CLIPModel(tensors: RandomCLIP.make(.vitB32, seed: 1),
+                                      precision: try RunSetup.checkedPrecision(precision))
             // Class prompts of fixed length: SOT, words…, EOT at `eot`, as the PyTorch peer's.
             let names = (0..<classes).map { "class\($0)" }
             var nextWord = 0
@@ -177,15 +192,29 @@ struct BenchStep: ParsableCommand {
             }
             guard comm.rank == 0 else { return }
             let median = times.sorted()[times.count / 2], total = times.reduce(0, +)
-            print("OpenBLAS core \(BLASRuntime.coreName); \(comm.size) rank(s) × \(BLASRuntime.threads) BLAS thread(s)")
-            print(String(format: "%@ B=%d K=%d: median %.3fs/step min %.3f  (%.1f img/s)",
-                         method, batch, classes, median, times.min()!, Double(batch) / median))
-            print(String(format: "  rank 0: %.0f GEMMs, %.1f GFLOP in sgemm at %.0f GFLOP/s per step; sgemm %.0f%% of step time",
-                         Double(counter.gemms) / Double(steps), counter.flops / 1e9 / Double(steps),
-                         counter.flops / 1e9 / max(counter.seconds, 1e-9), 100 * counter.seconds / total))
-            print(String(format: "  of which %.0f small GEMMs (attention): %.1f GFLOP at %.0f GFLOP/s, %.0f%% of step time",
-                         Double(counter.smallGEMMs) / Double(steps), counter.smallFlops / 1e9 / Double(steps),
-                         counter.smallFlops / 1e9 / max(counter.smallSeconds, 1e-9), 100 * counter.smallSeconds / total))
+            print("OpenBLAS core \(BLASRuntime.coreName); \(comm.size) rank(s) × \(BLASRuntime.threads) BLAS thread(s); "
+                  + "precision \(RunSetup.precisionSummary(model.precision))")
+            var usage = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            print(String(format: "%@ B=%d K=%d %@: median %.3fs/step min %.3f  (%.1f img/s)  peak RSS %.0f MB",
+                         method, batch, classes, precision, median, times.min()!, Double(batch) / median,
+                         Double(usage.ru_maxrss) / 1024))
+            let perStep = { (x: Double) in x / Double(steps) }
+            let gemmSeconds = counter.seconds + counter.bf16Seconds + counter.bf16SmallSeconds
+            print(String(format: "  rank 0 per step: %.0f sgemm (%.1f GFLOP at %.0f GFLOP/s), %.0f bf16 oneDNN (%.1f GFLOP at %.0f GFLOP/s)",
+                         perStep(Double(counter.gemms)), perStep(counter.flops) / 1e9, counter.flops / 1e9 / max(counter.seconds, 1e-9),
+                         perStep(Double(counter.bf16GEMMs + counter.bf16SmallGEMMs)),
+                         perStep(counter.bf16Flops + counter.bf16SmallFlops) / 1e9,
+                         (counter.bf16Flops + counter.bf16SmallFlops) / 1e9 / max(counter.bf16Seconds + counter.bf16SmallSeconds, 1e-9)))
+            print(String(format: "  attention products: %.0f sgemm + %.0f bf16 batched, %.1f GFLOP, %.0f%% of step time",
+                         perStep(Double(counter.smallGEMMs)), perStep(Double(counter.bf16SmallGEMMs)),
+                         perStep(counter.smallFlops + counter.bf16SmallFlops) / 1e9,
+                         100 * (counter.smallSeconds + counter.bf16SmallSeconds) / total))
+            if model.precision == .bf16 { print("  oneDNN matmul implementations: " + OneDNN.implementations.joined(separator: ", ")) }
+            print(String(format: "  breakdown: GEMM %.0f%% of step time (sgemm %.0f%%, bf16 %.0f%%), non-GEMM %.0f%% (%.3fs/step)",
+                         100 * gemmSeconds / total, 100 * counter.seconds / total,
+                         100 * (counter.bf16Seconds + counter.bf16SmallSeconds) / total,
+                         100 * (1 - gemmSeconds / total), (total - gemmSeconds) / Double(steps)))
             if comm.size > 1 {
                 print(String(format: "  allreduce of %d floats: %.2f ms/step (%.2f%% of step time); waiting for the slowest rank %.1f%%",
                              gradientCount + 1, 1000 * communication / Double(steps), 100 * communication / total,

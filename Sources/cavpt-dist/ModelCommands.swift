@@ -22,6 +22,7 @@ struct Gradients: ParsableCommand {
     @Option(help: "safetensors with trained tensors under canonical names, set before the pass.") var params: String?
     @Option(help: "Epoch (selects phase-dependent losses such as the guidance phase).") var epoch: Int = 0
     @Option(name: .customLong("set"), help: "Override a config key (repeatable).") var sets: [String] = []
+    @Option(help: "Arithmetic of the frozen-weight products: fp32 or bf16 (runtime.precision).") var precision: String?
     @Option(help: "Output safetensors: `loss` and one gradient per trained tensor.") var out: String
 
     func run() throws {
@@ -30,6 +31,7 @@ struct Gradients: ParsableCommand {
             options.method = method
             options.model = model
             options.vocab = vocab
+            options.precision = precision
             options.sets = sets
             let config = try RunSetup.config(options)
             let classNames = try readClassNames(classes)
@@ -46,7 +48,9 @@ struct Gradients: ParsableCommand {
             result.loss.backward()
             var tensors: [(String, Tensor)] = [("loss", result.loss.value.reshaped([1]))]
             for (name, p) in learner.parameters { tensors.append((name, p.grad ?? Tensor(zeros: p.shape))) }
-            try SafeTensorsFile.write(tensors, metadata: ["method": config.string("method.name"), "epoch": String(epoch)], to: out)
+            try SafeTensorsFile.write(tensors, metadata: ["method": config.string("method.name"), "epoch": String(epoch),
+                                                         "precision": clip.precision.rawValue], to: out)
+            print(String(format: "gradients: %@: loss %.6g, %d trained tensor(s)", out, Double(result.loss.value.scalar), tensors.count - 1))
         }
     }
 }
@@ -101,6 +105,7 @@ struct Features: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Texts to encode.") var texts: [String] = []
     @Option(help: "Output safetensors: image_features, text_features (before normalisation), logits.") var out: String
     @Flag(name: .customLong("save-pixels"), help: "Also write the preprocessed `pixels`.") var savePixels = false
+    @Option(help: "Arithmetic of the frozen-weight products: fp32 or bf16.") var precision: String = "fp32"
 
     func validate() throws {
         guard images.isEmpty != (pixels == nil) else { throw ValidationError("give either --images JPG... or --pixels FILE") }
@@ -108,8 +113,9 @@ struct Features: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            let arithmetic = try RunSetup.checkedPrecision(precision)
             let (_, tensors) = try loadCLIPWeights(path: model)
-            let clip = try CLIPModel(tensors: tensors)
+            let clip = try CLIPModel(tensors: tensors, precision: arithmetic)
             let R = clip.image.resolution
             let count: Int
             var stored: Tensor?
@@ -137,7 +143,7 @@ struct Features: ParsableCommand {
                 } else {
                     batch = Tensor(uninitialized: [range.count, 3, R, R])
                     for (i, path) in images[range].enumerated() {
-                        writeTestImage(try JPEG.decode(path: path), resolution: R, into: batch.data + i * 3 * R * R)
+                        writeTestImage(try ImageFile.decode(path: path), resolution: R, into: batch.data + i * 3 * R * R)
                     }
                 }
                 let features = clip.image(Var(batch)).value
@@ -153,7 +159,8 @@ struct Features: ParsableCommand {
                 outputs.append(("logits", clip.logits(imageFeatures: Var(imageFeatures), textFeatures: Var(textFeatures)).value))
             }
             if let savedPixels { outputs.append(("pixels", savedPixels)) }
-            try SafeTensorsFile.write(outputs, metadata: ["model": model], to: out)
+            try SafeTensorsFile.write(outputs, metadata: ["model": model, "precision": precision], to: out)
+            print("features: \(out): " + outputs.map { "\($0.0) \($0.1.shape)" }.joined(separator: ", "))
         }
     }
 }

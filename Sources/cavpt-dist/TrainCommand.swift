@@ -28,13 +28,15 @@ struct RunArguments: ParsableArguments {
     var output: String?
     @Option(help: "Reuse an exact few-shot subset (JSON written by `fewshot` or a previous run).")
     var fewshot: String?
+    @Option(help: "Arithmetic of the frozen-weight products: fp32 or bf16 (runtime.precision).")
+    var precision: String?
     @Option(name: .customLong("set"), help: "Override a config key, e.g. --set train.epochs=50 (repeatable).")
     var sets: [String] = []
 
     var options: RunOptions {
         var o = RunOptions()
         o.dataset = dataset; o.method = method; o.configFile = config; o.dataRoot = dataRoot; o.model = model
-        o.vocab = vocab; o.seed = seed; o.output = output; o.fewshot = fewshot; o.sets = sets
+        o.vocab = vocab; o.seed = seed; o.output = output; o.fewshot = fewshot; o.precision = precision; o.sets = sets
         return o
     }
 }
@@ -53,6 +55,7 @@ func withCommunicator(_ body: (Communicator) throws -> Void) throws {
         throw exit
     } catch {
         let line = String(describing: error).split(separator: "\n").joined(separator: " ")
+        RunLog.append("error: \(line)\n")
         comm.fail(line)
     }
 }
@@ -66,7 +69,12 @@ func configureThreads(_ comm: Communicator, config: Config?) {
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a prompt-tuning method, data-parallel over MPI ranks (mpirun -np N cavpt-dist train …).")
+        abstract: "Train a prompt-tuning method, data-parallel over MPI ranks (mpirun -np N cavpt-dist train …).",
+        discussion: """
+            Layers: the dataset YAML, the method preset, --config, the flags, then --set key=value. \
+            `cavpt-dist config --list` prints every configuration key with its default and meaning; \
+            `cavpt-dist config <train options>` prints the configuration a run would record.
+            """)
 
     @OptionGroup var arguments: RunArguments
     @Flag(help: "Continue from the newest complete checkpoint in the run directory.")
@@ -82,84 +90,18 @@ struct Train: ParsableCommand {
 
     func run() throws {
         try withCommunicator { comm in
-            let config = try RunSetup.config(arguments.options)
-            configureThreads(comm, config: config)
-            let data = try RunSetup.data(config)
-            let directory = absolutePath(runDirectory(config))
-            // Rank 0 checks every list and claims the run directory before the model loads: a bad
-            // list or a busy directory costs seconds (and a failure here ends every rank).
-            var lock: RunDirectoryLock?
-            var warnings: [String] = []
-            if comm.rank == 0 {
-                warnings = try RunSetup.checkInputs(data, training: true, evalSplit: config.string("eval.split"))
-                lock = try RunDirectory.prepare(directory, mode: resume || resumeFrom != nil ? .resume : overwrite ? .overwrite : .fresh)
-            }
-            let (model, tokenizer) = try RunSetup.model(config)
-            let learner = try RunSetup.learner(config, model: model, tokenizer: tokenizer,
-                                               classNames: data.classNames, template: data.template)
-            var checkpoint: Checkpoint?
-            if comm.rank == 0 && (resume || resumeFrom != nil) {
-                checkpoint = try loadCheckpoint(directory: directory, config: config, dataset: data.spec)
-                try RunDirectory.truncateMetrics(in: directory, toEpoch: checkpoint?.state.epoch ?? 0)
-            }
-            let output = comm.rank == 0
-                ? try RunOutput(directory: directory, config: config, dataset: data.spec, fewshot: data.fewshot, lock: lock) : nil
-            for warning in warnings { output?.say("warning: \(warning)") }
-            output?.say("cavpt-dist \(cavptDistVersion): \(config.string("method.name")) on \(data.datasetName), "
-                        + "\(data.train.count) training images, \(data.classNames.count) classes, \(comm.size) rank(s) "
-                        + "× \(BLASRuntime.threads) BLAS thread(s) [\(BLASRuntime.coreName)], run \(directory)")
-            if let warning = BLASRuntime.slowKernelWarning { output?.say("warning: \(warning)") }
-            let trainer = Trainer(comm: comm, config: config, learner: learner, data: data, output: output)
-            try trainer.synchronizeStart(resumeFrom: checkpoint)
-            if let checkpoint { output?.say("resumed from \(checkpoint.path) at epoch \(checkpoint.state.epoch)") }
-            let start = Date()
-            try trainer.train()
-            let trainSeconds = Date().timeIntervalSince(start)
-            let split = config.string("eval.split")
-            let result = try trainer.evaluate(samples: split == "val" ? data.val : data.test, listName: "\(split) split")
-            if let output {
-                try output.writeResults(result, classNames: data.classNames, split: split,
-                                        extra: ["trainSeconds": trainSeconds, "ranks": comm.size,
-                                                "epochs": config.int("train.epochs"),
-                                                "shots": data.fewshot?.shots ?? config.int("train.shots"),
-                                                "fewshot": data.fewshotFile.isEmpty ? "sampled (seed \(config.int("train.seed")))" : data.fewshotFile])
-                output.say(String(format: "%@ accuracy %.2f%%  macro-F1 %.2f%%  (%d images)  results: %@/results.json",
-                                  split, result.confusion.accuracy * 100, result.confusion.macroF1 * 100,
-                                  Int(result.confusion.total), directory))
+            let job = TrainingJob(options: arguments.options,
+                                  mode: resume || resumeFrom != nil ? .resume : overwrite ? .overwrite : .fresh,
+                                  resumeFrom: resumeFrom, isolated: false, quiet: false,
+                                  resumeCommand: { resumeCommand(arguments: CommandLine.arguments, ranks: comm.size,
+                                                                 workingDirectory: FileManager.default.currentDirectoryPath) })
+            do { _ = try job.run(comm: comm) } catch let stop as TrainingStop {
+                // No rank may exit before rank 0's records are complete: mpirun ends the job when one does.
+                try comm.barrier()
+                try Communicators.finalize()
+                throw ExitCode(stop.exitCode)
             }
         }
-    }
-
-    /// The newest complete checkpoint (or --resume-from), checked against this run's configuration.
-    func loadCheckpoint(directory: String, config: Config, dataset: DatasetSpec?) throws -> Checkpoint? {
-        let checkpoint: Checkpoint
-        if let resumeFrom {
-            checkpoint = try Checkpoints.read(resumeFrom)
-        } else if let newest = Checkpoints.newest(in: directory + "/checkpoints", skipped: { path, reason in
-            print("warning: skipping checkpoint \(path): \(reason)")
-        }) {
-            checkpoint = newest
-        } else {
-            // Nothing saved yet (e.g. a sweep re-running a job that died in its first epoch): start over.
-            print("--resume: no complete checkpoint in \(directory)/checkpoints; starting from epoch 0")
-            return nil
-        }
-        var saved = Config()
-        try saved.merge(savedRun: checkpoint.state.config, source: checkpoint.path + "/state.json")
-        var differing = config.differences(from: saved)
-        if let dataset, let savedSpec = try? DatasetSpec(yaml: checkpoint.state.config, file: checkpoint.path),
-           savedSpec != dataset {
-            differing.append("dataset (its definition: folder, split file, template or class names)")
-        }
-        guard differing.isEmpty else {
-            let detail = differing.prefix(6).map { key in
-                saved.values[key] == nil && config.values[key] == nil ? key
-                    : "\(key): \(saved.values[key]?.description ?? "unset") → \(config.values[key]?.description ?? "unset")"
-            }
-            throw TrainingError.checkpoint("cannot resume from \(checkpoint.path): the configuration differs in "
-                                           + detail.joined(separator: "; "))
-        }
-        return checkpoint
     }
 }
 
@@ -172,100 +114,213 @@ func runDirectory(_ c: Config) -> String {
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Evaluate a saved run (--run DIR) or a checkpoint (--checkpoint DIR --config FILE) on the test split.")
+        abstract: "Evaluate a saved run (--run DIR) or checkpoint (--checkpoint DIR): on its test split, on its new classes (--subsample new), or on another dataset (--dataset NAME).")
 
     @Option(name: .customLong("run"), help: "A run directory written by `train` (its config.yaml and newest checkpoint).")
     var runDirectory: String?
-    @Option(help: "A checkpoint folder (runs/…/checkpoints/epoch-NNNN).")
+    @Option(help: "A checkpoint folder (runs/…/checkpoints/epoch-NNNN); its state.json holds the configuration.")
     var checkpoint: String?
-    @Option(help: "The run's config (with --checkpoint).")
+    @Option(help: "A config to use instead of the recorded one (with --checkpoint).")
     var config: String?
+    @Option(help: "Evaluate on another dataset's classes, template and test split (cross-dataset, domain generalisation).")
+    var dataset: String?
+    @Option(help: "Classes to evaluate: all, base or new (base-to-new generalisation).")
+    var subsample: String?
     @Option(name: .customLong("data-root"), help: "Override data.root.") var dataRoot: String?
     @Option(help: "Override model.path.") var model: String?
     @Option(help: "Tokenizer vocabulary.") var vocab: String?
     @Option(help: "Split to evaluate: test or val.") var split: String?
-    @Option(help: "Write the results JSON here.") var out: String?
+    @Option(help: "Arithmetic of the frozen-weight products: fp32 or bf16 (runtime.precision).") var precision: String?
+    @Option(help: "Write the results JSON here (accuracy, macro-F1, per-class accuracy, dataset, method, checkpoint).")
+    var out: String?
+    @Option(help: "Write one JSON line per evaluated image (path, label, prediction, top-5) and the confusion matrix here.")
+    var predictions: String?
 
     func validate() throws {
-        guard (runDirectory != nil) != (checkpoint != nil) else { throw ValidationError("give either --run DIR or --checkpoint DIR --config FILE") }
-        if checkpoint != nil && config == nil { throw ValidationError("--checkpoint needs --config FILE (the run's config.yaml)") }
+        guard (runDirectory != nil) != (checkpoint != nil) else { throw ValidationError("give either --run DIR or --checkpoint DIR") }
+        if let subsample, ClassSubset(rawValue: subsample) == nil {
+            throw ValidationError("--subsample must be all, base or new, got '\(subsample)'")
+        }
     }
 
     func run() throws {
         try withCommunicator { comm in
-            var c = Config()
-            let configPath = config ?? (runDirectory! + "/config.yaml")
-            let text: String
-            do { text = try RegularFile.text(configPath) } catch let error as RegularFileError {
-                throw TrainingError.input(error.missing
-                    ? "\(configPath) does not exist; is \(runDirectory ?? configPath) a run directory?"
-                    : "\(configPath): \(error.reason)")
+            let savedCheckpoint: Checkpoint? = try checkpoint.map { try Checkpoints.read($0) }
+            var (c, definition) = try recordedRunConfig(run: runDirectory, checkpoint: savedCheckpoint, override: config)
+            let savedDataset = c.string("dataset.name"), savedSubsample = c.string("data.subsample")
+            if let dataset {
+                // Another dataset: its definition, its classes; the run's method and trained tensors.
+                let path = try RunSetup.datasetConfigPath(dataset)
+                definition = try DatasetSpec(contentsOf: path)
+                try c.set("dataset.name", raw: definition!.name, source: "--dataset")
+                try c.set("dataset.config", raw: path, source: "--dataset")
+                try c.set("data.fewshot", raw: "", source: "--dataset")
+                try c.set("data.subsample", raw: subsample ?? "all", source: "--dataset")
             }
-            try c.merge(savedRun: text, source: configPath, definitionFile: configPath)
             if let dataRoot { try c.set("data.root", raw: dataRoot, source: "--data-root") }
             if let model { try c.set("model.path", raw: model, source: "--model") }
             if let vocab { try c.set("model.vocab", raw: vocab, source: "--vocab") }
             if let split { try c.set("eval.split", raw: split, source: "--split") }
+            if let subsample { try c.set("data.subsample", raw: subsample, source: "--subsample") }
+            if let precision { try c.set("runtime.precision", raw: precision, source: "--precision") }
             configureThreads(comm, config: c)
-            let data = try RunSetup.data(c)
+            let data = try RunSetup.data(c, definition: definition)
+            if comm.rank == 0 { _ = try RunSetup.checkInputs(data, training: false, evalSplit: c.string("eval.split")) }
             let (clip, tokenizer) = try RunSetup.model(c)
             let learner = try RunSetup.learner(c, model: clip, tokenizer: tokenizer, classNames: data.classNames, template: data.template)
-            var evaluated = "zero-shot (no trained tensors)"
-            if !learner.parameters.isEmpty {
-                let saved: Checkpoint
-                if let checkpoint { saved = try Checkpoints.read(checkpoint) }
-                else if let newest = Checkpoints.newest(in: runDirectory! + "/checkpoints", skipped: { path, reason in
-                    if comm.rank == 0 { writeStandardError("warning: skipping checkpoint \(path): \(reason)\n") }
-                }) { saved = newest }
-                else { throw TrainingError.checkpoint("\(runDirectory!)/checkpoints holds no complete checkpoint that loads") }
-                try learner.load(saved.parameters, requireAll: true)
-                let epochs = c.int("train.epochs")
-                evaluated = "checkpoint \(saved.path) (epoch \(saved.state.epoch) of \(epochs))"
-                if saved.state.epoch < epochs, comm.rank == 0 {
-                    writeStandardError("warning: \(saved.path) is from epoch \(saved.state.epoch), not the run's last (\(epochs))\n")
-                }
-            }
-            if comm.rank == 0 { _ = try RunSetup.checkInputs(data, training: false, evalSplit: c.string("eval.split")) }
+            let evaluated = try loadTrainedTensors(into: learner, run: runDirectory, checkpoint: savedCheckpoint,
+                                                   epochs: c.int("train.epochs"), warn: comm.rank == 0)
             let trainer = Trainer(comm: comm, config: c, learner: learner, data: data, output: nil)
             let which = c.string("eval.split")
-            let result = try trainer.evaluate(samples: which == "val" ? data.val : data.test, listName: "\(which) split")
-            if comm.rank == 0 {
-                print(String(format: "%@ accuracy %.2f%%  macro-F1 %.2f%%  (%d images)  %@", which,
-                             result.confusion.accuracy * 100, result.confusion.macroF1 * 100, Int(result.confusion.total), evaluated))
-                if let out {
-                    let record: [String: Any] = ["accuracy": result.confusion.accuracy, "macroF1": result.confusion.macroF1,
-                                                 "evaluated": Int(result.confusion.total), "split": which, "checkpoint": evaluated]
-                    try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
-                        .write(to: URL(fileURLWithPath: out))
-                }
+            let (samples, listName) = data.evaluationList(which)
+            let result = try trainer.evaluate(samples: samples, listName: listName, recordTop: predictions == nil ? 0 : 5)
+            guard comm.rank == 0 else { return }
+            let subset = c.string("data.subsample")
+            print(String(format: "%@ %@%@ accuracy %.2f%%  macro-F1 %.2f%%  (%d images, %d classes)  %@", data.datasetName, which,
+                         subset == "all" ? "" : " (\(subset) classes)", result.confusion.accuracy * 100,
+                         result.confusion.macroF1 * 100, Int(result.confusion.total), data.classNames.count, evaluated))
+            var perClass: [String: Any] = [:]
+            for (name, acc) in zip(data.classNames, result.confusion.perClassAccuracy) { perClass[name] = acc ?? NSNull() }
+            let record: [String: Any] = [
+                "accuracy": result.confusion.accuracy, "macroF1": result.confusion.macroF1,
+                "evaluated": Int(result.confusion.total), "split": which, "checkpoint": evaluated,
+                "dataset": data.datasetName, "method": c.string("method.name"), "subsample": subset,
+                "classes": data.classNames.count, "perClassAccuracy": perClass, "template": data.template,
+                "seed": c.int("train.seed"), "shots": c.int("train.shots"),
+                "trainedOn": savedDataset, "trainedSubsample": savedSubsample,
+                "precision": c.string("runtime.precision"), "onednnISA": OneDNN.isaName,
+            ]
+            let json = try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
+            if let out { try writeDurably(json, to: out) }
+            // Kept with the run, where `report` finds it (base-to-new and cross-dataset tables).
+            if let runDirectory, checkpoint == nil {
+                let folder = runDirectory + "/evaluations"
+                try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                try writeDurably(json, to: folder + "/\(data.datasetName)-\(which)-\(subset).json")
+            }
+            if let predictions {
+                try writePredictions(result, samples: samples, data: data, to: predictions)
+                print("predictions: \(predictions)")
             }
         }
     }
 }
 
+/// The configuration a run recorded (its config.yaml, or a checkpoint's state), or `override`;
+/// with the dataset definition it holds.
+func recordedRunConfig(run: String?, checkpoint: Checkpoint?, override: String?) throws -> (Config, DatasetSpec?) {
+    var c = Config()
+    let text: String, source: String
+    func read(_ path: String, hint: String) throws -> String {
+        do { return try RegularFile.text(path) } catch let error as RegularFileError {
+            throw TrainingError.input(error.missing ? hint : "\(path): \(error.reason)")
+        }
+    }
+    if let override {
+        (text, source) = (try read(override, hint: "\(override): no such file"), override)
+    } else if let checkpoint {
+        (text, source) = (checkpoint.state.config, checkpoint.path + "/state.json")
+    } else if let run {
+        let path = run + "/config.yaml"
+        (text, source) = (try read(path, hint: "\(path) does not exist; is \(run) a run directory?"), path)
+    } else {
+        throw TrainingError.input("give --run DIR or --checkpoint DIR")
+    }
+    try c.merge(savedRun: text, source: source, definitionFile: source.hasSuffix(".json") ? nil : source)
+    return (c, try RunSetup.recordedDataset(in: text, file: source))
+}
+
+/// Sets the learner's trained tensors from `checkpoint`, else the newest checkpoint of `run` that
+/// loads (warning about each one skipped, and when it is not the last epoch). Returns what was
+/// loaded, for the report line.
+func loadTrainedTensors(into learner: PromptLearner, run: String?, checkpoint: Checkpoint?, epochs: Int, warn: Bool) throws -> String {
+    guard !learner.parameters.isEmpty else { return "zero-shot (no trained tensors)" }
+    let saved: Checkpoint
+    if let checkpoint { saved = checkpoint }
+    else if let run, let newest = Checkpoints.newest(in: run + "/checkpoints", skipped: { path, reason in
+        if warn { writeStandardError("warning: skipping checkpoint \(path): \(reason)\n") }
+    }) { saved = newest }
+    else { throw TrainingError.checkpoint("\(run ?? "?")/checkpoints holds no complete checkpoint that loads") }
+    try learner.load(saved.parameters, requireAll: true, forEvaluation: true)
+    if saved.state.epoch < epochs, warn {
+        writeStandardError("warning: \(saved.path) is from epoch \(saved.state.epoch), not the run's last (\(epochs))\n")
+    }
+    return "checkpoint \(saved.path) (epoch \(saved.state.epoch) of \(epochs))"
+}
+
+/// `eval --predictions`: a JSON line per image (path, label, prediction, top-5 with probabilities),
+/// then one line with the class names and the confusion matrix (rows: truth, columns: prediction).
+func writePredictions(_ result: EvaluationResult, samples: [Sample], data: RunData, to path: String) throws {
+    var lines: [String] = []
+    lines.reserveCapacity(samples.count + 1)
+    for (sample, top) in zip(samples, result.top) {
+        let record: [String: Any] = [
+            "path": sample.path, "label": sample.label, "class": data.classNames[sample.label],
+            "prediction": top.first?.label ?? -1, "predictedClass": top.first.map { data.classNames[$0.label] } ?? "",
+            "top5": top.map { ["label": $0.label, "class": data.classNames[$0.label], "probability": $0.probability] as [String: Any] },
+        ]
+        lines.append(String(decoding: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
+    }
+    let K = result.confusion.classes
+    let matrix = (0..<K).map { t in (0..<K).map { Int(result.confusion.counts[t * K + $0]) } }
+    lines.append(String(decoding: try JSONSerialization.data(withJSONObject: ["classes": data.classNames, "confusion": matrix],
+                                                                options: [.sortedKeys]), as: UTF8.self))
+    try writeDurably(Data((lines.joined(separator: "\n") + "\n").utf8), to: path)
+}
+
 struct Zeroshot: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Zero-shot CLIP accuracy on a dataset's test split with its template.")
+        abstract: "Zero-shot CLIP accuracy on a dataset's test (or val) split with its template.")
 
-    @OptionGroup var arguments: RunArguments
+    @Option(help: "Dataset: a name from configs/datasets or a dataset YAML file.") var dataset: String?
+    @Option(help: "A YAML config (its dataset: section and keys such as eval.split).") var config: String?
+    @Option(name: .customLong("data-root"), help: "Folder holding the datasets in CoOp layout.") var dataRoot: String?
+    @Option(help: "CLIP weights: a .safetensors file or a folder with model.safetensors.") var model: String?
+    @Option(help: "Tokenizer vocabulary.") var vocab: String?
+    @Option(help: "Split to evaluate: test or val (same as --set eval.split=…).") var split: String?
+    @Option(help: "Classes to evaluate: all, base or new (base-to-new's zero-shot baseline).") var subsample: String?
+    @Option(help: "Arithmetic of the frozen-weight products: fp32 or bf16 (runtime.precision).") var precision: String?
+    @Option(name: .customLong("set"), help: "Override a config key (e.g. eval.split=val, dataset.template=…; repeatable).")
+    var sets: [String] = []
+    @Option(help: "Write the results JSON here (accuracy, macro-F1, per-class accuracy, dataset, template).") var out: String?
+    @Option(help: "Write one JSON line per image (path, label, prediction, top-5) and the confusion matrix here.")
+    var predictions: String?
 
     func run() throws {
         try withCommunicator { comm in
-            var options = arguments.options
+            var options = RunOptions()
             options.method = "zsclip"
+            options.dataset = dataset; options.configFile = config; options.dataRoot = dataRoot
+            options.model = model; options.vocab = vocab; options.sets = sets; options.precision = precision
+            if let split { options.sets.append("eval.split=\(split)") }
+            if let subsample { options.sets.append("data.subsample=\(subsample)") }
             let config = try RunSetup.config(options)
             configureThreads(comm, config: config)
             let data = try RunSetup.data(config)
-            let (model, tokenizer) = try RunSetup.model(config)
-            let learner = try RunSetup.learner(config, model: model, tokenizer: tokenizer, classNames: data.classNames, template: data.template)
-            if comm.rank == 0 { _ = try RunSetup.checkInputs(data, training: false, evalSplit: "test") }
+            let which = config.string("eval.split")
+            if comm.rank == 0 { _ = try RunSetup.checkInputs(data, training: false, evalSplit: which) }
+            let (clip, tokenizer) = try RunSetup.model(config)
+            let learner = try RunSetup.learner(config, model: clip, tokenizer: tokenizer, classNames: data.classNames, template: data.template)
             let trainer = Trainer(comm: comm, config: config, learner: learner, data: data, output: nil)
-            let result = try trainer.evaluate(samples: data.test, listName: "test split")
-            if comm.rank == 0 {
-                print(String(format: "zero-shot %@: accuracy %.2f%%  macro-F1 %.2f%%  (%d images, template \"%@\")",
-                             data.datasetName, result.confusion.accuracy * 100, result.confusion.macroF1 * 100,
-                             Int(result.confusion.total), data.template))
+            let (samples, listName) = data.evaluationList(which)
+            let result = try trainer.evaluate(samples: samples, listName: listName, recordTop: predictions == nil ? 0 : 5)
+            guard comm.rank == 0 else { return }
+            print(String(format: "zero-shot %@ %@: accuracy %.2f%%  macro-F1 %.2f%%  (%d images, %d classes, template \"%@\")",
+                         data.datasetName, which, result.confusion.accuracy * 100, result.confusion.macroF1 * 100,
+                         Int(result.confusion.total), data.classNames.count, data.template))
+            if let out {
+                var perClass: [String: Any] = [:]
+                for (name, acc) in zip(data.classNames, result.confusion.perClassAccuracy) { perClass[name] = acc ?? NSNull() }
+                let record: [String: Any] = [
+                    "accuracy": result.confusion.accuracy, "macroF1": result.confusion.macroF1, "evaluated": Int(result.confusion.total),
+                    "split": which, "dataset": data.datasetName, "method": "zsclip", "template": data.template,
+                    "classes": data.classNames.count, "perClassAccuracy": perClass, "subsample": config.string("data.subsample"),
+                    "model": absolutePath(config.string("model.path")),
+                    "precision": config.string("runtime.precision"), "onednnISA": OneDNN.isaName,
+                ]
+                try writeDurably(JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]), to: out)
             }
+            if let predictions { try writePredictions(result, samples: samples, data: data, to: predictions) }
         }
     }
 }

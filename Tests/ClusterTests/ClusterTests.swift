@@ -1,5 +1,5 @@
 // The cluster/ scripts against real processes: Slurm jobs through slurm.sbatch on a local slurmctld and
-// slurmd, mpirun through run-hostfile.sh, sweep.sh's commands and runs, and collect.py's table.
+// slurmd, mpirun through run-hostfile.sh, sweep.sh's commands and runs, and `cavpt-dist report`'s table of them.
 // DistributedCheck `info` stands in for `cavpt-dist train` as the MPI payload; a small shell script
 // that writes results.json stands in for it in sweeps.
 import Foundation
@@ -84,15 +84,9 @@ struct SlurmTests {
 
         let arrayStates = states.filter { $0.key.hasPrefix(arrayJob + "_") }
         #expect(arrayStates == Dictionary(uniqueKeysWithValues: (0 ..< 4).map { ("\(arrayJob)_\($0)", "COMPLETED") }))
-        let table = try run(cluster("collect.py"), ["runs", "--metric", "accuracy"], directory: directory)
+        let table = try run(try cavptDistExecutable(), ["report", "runs"], directory: directory)
         #expect(table.status == 0, "\(table.output)")
-        #expect(table.stdout == """
-            accuracy (%), mean ± std over seeds
-            method          eurosat           dtd  average
-            vlp_cavpt  68.50 ± 0.71  64.50 ± 0.71    66.50
-            seeds per cell: 2
-
-            """)
+        #expect(table.stdout.contains("| vlp_cavpt | 16 | 68.50 ± 0.50 (n=2) | 64.50 ± 0.50 (n=2) | 66.50 |"), "\(table.output)")
 
         let stopped = try run(slurm, ["stop"], environment: testSlurmEnvironment)
         #expect(stopped.status == 0, "\(stopped.output)")
@@ -100,10 +94,127 @@ struct SlurmTests {
         #expect(after.status == 3, "local-slurm.sh status after stop:\n\(after.output)")
     }
 
+    /// The real trainer under slurm.sbatch, stopped as Slurm stops jobs: SIGUSR1 to the batch shell
+    /// (what `--signal=B:USR1@120` sends before the time limit) with either launcher, and scancel's
+    /// SIGTERM. Each job checkpoints a step boundary; the USR1 ones exit 75 and print the sbatch
+    /// command that resumes them, and that command finishes the run.
+    @Test func preemptedJobsCheckpointAndTheirResumeCommandFinishesThem() throws {
+        let lock = try SlurmLock()
+        defer { lock.release() }
+        let directory = try temporaryDirectory("slurm-preempt")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let slurm = cluster("local-slurm.sh")
+        let started = try run(slurm, ["start"], environment: testSlurmEnvironment)
+        defer { _ = try? run(slurm, ["stop"], environment: testSlurmEnvironment) }
+        try #require(started.status == 0, "local-slurm.sh start failed:\n\(started.output)")
+
+        let trainer = try cavptDistExecutable().path
+        let demo = try run(URL(fileURLWithPath: trainer), ["demo", "--dir", directory.path, "--prepare-only", "--classes", "4",
+                                                          "--shots", "6", "--test-per-class", "4"])
+        try #require(demo.status == 0, "\(demo.output)")
+        func trainArguments(_ output: String) -> [String] {
+            ["--dataset", directory.path + "/data/synthetic.yaml", "--method", "vpt_deep", "--data-root", directory.path + "/data",
+             "--model", directory.path + "/model", "--output", output, "--seed", "1", "--set", "train.epochs=30",
+             "--set", "train.batchSize=8", "--set", "train.logEvery=3", "--set", "train.workers=1"]
+        }
+        struct Job { var launcher: String; var signal: String; var id = ""; var run = "" }
+        var jobs = [Job(launcher: "srun", signal: "USR1"), Job(launcher: "mpirun", signal: "USR1"),
+                    Job(launcher: "srun", signal: "TERM")]
+        for index in jobs.indices {
+            jobs[index].run = directory.path + "/run\(index)"
+            // 100 ms asleep before each step: 30 epochs outlast the signal without using the CPU.
+            jobs[index].id = try submit(
+                ["--ntasks-per-node=2", "--cpus-per-task=1", "--time=5", "--output=\(directory.path)/job\(index).out",
+                 cluster("slurm.sbatch").path] + trainArguments(jobs[index].run),
+                payload: ["CAVPT_DIST_LAUNCHER": jobs[index].launcher, "CAVPT_DIST_FAULT": "slow-steps:100"], binary: trainer)
+        }
+        let scancel = try #require(findInPath("scancel"))
+        for (index, job) in jobs.enumerated() {
+            // Signal once training is under way: the third epoch's progress line is in the job's output.
+            let deadline = Date().addingTimeInterval(60)
+            while !(((try? String(contentsOfFile: "\(directory.path)/job\(index).out", encoding: .utf8)) ?? "").contains("epoch 3/30"))
+                    && Date() < deadline { usleep(100_000) }
+            let signalled = try run(scancel, job.signal == "USR1" ? ["--batch", "--signal=USR1", job.id] : [job.id],
+                                    environment: testSlurmEnvironment)
+            #expect(signalled.status == 0, "\(signalled.output)")
+        }
+        _ = try waitForJobs(jobs.map(\.id), timeout: 60)
+        let scontrol = try #require(findInPath("scontrol"))
+        for (index, job) in jobs.enumerated() {
+            let output = (try? String(contentsOfFile: "\(directory.path)/job\(index).out", encoding: .utf8)) ?? ""
+            let context = "\(job.launcher) SIG\(job.signal):\n\(output)"
+            let status = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: job.run + "/status.json"))))
+                as? [String: Any] ?? [:]
+            // scancel signals every process: the ranks' own SIGTERM and the batch shell's forwarded
+            // SIGUSR1 race, and whichever comes first is the one reported.
+            let allowed = job.signal == "USR1" ? ["SIGUSR1"] : ["SIGTERM", "SIGUSR1"]
+            #expect(status["state"] as? String == "preempted", "\(status)\n\(context)")
+            #expect(allowed.contains(status["signal"] as? String ?? "none"), "\(status)\n\(context)")
+            let checkpoint = status["checkpoint"] as? String ?? "none"
+            #expect(FileManager.default.fileExists(atPath: checkpoint + "/state.safetensors"), "\(checkpoint)\n\(context)")
+            #expect(!FileManager.default.fileExists(atPath: job.run + "/results.json"))
+            let shown = try run(scontrol, ["show", "job", job.id], environment: testSlurmEnvironment)
+            if job.signal == "USR1" {
+                #expect(shown.stdout.contains("ExitCode=75:0"), "\(shown.stdout)")
+                #expect(output.contains("cavpt-dist job \(job.id) preempted (exit 75); resume with: sbatch "), "\(context)")
+            }
+        }
+
+        // The printed command, run as printed, finishes the first run.
+        let first = (try? String(contentsOfFile: "\(directory.path)/job0.out", encoding: .utf8)) ?? ""
+        let line = try #require(first.split(separator: "\n").first { $0.contains("resume with: sbatch ") })
+        let command = String(line[line.range(of: "resume with: ")!.upperBound...])
+        #expect(command.contains(cluster("slurm.sbatch").path) && command.hasSuffix("--resume "), "\(command)")
+        let resubmitted = try run(URL(fileURLWithPath: "/bin/sh"), ["-c", command],
+                                  environment: testSlurmEnvironment.merging(["CAVPT_DIST_BINARY": trainer]) { $1 },
+                                  directory: directory)
+        try #require(resubmitted.status == 0, "\(command)\n\(resubmitted.output)")
+        let resumedJob = String(try #require(resubmitted.stdout.split(separator: " ").last).prefix { $0.isNumber })
+        let states = try waitForJobs([resumedJob], timeout: 60)
+        let resumedOutput = (try? String(contentsOfFile: "\(directory.path)/slurm-cavpt-dist-\(resumedJob).out", encoding: .utf8)) ?? ""
+        #expect(states[resumedJob] == "COMPLETED", "\(resumedOutput)")
+        #expect(resumedOutput.contains("resumed from \(jobs[0].run)/checkpoints/"), "\(resumedOutput)")
+        #expect(FileManager.default.fileExists(atPath: jobs[0].run + "/results.json"))
+    }
+
     /// Submits slurm.sbatch with DistributedCheck as the binary; returns the job id.
-    func submit(_ arguments: [String], payload: [String: String]) throws -> String {
+    /// `cavpt-dist sweep` inside one allocation: slurm.sbatch with CAVPT_DIST_COMMAND=sweep, 4 tasks
+    /// in 2 groups of 2 (srun, PMIx), 4 jobs trained and summarised.
+    @Test func aSweepRunsInsideOneAllocation() throws {
+        let lock = try SlurmLock()
+        defer { lock.release() }
+        let directory = try temporaryDirectory("slurm-sweep")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let slurm = cluster("local-slurm.sh")
+        let started = try run(slurm, ["start"], environment: testSlurmEnvironment)
+        defer { _ = try? run(slurm, ["stop"], environment: testSlurmEnvironment) }
+        try #require(started.status == 0, "local-slurm.sh start failed:\n\(started.output)")
+        let trainer = try cavptDistExecutable().path
+        let demo = try run(URL(fileURLWithPath: trainer), ["demo", "--dir", directory.path, "--prepare-only", "--classes", "4",
+                                                          "--shots", "4", "--test-per-class", "2"])
+        try #require(demo.status == 0, "\(demo.output)")
+        let id = try submit(["--ntasks-per-node=4", "--cpus-per-task=1", "--time=5", "--output=\(directory.path)/sweep.out",
+                             cluster("slurm.sbatch").path,
+                             "--datasets", directory.path + "/data/synthetic.yaml", "--methods", "vpt_deep,coop", "--seeds", "1,2",
+                             "--ranks-per-job", "2", "--data-root", directory.path + "/data", "--model", directory.path + "/model",
+                             "--output", directory.path + "/runs", "--set", "train.epochs=2", "--set", "train.batchSize=4",
+                             "--set", "train.workers=1"],
+                            payload: ["CAVPT_DIST_COMMAND": "sweep"], binary: trainer)
+        let states = try waitForJobs([id], timeout: 90)
+        let output = (try? String(contentsOfFile: "\(directory.path)/sweep.out", encoding: .utf8)) ?? ""
+        #expect(states[id] == "COMPLETED", "\(output)")
+        #expect(output.contains("sweep: 4 job(s)") && output.contains("2 group(s) of 2 rank(s)"), "\(output)")
+        #expect(output.contains("sweep: 4 completed, 0 failed"), "\(output)")
+        for method in ["vpt_deep", "coop"] {
+            for seed in [1, 2] {
+                #expect(FileManager.default.fileExists(atPath: directory.path + "/runs/synthetic/\(method)/16shot/default/seed\(seed)/results.json"))
+            }
+        }
+    }
+
+    func submit(_ arguments: [String], payload: [String: String], binary: String? = nil) throws -> String {
         var environment = testSlurmEnvironment.merging(payload) { $1 }
-        environment["CAVPT_DIST_BINARY"] = try checkExecutable().path
+        environment["CAVPT_DIST_BINARY"] = try binary ?? checkExecutable().path
         let result = try run(try #require(findInPath("sbatch")), ["--parsable"] + arguments, environment: environment)
         try #require(result.status == 0, "sbatch \(arguments) failed:\n\(result.output)")
         let id = String(result.stdout.prefix { $0.isNumber })
@@ -198,6 +309,14 @@ struct HostfileTests {
         let workstation = try run(cluster("run-hostfile.sh"), ["-np", "2", "--dry-run", "--", "--dataset", "dtd"],
                                   environment: ["CAVPT_DIST_BINARY": binary])
         #expect(workstation.stdout == "mpirun -np 2 --bind-to none \(binary) train --dataset dtd\n", "\(workstation.output)")
+
+        // --dry-run after the config and train options is still a dry run (it once launched mpirun).
+        let late = try run(cluster("run-hostfile.sh"),
+                           ["--hostfile", cluster("hostfile.example").path, "--ppn", "4", "my-run.yaml", "--set", "train.epochs=50", "--dry-run"],
+                           environment: ["CAVPT_DIST_BINARY": binary, "OPENBLAS_CORETYPE": "", "LD_LIBRARY_PATH": "", "CAVPT_DIST_NO_REEXEC": ""])
+        #expect(late.status == 0, "\(late.output)")
+        #expect(late.stdout == "mpirun --hostfile \(cluster("hostfile.example").path) --map-by ppr:4:node -x PATH --bind-to none "
+                    + "\(binary) train --config my-run.yaml --set train.epochs=50\n", "\(late.output)")
     }
 
     func rankPrefixes(_ output: String) -> [String] {
@@ -206,16 +325,99 @@ struct HostfileTests {
     }
 }
 
-// MARK: - sweep.sh and collect.py
+// MARK: - Several nodes, on one machine
 
-let pythonAvailable = findInPath("python3") != nil
+/// Two "nodes" in a hostfile, reached through an ssh stand-in that runs Open MPI's daemon here:
+/// mpirun maps, launches and wires them as separate nodes, and with `btl tcp,self` the ranks of
+/// different nodes really talk over TCP (loopback).
+@Suite(.serialized) struct MultiNodeTests {
+    func fakeCluster(_ directory: URL) throws -> (hostfile: String, environment: [String: String]) {
+        let shim = directory.appendingPathComponent("rsh")
+        try #"""
+            #!/bin/sh
+            # ssh stand-in: skip ssh options and the host name, run the command on this machine.
+            while [ $# -gt 0 ]; do case "$1" in -*) shift ;; *) break ;; esac; done
+            shift
+            exec /bin/sh -c "$*"
+            """#.write(to: shim, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: shim.path)
+        let hostfile = directory.appendingPathComponent("hosts")
+        try "node-a slots=2\nnode-b slots=2\n".write(to: hostfile, atomically: true, encoding: .utf8)
+        let environment = ["OMPI_MCA_plm_rsh_agent": shim.path, "OMPI_MCA_btl": "tcp,self", "OMPI_MCA_btl_tcp_if_include": "lo",
+                           "OMPI_MCA_oob_tcp_if_include": "lo", "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]
+        return (hostfile.path, environment)
+    }
+
+    @Test func twoNodesOfTwoRanksTrainAsOneRankDoes() throws {
+        let directory = try temporaryDirectory("multinode")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (hostfile, environment) = try fakeCluster(directory)
+        let mpirun = try #require(findInPath("mpirun"))
+        // Local ranks and BLAS threads are computed per node: two ranks on each of the two nodes.
+        let info = try run(mpirun, ["--hostfile", hostfile, "-np", "4", "--map-by", "ppr:2:node", "--bind-to", "none",
+                                    try checkExecutable().path, "info"], environment: environment)
+        try #require(info.status == 0, "\(info.output)")
+        let ranks = info.stdout.split(separator: "\n").filter { $0.hasPrefix("rank ") }.map { $0.split(separator: " ").prefix(4).joined(separator: " ") }
+        #expect(ranks == ["rank 0/4 local 0/2", "rank 1/4 local 1/2", "rank 2/4 local 0/2", "rank 3/4 local 1/2"], "\(info.output)")
+        let nodeCPUs = ProcessInfo.processInfo.activeProcessorCount
+        #expect(info.stdout.split(separator: "\n").filter { $0.hasPrefix("rank ") }.allSatisfy { $0.contains("blasThreads \(max(1, nodeCPUs / 2))") },
+                "\(info.output)")
+
+        let trainer = try cavptDistExecutable().path
+        let demo = try run(URL(fileURLWithPath: trainer), ["demo", "--dir", directory.path, "--prepare-only", "--classes", "4",
+                                                          "--shots", "4", "--test-per-class", "2"])
+        try #require(demo.status == 0, "\(demo.output)")
+        func arguments(_ output: String) -> [String] {
+            ["train", "--dataset", directory.path + "/data/synthetic.yaml", "--method", "vlp_cavpt", "--data-root", directory.path + "/data",
+             "--model", directory.path + "/model", "--output", output, "--seed", "1", "--set", "train.epochs=2",
+             "--set", "train.batchSize=8", "--set", "train.workers=1", "--set", "optim.visual.warmupEpochs=1"]
+        }
+        let single = try run(URL(fileURLWithPath: trainer), arguments(directory.path + "/one"), environment: ["CAVPT_DIST_BLAS_THREADS": "1"])
+        try #require(single.status == 0, "\(single.output)")
+        // The same launch cluster/run-hostfile.sh makes (it prints it with --dry-run, then runs it).
+        let script = cluster("run-hostfile.sh")
+        let dry = try run(script, ["--hostfile", hostfile, "--ppn", "2", "--dry-run"] + Array(arguments(directory.path + "/two").dropFirst()),
+                          environment: environment.merging(["CAVPT_DIST_BINARY": trainer, "OPENBLAS_CORETYPE": "", "LD_LIBRARY_PATH": "",
+                                                            "CAVPT_DIST_NO_REEXEC": ""]) { $1 })
+        #expect(dry.stdout.hasPrefix("mpirun --hostfile \(hostfile) --map-by ppr:2:node -x PATH --bind-to none \(trainer) train "), "\(dry.output)")
+        let two = try run(script, ["--hostfile", hostfile, "--ppn", "2"] + Array(arguments(directory.path + "/two").dropFirst()),
+                          environment: environment.merging(["CAVPT_DIST_BINARY": trainer, "CAVPT_DIST_BLAS_THREADS": "1"]) { $1 })
+        try #require(two.status == 0, "\(two.output)")
+        #expect(two.stdout.contains("4 rank(s)"), "\(two.stdout)")
+        let a = try checkpoint(directory.path + "/one"), b = try checkpoint(directory.path + "/two")
+        #expect(!a.isEmpty && Set(a.keys) == Set(b.keys))
+        for (name, values) in a {
+            let other = b[name] ?? []
+            let scale = values.map(abs).max() ?? 1
+            let worst = zip(values, other).map { abs($0 - $1) }.max() ?? .infinity
+            #expect(values.count == other.count && worst <= 1e-4 * max(scale, 1e-30), "\(name): \(worst)")
+        }
+    }
+
+    /// Trained tensors of a run's last checkpoint, read from the safetensors file directly.
+    func checkpoint(_ run: String) throws -> [String: [Float]] {
+        let folder = run + "/checkpoints/epoch-0002/state.safetensors"
+        let data = try Data(contentsOf: URL(fileURLWithPath: folder))
+        let headerLength = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        let header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + headerLength))) as! [String: Any]
+        var out: [String: [Float]] = [:]
+        for (name, entry) in header where name != "__metadata__" && !name.hasPrefix("momentum.") {
+            let offsets = (entry as! [String: Any])["data_offsets"] as! [Int]
+            let bytes = data.subdata(in: (8 + headerLength + offsets[0])..<(8 + headerLength + offsets[1]))
+            out[name] = bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        }
+        return out
+    }
+}
+
+// MARK: - sweep.sh and report
 
 @Suite struct SweepTests {
     @Test func dryRunListsTheRunsNotYetDone() throws {
         let directory = try temporaryDirectory("sweep")
         defer { try? FileManager.default.removeItem(at: directory) }
-        try writeFile(directory, "runs/coop/dtd/seed2/results.json", "{}")
-        try FileManager.default.createDirectory(at: directory.appendingPathComponent("runs/coop/eurosat/seed1"),
+        try writeFile(directory, "runs/dtd/coop/seed2/results.json", "{}")
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("runs/eurosat/coop/seed1"),
                                                 withIntermediateDirectories: true)
         let result = try run(cluster("sweep.sh"),
                              ["--methods", "coop,vlp_cavpt", "--datasets", "eurosat,dtd", "--seeds", "1,2",
@@ -227,23 +429,35 @@ let pythonAvailable = findInPath("python3") != nil
         let command = "CAVPT_DIST_BLAS_THREADS=3 mpirun -np 2 --bind-to none /opt/cavpt/cavpt-dist train"
         let common = "--data-root '/data/my dir'"
         #expect(result.stdout == """
-            # skip runs/coop/dtd/seed2: results.json exists
+            # skip runs/dtd/coop/seed2: results.json exists
             # 7 runs to do, 1 done already; 2 at a time, 2 ranks each, 3 BLAS threads per rank
-            \(command) --dataset eurosat --method coop --seed 1 --output runs/coop/eurosat/seed1 \(common) --resume --set train.epochs=5
-            \(command) --dataset eurosat --method coop --seed 2 --output runs/coop/eurosat/seed2 \(common) --set train.epochs=5
-            \(command) --dataset dtd --method coop --seed 1 --output runs/coop/dtd/seed1 \(common) --set train.epochs=5
-            \(command) --dataset eurosat --method vlp_cavpt --seed 1 --output runs/vlp_cavpt/eurosat/seed1 \(common) --set train.epochs=5
-            \(command) --dataset eurosat --method vlp_cavpt --seed 2 --output runs/vlp_cavpt/eurosat/seed2 \(common) --set train.epochs=5
-            \(command) --dataset dtd --method vlp_cavpt --seed 1 --output runs/vlp_cavpt/dtd/seed1 \(common) --set train.epochs=5
-            \(command) --dataset dtd --method vlp_cavpt --seed 2 --output runs/vlp_cavpt/dtd/seed2 \(common) --set train.epochs=5
+            \(command) --dataset eurosat --method coop --seed 1 --output runs/eurosat/coop/seed1 \(common) --resume --set train.epochs=5
+            \(command) --dataset eurosat --method coop --seed 2 --output runs/eurosat/coop/seed2 \(common) --set train.epochs=5
+            \(command) --dataset dtd --method coop --seed 1 --output runs/dtd/coop/seed1 \(common) --set train.epochs=5
+            \(command) --dataset eurosat --method vlp_cavpt --seed 1 --output runs/eurosat/vlp_cavpt/seed1 \(common) --set train.epochs=5
+            \(command) --dataset eurosat --method vlp_cavpt --seed 2 --output runs/eurosat/vlp_cavpt/seed2 \(common) --set train.epochs=5
+            \(command) --dataset dtd --method vlp_cavpt --seed 1 --output runs/dtd/vlp_cavpt/seed1 \(common) --set train.epochs=5
+            \(command) --dataset dtd --method vlp_cavpt --seed 2 --output runs/dtd/vlp_cavpt/seed2 \(common) --set train.epochs=5
 
             """)
+    }
+
+    @Test func aDatasetFileIsNamedByItsFileName() throws {
+        let directory = try temporaryDirectory("sweep-yaml")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let result = try run(cluster("sweep.sh"),
+                             ["--methods", "coop", "--datasets", "/some/where/my-data.yaml", "--seeds", "1", "--dry-run"],
+                             environment: ["CAVPT_DIST_BINARY": "/opt/cavpt/cavpt-dist", "CAVPT_DIST_BLAS_THREADS": "1"],
+                             directory: directory)
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.stdout.contains("--dataset /some/where/my-data.yaml --method coop --seed 1 --output runs/my-data/coop/seed1"),
+                "\(result.stdout)")
     }
 
     @Test func slurmDryRunPrintsTheRunListAndTheArraySubmission() throws {
         let directory = try temporaryDirectory("sweep")
         defer { try? FileManager.default.removeItem(at: directory) }
-        try writeFile(directory, "runs/coop/dtd/seed2/results.json", "{}")
+        try writeFile(directory, "runs/dtd/coop/seed2/results.json", "{}")
         let result = try run(cluster("sweep.sh"),
                              ["--slurm", "--methods", "coop", "--datasets", "eurosat,dtd", "--seeds", "1,2", "--np", "4",
                               "--jobs", "2", "--model", "/models/ViT-B-32", "--sbatch-arg=--partition=cpu", "--dry-run"],
@@ -256,11 +470,11 @@ let pythonAvailable = findInPath("python3") != nil
         #expect(lines[1].hasPrefix(listPrefix) && lines[1].hasSuffix(".list:"), "\(lines[1])")
         let listFile = String(lines[1].dropFirst("# 3 runs to submit, 1 done already; run list ".count).dropLast())
         #expect(lines == [
-            "# skip runs/coop/dtd/seed2: results.json exists",
+            "# skip runs/dtd/coop/seed2: results.json exists",
             lines[1],
-            "#   --dataset eurosat --method coop --seed 1 --output runs/coop/eurosat/seed1 --model /models/ViT-B-32",
-            "#   --dataset eurosat --method coop --seed 2 --output runs/coop/eurosat/seed2 --model /models/ViT-B-32",
-            "#   --dataset dtd --method coop --seed 1 --output runs/coop/dtd/seed1 --model /models/ViT-B-32",
+            "#   --dataset eurosat --method coop --seed 1 --output runs/eurosat/coop/seed1 --model /models/ViT-B-32",
+            "#   --dataset eurosat --method coop --seed 2 --output runs/eurosat/coop/seed2 --model /models/ViT-B-32",
+            "#   --dataset dtd --method coop --seed 1 --output runs/dtd/coop/seed1 --model /models/ViT-B-32",
             "sbatch --array=0-2%2 --job-name=cavpt-sweep --nodes=1 --ntasks-per-node=4 "
                 + "--output=runs/.sweep/slurm-%A_%a.out "
                 + "--export=ALL,CAVPT_DIST_RUN_LIST=\(listFile),CAVPT_DIST_BINARY=/opt/cavpt/cavpt-dist "
@@ -270,8 +484,7 @@ let pythonAvailable = findInPath("python3") != nil
         #expect(!FileManager.default.fileExists(atPath: listFile), "a dry run wrote \(listFile)")
     }
 
-    @Test(.enabled(if: pythonAvailable, "needs python3 for collect.py"))
-    func localSweepRunsConcurrentlySkipsFinishedRunsAndReportsFailures() throws {
+    @Test func localSweepRunsConcurrentlySkipsFinishedRunsAndReportsFailures() throws {
         let directory = try temporaryDirectory("sweep")
         defer { try? FileManager.default.removeItem(at: directory) }
         let trainer = try writeFakeTrainer(in: directory).path
@@ -282,107 +495,31 @@ let pythonAvailable = findInPath("python3") != nil
         #expect(first.status == 1, "\(first.output)")
         let lines = first.stdout.split(separator: "\n").map(String.init)
         #expect(lines.first == "# 6 runs to do, 0 done already; 2 at a time, 1 ranks each, 1 BLAS threads per rank")
-        #expect(lines.filter { $0.hasPrefix("done ") }.sorted() == ["done   runs/coop/dtd/seed1", "done   runs/coop/dtd/seed2",
-                                                                     "done   runs/coop/eurosat/seed1", "done   runs/coop/eurosat/seed2"])
+        #expect(lines.filter { $0.hasPrefix("done ") }.sorted() == ["done   runs/dtd/coop/seed1", "done   runs/dtd/coop/seed2",
+                                                                     "done   runs/eurosat/coop/seed1", "done   runs/eurosat/coop/seed2"])
         #expect(lines.filter { $0.hasPrefix("FAILED ") }.sorted() == [
-            "FAILED runs/coop/broken/seed1 (exit 3, log runs/coop/broken/seed1.log)",
-            "FAILED runs/coop/broken/seed2 (exit 3, log runs/coop/broken/seed2.log)",
+            "FAILED runs/broken/coop/seed1 (exit 3, log runs/broken/coop/seed1/launcher.log)",
+            "FAILED runs/broken/coop/seed2 (exit 3, log runs/broken/coop/seed2/launcher.log)",
         ])
         #expect(lines.last == "# 6 runs finished, 2 failed")
-        let log = try String(contentsOf: directory.appendingPathComponent("runs/coop/broken/seed1.log"), encoding: .utf8)
+        let log = try String(contentsOf: directory.appendingPathComponent("runs/broken/coop/seed1/launcher.log"), encoding: .utf8)
         #expect(log == "error: dataset broken has no split file\n")
 
         let again = try run(cluster("sweep.sh"), arguments + ["--dry-run"], environment: environment, directory: directory)
         #expect(again.stdout == """
-            # skip runs/coop/eurosat/seed1: results.json exists
-            # skip runs/coop/eurosat/seed2: results.json exists
-            # skip runs/coop/dtd/seed1: results.json exists
-            # skip runs/coop/dtd/seed2: results.json exists
+            # skip runs/eurosat/coop/seed1: results.json exists
+            # skip runs/eurosat/coop/seed2: results.json exists
+            # skip runs/dtd/coop/seed1: results.json exists
+            # skip runs/dtd/coop/seed2: results.json exists
             # 2 runs to do, 4 done already; 2 at a time, 1 ranks each, 1 BLAS threads per rank
-            CAVPT_DIST_BLAS_THREADS=1 \(trainer) train --dataset broken --method coop --seed 1 --output runs/coop/broken/seed1
-            CAVPT_DIST_BLAS_THREADS=1 \(trainer) train --dataset broken --method coop --seed 2 --output runs/coop/broken/seed2
+            CAVPT_DIST_BLAS_THREADS=1 \(trainer) train --dataset broken --method coop --seed 1 --output runs/broken/coop/seed1
+            CAVPT_DIST_BLAS_THREADS=1 \(trainer) train --dataset broken --method coop --seed 2 --output runs/broken/coop/seed2
 
             """)
 
-        let table = try run(cluster("collect.py"), ["runs"], directory: directory)
+        let table = try run(try cavptDistExecutable(), ["report", "runs"], directory: directory)
         #expect(table.status == 0, "\(table.output)")
-        #expect(table.stdout == """
-            accuracy (%), mean ± std over seeds
-            method       eurosat           dtd  average
-            coop    68.50 ± 0.71  64.50 ± 0.71    66.50
-            seeds per cell: 2
-
-            macro-F1 (%), mean ± std over seeds
-            method       eurosat           dtd  average
-            coop    60.00 ± 1.41  56.00 ± 1.41    58.00
-            seeds per cell: 2
-
-            """)
-    }
-}
-
-@Suite(.enabled(if: pythonAvailable, "needs python3 for collect.py"))
-struct CollectTests {
-    @Test func tableHasMeanAndSampleStdPerMethodAndDataset() throws {
-        let directory = try temporaryDirectory("collect")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        func result(_ method: String, _ dataset: String, _ seed: Int, _ accuracy: Double, _ macroF1: Double) -> String {
-            #"{"method": "\#(method)", "dataset": "\#(dataset)", "seed": \#(seed), "accuracy": \#(accuracy), "macroF1": \#(macroF1)}"#
-        }
-        try writeFile(directory, "runs/coop/eurosat/seed1/results.json", result("coop", "eurosat", 1, 0.80, 0.70))
-        try writeFile(directory, "runs/coop/eurosat/seed2/results.json", result("coop", "eurosat", 2, 0.82, 0.71))
-        try writeFile(directory, "runs/coop/eurosat/seed3/results.json", result("coop", "eurosat", 3, 0.84, 0.75))
-        // Method, dataset and seed from the path; values already in percent.
-        try writeFile(directory, "runs/vlp_cavpt/eurosat/seed1/results.json", #"{"accuracy": 85.5, "macroF1": 80.25}"#)
-        try writeFile(directory, "runs/vlp_cavpt/eurosat/seed2/results.json", result("vlp_cavpt", "eurosat", 2, 0.875, 0.8125))
-        try writeFile(directory, "runs/vlp_cavpt/dtd/seed1/results.json", result("vlp_cavpt", "dtd", 1, 0.6, 0.55))
-        // Identity from the file alone, in a folder of any name.
-        try writeFile(directory, "runs/elsewhere/results.json", result("zsclip", "dtd", 1, 0.5, 0.4))
-        try writeFile(directory, "runs/broken/results.json", "{")
-        try writeFile(directory, "runs/vpt_deep/dtd/seed1/results.json", #"{"accuracy": 0.5}"#)
-
-        let table = try run(cluster("collect.py"), ["runs"], directory: directory)
-        #expect(table.status == 0, "\(table.output)")
-        #expect(table.stdout == """
-            accuracy (%), mean ± std over seeds
-            method          eurosat    dtd  average
-            zsclip                -  50.00        -
-            coop       82.00 ± 2.00      -        -
-            vlp_cavpt  86.50 ± 1.41  60.00    73.25
-            seeds per cell: 1, except coop/eurosat 3, vlp_cavpt/eurosat 2
-
-            macro-F1 (%), mean ± std over seeds
-            method          eurosat    dtd  average
-            zsclip                -  40.00        -
-            coop       72.00 ± 2.65      -        -
-            vlp_cavpt  80.75 ± 0.71  55.00    67.88
-            seeds per cell: 1, except coop/eurosat 3, vlp_cavpt/eurosat 2
-
-            """)
-        #expect(table.stderr.contains("collect: warning: runs/broken/results.json: skipped, cannot read it"), "\(table.stderr)")
-        #expect(table.stderr.contains(
-            "collect: warning: runs/vpt_deep/dtd/seed1/results.json: skipped, macroF1 missing or not a finite number"),
-                "\(table.stderr)")
-
-        let markdown = try run(cluster("collect.py"), ["runs", "--metric", "macroF1", "--markdown"], directory: directory)
-        #expect(markdown.stdout == """
-            macro-F1 (%), mean ± std over seeds
-
-            | method | eurosat | dtd | average |
-            |---|---:|---:|---:|
-            | zsclip | - | 40.00 | - |
-            | coop | 72.00 ± 2.65 | - | - |
-            | vlp_cavpt | 80.75 ± 0.71 | 55.00 | 67.88 |
-
-            seeds per cell: 1, except coop/eurosat 3, vlp_cavpt/eurosat 2
-
-            """)
-
-        let empty = try temporaryDirectory("collect-empty")
-        defer { try? FileManager.default.removeItem(at: empty) }
-        let nothing = try run(cluster("collect.py"), [empty.path])
-        #expect(nothing.status == 1)
-        #expect(nothing.stderr == "collect: error: no usable results.json under \(empty.path)\n")
+        #expect(table.stdout.contains("| coop | 16 | 68.50 ± 0.50 (n=2) | 64.50 ± 0.50 (n=2) | 66.50 |"), "\(table.output)")
     }
 }
 
@@ -412,6 +549,7 @@ func writeFakeTrainer(in directory: URL) throws -> URL {
         done
         if [ "$dataset" = broken ]; then echo "error: dataset broken has no split file" >&2; exit 3; fi
         mkdir -p "$output"
+        printf 'dataset:\n  name: "%s"\nmethod:\n  name: "%s"\ntrain:\n  seed: %s\n' "$dataset" "$method" "$seed" > "$output/config.yaml"
         printf '{"method": "%s", "dataset": "%s", "seed": %s, "accuracy": 0.%s, "macroF1": 0.%s}\n' \
             "$method" "$dataset" "$seed" $((60 + ${#dataset} + seed)) $((50 + ${#dataset} + 2 * seed)) \
             > "$output/results.json"
@@ -427,6 +565,16 @@ func checkExecutable() throws -> URL {
     let candidates = [besideTests, packageRoot.appendingPathComponent(".build/debug/DistributedCheck")]
     guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
         throw LaunchError("DistributedCheck not found at \(candidates.map(\.path)); run `swift build --product DistributedCheck`")
+    }
+    return found
+}
+
+/// The trainer itself, built by `swift test` next to DistributedCheck.
+func cavptDistExecutable() throws -> URL {
+    let candidates = [try checkExecutable().deletingLastPathComponent().appendingPathComponent("cavpt-dist"),
+                      packageRoot.appendingPathComponent(".build/debug/cavpt-dist")]
+    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+        throw LaunchError("cavpt-dist not found at \(candidates.map(\.path)); run `swift build`")
     }
     return found
 }

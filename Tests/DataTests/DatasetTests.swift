@@ -39,7 +39,8 @@ func writeCoOpDataset(root: String, folder: String, images: String, splitFile: S
             "oxford_pets": ("a photo of a {}, a type of pet.", 0), "stanford_cars": ("a photo of a {}.", 100),
         ]
         let names = ["eurosat", "caltech101", "oxford_flowers", "food101", "fgvc_aircraft", "dtd", "oxford_pets",
-                     "stanford_cars", "sun397", "ucf101", "imagenet", "imagefolder"]
+                     "stanford_cars", "sun397", "ucf101", "imagenet", "imagenetv2", "imagenet_sketch", "imagenet_a",
+                     "imagenet_r", "imagefolder"]
         for name in names {
             let spec = try datasetSpec(named: name)
             #expect(spec.name == name)
@@ -205,7 +206,7 @@ func writeCoOpDataset(root: String, folder: String, images: String, splitFile: S
         #expect(error("dataset:\n" + base + "  template: \"a photo.\"\n")
                 == "dataset config x.yaml: dataset.template 'a photo.' has no {} for the class name")
         #expect(error("dataset:\n  name: d\n  layout: folders\n  folder: d\n  template: \"{}\"\n")
-                == "dataset config x.yaml: dataset.layout 'folders' is not one of coop-split, fgvc-aircraft, imagenet, image-folder")
+                == "dataset config x.yaml: dataset.layout 'folders' is not one of coop-split, fgvc-aircraft, imagenet, wnid-folders, imagenet-v2, image-folder")
         #expect(error("dataset:\n" + base + "  template: \"{}\"\ncavpt:\n  topK: -1\n")
                 == "dataset config x.yaml: cavpt.topK must be an integer >= 0")
         #expect(error("dataset:\n  name: d\n  layout: coop-split\n  folder: d\n  template: \"{}\"\n")

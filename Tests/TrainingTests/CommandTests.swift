@@ -61,7 +61,7 @@ import Testing
     @Test func zeroshotCommand() throws {
         let r = try cavptDist(["zeroshot", "--model", tinyRun.model, "--dataset", tinyRun.datasetYAML, "--data-root", tinyRun.dataRoot])
         try #require(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.contains("zero-shot synthetic: accuracy"))
+        #expect(r.stdout.contains("zero-shot synthetic test: accuracy"))
         #expect(r.stdout.contains("(16 images"))
     }
 

@@ -1,0 +1,255 @@
+// `cavpt-dist sweep`: many training runs in one MPI job. The world is split into groups of
+// --ranks-per-job ranks (inside a node where possible); every rank computes the same longest-first
+// assignment of the jobs to the groups; each group trains its jobs one after another through the
+// same code as `train`, a failing job ending on its group alone. Re-running skips finished jobs and
+// resumes interrupted ones.
+import ArgumentParser
+import Data
+import Distributed
+import Foundation
+import Tensor
+import Training
+
+struct Sweep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train every job of a sweep (datasets × methods × seeds × shots × grid) in one MPI job: mpirun -np N cavpt-dist sweep … --ranks-per-job G.",
+        discussion: """
+            Runs land in ROOT/<dataset>/<method>/<shots>shot/<grid values or default>/seed<S>/. A job \
+            that fails (a bad image, a bad value, divergence) is recorded in its folder's status.json \
+            and the summary, and its group takes the next job; the sweep exits 1 if any failed. \
+            Re-running the same sweep skips finished jobs, resumes interrupted ones from their \
+            checkpoints and refuses (naming the keys) a job whose settings changed. SIGTERM stops \
+            every running job at its next step with a checkpoint (exit 75); run the same command again \
+            to continue. At the end rank 0 writes ROOT/sweep-summary.json and prints the report.
+            """)
+
+    @Option(help: "A sweep YAML: datasets, methods, seeds, shots, set (fixed keys), grid (keys with lists of values).")
+    var plan: String?
+    @Option(help: "Comma-separated datasets (names or YAML files).") var datasets: String?
+    @Option(help: "Comma-separated method presets.") var methods: String?
+    @Option(help: "Comma-separated seeds (default 1,2,3).") var seeds: String?
+    @Option(help: "Comma-separated shot counts (default 16).") var shots: String?
+    @Option(name: .customLong("ranks-per-job"), help: "Ranks that train one job together (G; must divide the world size).")
+    var ranksPerJob: Int = 1
+    @Option(name: .customLong("data-root"), help: "Folder holding the datasets.") var dataRoot: String?
+    @Option(help: "CLIP weights.") var model: String?
+    @Option(help: "Tokenizer vocabulary.") var vocab: String?
+    @Option(help: "The sweep's root folder.") var output: String = "runs"
+    @Option(name: .customLong("set"), help: "A fixed config key for every job (repeatable).") var sets: [String] = []
+    @Flag(name: .customLong("dry-run"), help: "Print the jobs, their state and the groups' assignment; train nothing.")
+    var dryRun = false
+
+    func validate() throws {
+        if ranksPerJob < 1 { throw ValidationError("--ranks-per-job must be at least 1, got \(ranksPerJob)") }
+        if plan == nil && (datasets == nil || methods == nil) { throw ValidationError("give --datasets and --methods (or --plan FILE)") }
+    }
+
+    enum JobState: String { case fresh, resume, finished }
+
+    func run() throws {
+        try withCommunicator { world in
+            guard world.size % ranksPerJob == 0 else {
+                throw TrainingError.input("--ranks-per-job \(ranksPerJob) does not divide the \(world.size) ranks")
+            }
+            configureThreads(world, config: nil)
+            let root = absolutePath(output)
+            var sweep = SweepPlan()
+            if let plan {
+                let text: String
+                do { text = try RegularFile.text(plan) } catch let error as RegularFileError {
+                    throw TrainingError.input("\(plan): cannot read the sweep plan: \(error.briefReason)")
+                }
+                try sweep.merge(yaml: text, source: plan)
+            }
+            func list(_ s: String?) -> [String]? { s.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } }
+            if let v = list(datasets) { sweep.datasets = v }
+            if let v = list(methods) { sweep.methods = v }
+            if let v = list(seeds) { sweep.seeds = try v.map { try Self.integer($0, "--seeds") } }
+            if let v = list(shots) { sweep.shots = try v.map { try Self.integer($0, "--shots") } }
+            sweep.sets += sets
+            for assignment in sweep.sets {
+                let key = assignment.split(separator: "=").first.map(String.init)?.trimmingCharacters(in: .whitespaces) ?? ""
+                if ["train.shots", "train.seed", "output.dir", "dataset.name", "method.name"].contains(key) {
+                    throw TrainingError.input("--set \(key) is the sweep's own dimension: use --shots, --seeds, --output, --datasets or --methods")
+                }
+            }
+            var configs: [String: Config] = [:]
+            let jobs = try sweep.jobs(root: root) { job, overrides in
+                let config = try RunSetup.config(options(job, overrides: overrides))
+                configs[job.folder] = config
+                return config
+            }
+            // A folder that already holds a run of other settings is refused before anything trains.
+            var changed: [String] = []
+            for job in jobs where state(of: job) != .fresh {
+                do { try checkUnchanged(job, config: configs[job.folder]!) } catch { changed.append("\(error)") }
+            }
+            if !changed.isEmpty {
+                throw TrainingError.configuration(changed[0] + (changed.count > 1 ? " (and \(changed.count - 1) more job folder(s))" : ""))
+            }
+            let groups = world.size / ranksPerJob
+            let assignment = SweepPlan.assign(jobs, groups: groups)
+            if world.rank == 0 {
+                print("sweep: \(jobs.count) job(s) in \(root), \(groups) group(s) of \(ranksPerJob) rank(s)")
+            }
+            if dryRun {
+                if world.rank == 0 {
+                    for (g, mine) in assignment.enumerated() {
+                        for job in mine { print("group \(g): \(job.folder) [\(state(of: job).rawValue)]") }
+                    }
+                }
+                return
+            }
+            let group = try world.split(color: try groupColor(world), key: world.rank)
+            let g = try groupIndex(world, group: group)
+            StopSignals.clear()
+            try StopSignals.install()
+            var counts = [0.0, 0.0, 0.0, 0.0]   // completed, failed, skipped, preempted
+            jobs: for job in assignment[g] {
+                // The group agrees on a stop requested between jobs.
+                if try group.allreduce(StopSignals.pending != 0 ? 1.0 : 0.0, .sum) > 0 { counts[3] += 1; break jobs }
+                let current = state(of: job)
+                if current == .finished {
+                    counts[2] += 1
+                    if group.rank == 0 { print("[group \(g)] skip   \(job.folder): finished") }
+                    continue
+                }
+                if group.rank == 0 { print("[group \(g)] start  \(job.folder)\(current == .resume ? " (resume)" : "")") }
+                flushStandardOutput()
+                let training = TrainingJob(options: options(job, overrides: sweep.overrides(for: job)),
+                                           mode: current == .resume ? .resume : .fresh, resumeFrom: nil,
+                                           isolated: true, quiet: true,
+                                           resumeCommand: { CommandLine.arguments.joined(separator: " ") })
+                do {
+                    let outcome = try training.run(comm: group)
+                    counts[0] += 1
+                    if group.rank == 0 { print(String(format: "[group %d] done   %@: accuracy %.2f%%", g, job.folder, outcome.accuracy * 100)) }
+                } catch let stop as TrainingStop {
+                    if case .preempted = stop {
+                        counts[3] += 1
+                        if group.rank == 0 { print("[group \(g)] preempted \(job.folder): checkpoint written") }
+                        break jobs
+                    }
+                    counts[1] += 1
+                    if group.rank == 0 { print("[group \(g)] FAILED \(job.folder): \(stop)") }
+                } catch let failure as JobFailure {
+                    counts[1] += 1
+                    if group.rank == 0 {
+                        recordFailure(job, message: failure.message)
+                        print("[group \(g)] FAILED \(job.folder): \(failure.message)")
+                    }
+                } catch {
+                    // Not agreed: this rank alone failed outside a collective (its group may wait on it).
+                    counts[1] += 1
+                    recordFailure(job, message: "\(error)")
+                    print("[group \(g)] FAILED \(job.folder): \(error)")
+                }
+                flushStandardOutput()
+            }
+            StopSignals.restore()
+            // Each group's counts once (from its rank 0), summed on the world.
+            var totals = group.rank == 0 ? counts : [0, 0, 0, 0]
+            try world.allreduceSum(&totals)
+            if world.rank == 0 {
+                try writeSummary(jobs, root: root, totals: totals)
+                if let tables = try? Report.render(try Report.collect([root]), format: .markdown, ci95: false) { print(tables, terminator: "") }
+            }
+            if totals[3] > 0 {
+                if world.rank == 0 { print("sweep: stopped by a signal; run the same command again to continue") }
+                try world.barrier()
+                try Communicators.finalize()
+                throw ExitCode(75)
+            }
+            if totals[1] > 0 {
+                try world.barrier()
+                try Communicators.finalize()
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    static func integer(_ s: String, _ option: String) throws -> Int {
+        guard let v = Int(s) else { throw TrainingError.input("\(option): '\(s)' is not an integer") }
+        return v
+    }
+
+    func options(_ job: SweepJob, overrides: [String]) -> RunOptions {
+        var o = RunOptions()
+        o.dataset = job.dataset; o.method = job.method; o.seed = job.seed
+        o.dataRoot = dataRoot; o.model = model; o.vocab = vocab; o.output = job.folder
+        o.sets = overrides
+        return o
+    }
+
+    func state(of job: SweepJob) -> JobState {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: job.folder + "/results.json"),
+           let data = fm.contents(atPath: job.folder + "/status.json"),
+           let status = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], status["state"] as? String == "completed" {
+            return .finished
+        }
+        let entries = ((try? fm.contentsOfDirectory(atPath: job.folder)) ?? []).filter { $0 != ".lock" && $0 != "log.txt" }
+        return entries.contains("config.yaml") ? .resume : (entries.isEmpty ? .fresh : .resume)
+    }
+
+    /// An existing run folder must hold the same settings the plan now gives the job.
+    func checkUnchanged(_ job: SweepJob, config: Config) throws {
+        let path = job.folder + "/config.yaml"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
+        var saved = Config()
+        try saved.merge(savedRun: text, source: path)
+        let differing = config.differences(from: saved)
+        guard differing.isEmpty else {
+            let detail = differing.prefix(6).map { "\($0): \(saved.values[$0]?.description ?? "unset") → \(config.values[$0]?.description ?? "unset")" }
+            throw TrainingError.configuration("the sweep's settings for \(job.folder) differ from the run already there in "
+                                              + detail.joined(separator: "; ") + " (move the folder away or use another --output)")
+        }
+    }
+
+    func recordFailure(_ job: SweepJob, message: String) {
+        try? FileManager.default.createDirectory(atPath: job.folder, withIntermediateDirectories: true)
+        let record: [String: Any] = ["state": "failed", "error": message, "time": ISO8601DateFormatter().string(from: Date())]
+        if let data = try? JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]) {
+            try? writeDurably(data, to: job.folder + "/status.json")
+        }
+    }
+
+    /// ROOT/sweep-summary.json: every job's folder, state (from its status.json) and error.
+    func writeSummary(_ jobs: [SweepJob], root: String, totals: [Double]) throws {
+        var entries: [[String: Any]] = []
+        var failures: [String] = []
+        for job in jobs {
+            var entry: [String: Any] = ["folder": job.folder, "dataset": job.datasetName, "method": job.method, "seed": job.seed,
+                                        "shots": job.shots, "grid": Dictionary(uniqueKeysWithValues: job.grid)]
+            if let data = FileManager.default.contents(atPath: job.folder + "/status.json"),
+               let status = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] {
+                entry["state"] = status["state"] ?? "unknown"
+                if let error = status["error"] { entry["error"] = error; failures.append("\(job.folder): \(error)") }
+            } else {
+                entry["state"] = "not run"
+            }
+            entries.append(entry)
+        }
+        let summary: [String: Any] = ["jobs": entries, "completed": Int(totals[0]), "failed": Int(totals[1]),
+                                      "skipped": Int(totals[2]), "preempted": Int(totals[3]),
+                                      "time": ISO8601DateFormatter().string(from: Date())]
+        try writeDurably(try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys]), to: root + "/sweep-summary.json")
+        print("sweep: \(Int(totals[0])) completed, \(Int(totals[1])) failed, \(Int(totals[2])) already finished; summary \(root)/sweep-summary.json")
+        for line in failures { print("  FAILED \(line)") }
+    }
+
+    /// Groups of G consecutive ranks after ordering by node (a hash of the host name), so a group
+    /// stays inside a node whenever the node's rank count allows.
+    func groupColor(_ world: Communicator) throws -> Int {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in ProcessInfo.processInfo.hostName.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        let hashes = try world.allgather(Int64(bitPattern: hash))
+        var firstOfNode: [Int64: Int] = [:]
+        for (r, h) in hashes.enumerated() where firstOfNode[h] == nil { firstOfNode[h] = r }
+        let order = (0..<world.size).sorted { (firstOfNode[hashes[$0]]!, $0) < (firstOfNode[hashes[$1]]!, $1) }
+        return order.firstIndex(of: world.rank)! / ranksPerJob
+    }
+
+    /// The group's index: its color (the same on all its ranks).
+    func groupIndex(_ world: Communicator, group: Communicator) throws -> Int { try groupColor(world) }
+}
