@@ -92,12 +92,13 @@ private func singleErrorLine(_ r: ProcessResult, sourceLocation: SourceLocation 
     }
 
     @Test func fifoEvalConfigAndCheckpointStateAreRefused() throws {
+        // A run directory whose config.yaml, and a checkpoint whose state.json, are FIFOs.
         let dir = temporaryDirectory("fifo-eval")
         let checkpoint = dir + "/epoch-0001"
         try FileManager.default.createDirectory(atPath: checkpoint, withIntermediateDirectories: true)
         try Data().write(to: URL(fileURLWithPath: checkpoint + "/state.safetensors"))
         try #require(mkfifo(dir + "/config.yaml", 0o644) == 0 && mkfifo(checkpoint + "/state.json", 0o644) == 0)
-        let eval = try runProcess(binaryPath, ["eval", "--checkpoint", checkpoint, "--config", dir + "/config.yaml"], timeout: 120)
+        let eval = try runProcess(binaryPath, ["eval", "--run", dir], timeout: 120)
         #expect(singleErrorLine(eval) == "error: \(dir)/config.yaml: not a regular file (a FIFO)")
         var arguments = tinyRun.trainArguments(method: "vpt_shallow", output: dir + "/run", epochs: 1)
         arguments += ["--resume-from", checkpoint]
