@@ -59,3 +59,19 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["DistributedCheck"]),
     ]
 )
+
+// libFuzzer targets (fuzz/run.sh), only when CAVPT_FUZZ is set: they link only when built with
+// `-sanitize=fuzzer`, so the normal build never sees them.
+if Context.environment["CAVPT_FUZZ"] != nil {
+    package.targets.append(.systemLibrary(name: "CLibFuzzer", path: "fuzz/CLibFuzzer"))
+    for (name, dependencies) in [
+        ("FuzzSafeTensors", ["CLIP"]),
+        ("FuzzSplitJSON", ["Data"]),
+        ("FuzzConfig", ["Training", "Data"]),
+        ("FuzzTokenizer", ["CLIP"]),
+        ("FuzzJPEG", ["Data", "CJPEG"]),
+    ] as [(String, [Target.Dependency])] {
+        package.targets.append(.executableTarget(name: name, dependencies: dependencies + ["CLibFuzzer"],
+                                                 path: "fuzz/Targets/\(name)"))
+    }
+}

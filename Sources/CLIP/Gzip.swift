@@ -1,5 +1,6 @@
 // gzip decompression through zlib, bounded so a corrupt or hostile file cannot exhaust memory.
 import CZlib
+import Tensor
 import Foundation
 
 public enum GzipError: Error, CustomStringConvertible {
@@ -68,10 +69,10 @@ public enum Gzip {
 
     /// Reads and decompresses a .gz file.
     public static func decompress(file path: String, maxOutputBytes: Int = 256 << 20) throws -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw GzipError.unreadable(file: path, reason: FileManager.default.fileExists(atPath: path)
-                                       ? "permission denied or not a regular file" : "no such file")
+        let data: [UInt8]
+        do { data = try RegularFile.read(path) } catch let error as RegularFileError {
+            throw GzipError.unreadable(file: path, reason: error.briefReason)
         }
-        return try decompress([UInt8](data), file: path, maxOutputBytes: maxOutputBytes)
+        return try decompress(data, file: path, maxOutputBytes: maxOutputBytes)
     }
 }

@@ -57,19 +57,19 @@ public enum SafeTensorsError: Error, CustomStringConvertible {
         case let .headerNotJSON(file, reason):
             return "\(file): safetensors header is not a JSON object: \(reason)"
         case let .badEntry(file, name, reason):
-            return "\(file): tensor \"\(name)\": \(reason)"
+            return "\(file): tensor \"\(excerpt(name))\": \(reason)"
         case let .unknownDType(file, name, dtype):
-            return "\(file): tensor \"\(name)\" has unknown dtype \"\(dtype)\""
+            return "\(file): tensor \"\(excerpt(name))\" has unknown dtype \"\(excerpt(dtype))\""
         case let .byteCount(file, name, dtype, shape, expected, found):
-            return "\(file): tensor \"\(name)\" (\(dtype) \(shape)) needs \(expected) bytes but its data_offsets span \(found)"
+            return "\(file): tensor \"\(excerpt(name))\" (\(excerpt(dtype)) \(excerpt("\(shape)"))) needs \(expected) bytes but its data_offsets span \(found)"
         case let .outOfBounds(file, name, begin, end, dataBytes):
-            return "\(file): tensor \"\(name)\" data_offsets [\(begin), \(end)] lie outside the \(dataBytes)-byte data section (truncated file?)"
+            return "\(file): tensor \"\(excerpt(name))\" data_offsets [\(begin), \(end)] lie outside the \(dataBytes)-byte data section (truncated file?)"
         case let .overlap(file, first, second):
-            return "\(file): tensors \"\(first)\" and \"\(second)\" have overlapping data_offsets"
+            return "\(file): tensors \"\(excerpt(first))\" and \"\(excerpt(second))\" have overlapping data_offsets"
         case let .missing(file, name):
-            return "\(file): no tensor named \"\(name)\""
+            return "\(file): no tensor named \"\(excerpt(name))\""
         case let .wrongKind(file, name, dtype, wanted):
-            return "\(file): tensor \"\(name)\" has dtype \(dtype), expected \(wanted)"
+            return "\(file): tensor \"\(excerpt(name))\" has dtype \(excerpt(dtype)), expected \(wanted)"
         case let .write(file, reason):
             return "\(file): cannot write: \(reason)"
         }
@@ -104,17 +104,11 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw SafeTensorsError.unreadable(file: path, reason: String(cString: strerror(errno))) }
+        let fd: Int32, fileBytes: Int
+        do { (fd, fileBytes) = try RegularFile.open(path) } catch let error as RegularFileError {
+            throw SafeTensorsError.unreadable(file: path, reason: error.reason)
+        }
         defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            throw SafeTensorsError.unreadable(file: path, reason: String(cString: strerror(errno)))
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw SafeTensorsError.unreadable(file: path, reason: "not a regular file")
-        }
-        let fileBytes = Int(info.st_size)
         guard fileBytes >= 8 else { throw SafeTensorsError.truncated(file: path, size: fileBytes) }
 
         guard let base = mmap(nil, fileBytes, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
@@ -209,7 +203,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     // MARK: Header validation
 
-    private static func parseHeader(_ base: UnsafeRawPointer, fileBytes: Int, file: String) throws
+    static func parseHeader(_ base: UnsafeRawPointer, fileBytes: Int, file: String) throws
         -> (entries: [SafeTensorsEntry], metadata: [String: String], dataStart: Int)
     {
         let headerLength = base.loadUnaligned(as: UInt64.self)   // little-endian host, checked above
@@ -246,7 +240,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 }
                 for (key, item) in map {
                     guard let text = item as? String else {
-                        throw SafeTensorsError.badEntry(file: file, name: name, reason: "__metadata__ value for \"\(key)\" is not a string")
+                        throw SafeTensorsError.badEntry(file: file, name: name, reason: "__metadata__ value for \"\(excerpt(key))\" is not a string")
                     }
                     metadata[key] = text
                 }
@@ -277,7 +271,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         guard let shapeValues = info["shape"] as? [Any] else { throw bad("missing \"shape\" array") }
         var shape: [Int] = []
         for v in shapeValues {
-            guard let d = jsonInteger(v), d >= 0 else { throw bad("shape \(shapeValues) has an entry that is not a non-negative integer") }
+            guard let d = jsonInteger(v), d >= 0 else { throw bad("shape \(excerpt("\(shapeValues)")) has an entry that is not a non-negative integer") }
             shape.append(d)
         }
         guard let offsets = info["data_offsets"] as? [Any], offsets.count == 2,

@@ -2,6 +2,7 @@
 // (TextCleaning.swift), the CLIP pre-tokenizer pattern, bytes→unicode, BPE merges by rank, `</w>` word
 // ends, start/end-of-text ids, truncation to the context with EOT kept last, zero padding.
 import Foundation
+import Tensor
 
 public enum TokenizerError: Error, CustomStringConvertible {
     case unreadable(file: String, reason: String)
@@ -71,8 +72,9 @@ public final class CLIPTokenizer: @unchecked Sendable {
     /// Loads a Hugging Face `vocab.json` (token → id) and `merges.txt`; SOT/EOT are `<|startoftext|>`
     /// and `<|endoftext|>`.
     public convenience init(vocabJSON: String, merges mergesPath: String) throws {
-        guard let json = FileManager.default.contents(atPath: vocabJSON) else {
-            throw TokenizerError.unreadable(file: vocabJSON, reason: "no such file or not readable")
+        let json: Data
+        do { json = Data(try RegularFile.read(vocabJSON)) } catch let error as RegularFileError {
+            throw TokenizerError.unreadable(file: vocabJSON, reason: error.reason)
         }
         let encoder: [String: Int]
         do {
@@ -80,8 +82,9 @@ public final class CLIPTokenizer: @unchecked Sendable {
         } catch {
             throw TokenizerError.malformed(file: vocabJSON, reason: "expected a JSON object of token → integer id")
         }
-        guard let mergesData = FileManager.default.contents(atPath: mergesPath) else {
-            throw TokenizerError.unreadable(file: mergesPath, reason: "no such file or not readable")
+        let mergesData: Data
+        do { mergesData = Data(try RegularFile.read(mergesPath)) } catch let error as RegularFileError {
+            throw TokenizerError.unreadable(file: mergesPath, reason: error.reason)
         }
         guard let mergesText = String(data: mergesData, encoding: .utf8) else {
             throw TokenizerError.malformed(file: mergesPath, reason: "not UTF-8")
@@ -122,7 +125,7 @@ public final class CLIPTokenizer: @unchecked Sendable {
             // Only pairs can merge; a pair whose halves are not tokens can never occur in a word.
             guard parts.count == 2, let left = encoder[parts[0]], let right = encoder[parts[1]] else { continue }
             guard let merged = encoder[parts[0] + parts[1]] else {
-                throw bad("merge \"\(parts[0]) \(parts[1])\" (line \(rank + 2)) produces a token missing from the vocabulary")
+                throw bad("merge \"\(excerpt(parts[0] + " " + parts[1]))\" (line \(rank + 2)) produces a token missing from the vocabulary")
             }
             // Later duplicates win, as in open_clip's dict(zip(merges, range(...))).
             table[Self.pairKey(Int32(left), Int32(right))] = Merge(rank: Int32(rank), merged: Int32(merged))

@@ -1,6 +1,7 @@
 // Dataset definitions (`configs/datasets/<name>.yaml`): where a dataset lives under the data
 // root, which layout reads it, its prompt template and CAVPT's K_N; and how `configs/` is found.
 import Foundation
+import Tensor
 import Yams
 
 /// How the files of a dataset are laid out (see `loadDataset`).
@@ -86,8 +87,10 @@ public struct DatasetSpec: Codable, Equatable, Sendable {
     public init(yaml: String, file: String) throws {
         func fail(_ reason: String) -> DataError { .datasetConfig(file: file, reason: reason) }
         let root: Node?
-        do { root = try Yams.compose(yaml: yaml) } catch {
-            throw fail("not valid YAML: \(String(describing: error).split(separator: "\n").joined(separator: " "))")
+        do { root = try BoundedYAML.compose(yaml: yaml) } catch let error as YAMLLimitError {
+            throw fail(error.reason)
+        } catch {
+            throw fail("not valid YAML: " + excerpt(String(describing: error).split(separator: "\n").joined(separator: " "), limit: 200))
         }
         guard let root, let top = root.mapping else { throw fail("expected a mapping with a `dataset:` section") }
         guard let section = top["dataset"] else { throw fail("missing the `dataset:` section") }
@@ -95,7 +98,7 @@ public struct DatasetSpec: Codable, Equatable, Sendable {
         for key in dataset.keys {
             let name = key.string ?? "\(key)"
             if !Self.datasetKeys.contains(name) {
-                throw fail("unknown key dataset.\(name) (known: \(Self.datasetKeys.sorted().joined(separator: ", ")))")
+                throw fail("unknown key dataset.\(excerpt(name)) (known: \(Self.datasetKeys.sorted().joined(separator: ", ")))")
             }
         }
         func string(_ key: String, required: Bool) throws -> String? {
@@ -109,16 +112,16 @@ public struct DatasetSpec: Codable, Equatable, Sendable {
         let name = try string("name", required: true) ?? ""
         let layoutName = try string("layout", required: true) ?? ""
         guard let layout = DatasetLayout(rawValue: layoutName) else {
-            throw fail("dataset.layout '\(layoutName)' is not one of "
+            throw fail("dataset.layout '\(excerpt(layoutName))' is not one of "
                        + DatasetLayout.allCases.map(\.rawValue).joined(separator: ", "))
         }
         let template = try string("template", required: true) ?? ""
-        guard template.contains("{}") else { throw fail("dataset.template '\(template)' has no {} for the class name") }
+        guard template.contains("{}") else { throw fail("dataset.template '\(excerpt(template))' has no {} for the class name") }
         var rules = ClassNameRules()
         if let node = dataset["classNames"] {
             guard let mapping = node.mapping else { throw fail("dataset.classNames must be a mapping") }
             for key in mapping.keys where !Self.classNameKeys.contains(key.string ?? "") {
-                throw fail("unknown key dataset.classNames.\(key.string ?? "?") (known: replaceUnderscores, rename)")
+                throw fail("unknown key dataset.classNames.\(excerpt(key.string ?? "?")) (known: replaceUnderscores, rename)")
             }
             if let flag = mapping["replaceUnderscores"] {
                 guard let value = flag.bool else { throw fail("dataset.classNames.replaceUnderscores must be true or false") }
@@ -158,9 +161,9 @@ public struct DatasetSpec: Codable, Equatable, Sendable {
 
     /// Reads a dataset YAML file.
     public init(contentsOf path: String) throws {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw DataError.datasetConfig(file: path, reason: FileManager.default.fileExists(atPath: path)
-                                          ? "cannot read it as UTF-8 text" : "no such file")
+        let text: String
+        do { text = try RegularFile.text(path) } catch let error as RegularFileError {
+            throw DataError.datasetConfig(file: path, reason: error.briefReason)
         }
         try self.init(yaml: text, file: path)
     }
@@ -176,7 +179,7 @@ public func datasetSpec(named nameOrPath: String) throws -> DatasetSpec {
     guard FileManager.default.fileExists(atPath: path) else {
         let known = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
             .filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }.sorted()
-        throw DataError.datasetConfig(file: path, reason: "unknown dataset '\(nameOrPath)' (known: "
+        throw DataError.datasetConfig(file: path, reason: "unknown dataset '\(excerpt(nameOrPath))' (known: "
                                       + known.joined(separator: ", ") + "; or give a path to a .yaml file)")
     }
     return try DatasetSpec(contentsOf: path)
@@ -242,14 +245,16 @@ public struct DatasetConfigFile: Sendable {
     public var shots: Int?
 
     public init(contentsOf path: String) throws {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw DataError.datasetConfig(file: path, reason: FileManager.default.fileExists(atPath: path)
-                                          ? "cannot read it as UTF-8 text" : "no such file")
+        let text: String
+        do { text = try RegularFile.text(path) } catch let error as RegularFileError {
+            throw DataError.datasetConfig(file: path, reason: error.briefReason)
         }
         func fail(_ reason: String) -> DataError { .datasetConfig(file: path, reason: reason) }
         let root: Node?
-        do { root = try Yams.compose(yaml: text) } catch {
-            throw fail("not valid YAML: \(String(describing: error).split(separator: "\n").joined(separator: " "))")
+        do { root = try BoundedYAML.compose(yaml: text) } catch let error as YAMLLimitError {
+            throw fail(error.reason)
+        } catch {
+            throw fail("not valid YAML: " + excerpt(String(describing: error).split(separator: "\n").joined(separator: " "), limit: 200))
         }
         guard let top = root?.mapping, let dataset = top["dataset"]?.mapping else {
             throw fail("missing the `dataset:` section (a dataset definition, or `dataset: {name: NAME}`)")

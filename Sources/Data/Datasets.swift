@@ -1,6 +1,7 @@
 // Dataset readers for the folder layouts CoOp/Dassl users already have on disk: CoOp split JSON,
 // FGVC-Aircraft's txt lists, CoOp's ImageNet folders, and a generic image-folder layout.
 import Foundation
+import Tensor
 
 /// One labelled image; `path` is relative to the dataset's image folder, as in the split files.
 public struct Sample: Hashable, Sendable, Codable, CustomStringConvertible {
@@ -84,9 +85,8 @@ public func loadDataset(spec: DatasetSpec, dataRoot: String) throws -> DatasetSp
 /// `{"train": [[relpath, label, classname], ...], "val": [...], "test": [...]}` (CoOp's read_split).
 func readCoOpSplit(file: String, spec: DatasetSpec, imageRoot: String) throws -> DatasetSplits {
     func fail(_ reason: String) -> DataError { .splitFile(file: file, reason: reason) }
-    guard let bytes = FileManager.default.contents(atPath: file) else {
-        throw fail(FileManager.default.fileExists(atPath: file) ? "cannot read it" : "no such file")
-    }
+    let bytes: Data
+    do { bytes = Data(try RegularFile.read(file)) } catch let error as RegularFileError { throw fail(error.briefReason) }
     let json: Any
     do { json = try JSONSerialization.jsonObject(with: bytes) } catch {
         throw fail("not valid JSON (\(error.localizedDescription))")
@@ -142,8 +142,8 @@ struct ClassNameCollector {
     mutating func record(label: Int, name: String, at place: String) throws {
         if let known = byLabel[label] {
             if known.name != name {
-                throw DataError.splitFile(file: file, reason: "label \(label) is '\(known.name)' at \(known.firstSeen) "
-                                          + "but '\(name)' at \(place)")
+                throw DataError.splitFile(file: file, reason: "label \(label) is '\(excerpt(known.name))' at \(known.firstSeen) "
+                                          + "but '\(excerpt(name))' at \(place)")
             }
         } else {
             byLabel[label] = (name, place)
@@ -181,10 +181,10 @@ func readFGVCAircraft(folder: String, spec: DatasetSpec, imageRoot: String) thro
             let words = line.text.split(separator: " ", omittingEmptySubsequences: false)
             let className = words.dropFirst().joined(separator: " ")
             guard words.count >= 2, !words[0].isEmpty else {
-                throw DataError.splitFile(file: file, reason: "line \(line.number) is not '<image id> <variant>': \(line.text)")
+                throw DataError.splitFile(file: file, reason: "line \(line.number) is not '<image id> <variant>': \(excerpt(line.text))")
             }
             guard let label = labelOf[className] else {
-                throw DataError.splitFile(file: file, reason: "line \(line.number): variant '\(className)' is not in \(classFile)")
+                throw DataError.splitFile(file: file, reason: "line \(line.number): variant '\(excerpt(className))' is not in \(classFile)")
             }
             return Sample(path: words[0] + ".jpg", label: label)
         }
@@ -195,11 +195,9 @@ func readFGVCAircraft(folder: String, spec: DatasetSpec, imageRoot: String) thro
 
 /// Non-empty lines with surrounding whitespace removed, with 1-based line numbers.
 func readLines(_ file: String) throws -> [(number: Int, text: String)] {
-    guard let bytes = FileManager.default.contents(atPath: file) else {
-        throw DataError.splitFile(file: file, reason: FileManager.default.fileExists(atPath: file) ? "cannot read it" : "no such file")
-    }
-    guard let text = String(data: bytes, encoding: .utf8) else {
-        throw DataError.splitFile(file: file, reason: "not UTF-8 text")
+    let text: String
+    do { text = try RegularFile.text(file) } catch let error as RegularFileError {
+        throw DataError.splitFile(file: file, reason: error.briefReason)
     }
     return text.split(separator: "\n", omittingEmptySubsequences: false).enumerated().compactMap { i, line in
         let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -1,6 +1,7 @@
 // The few-shot protocol (DESIGN §2): per class K training images without replacement and
 // min(K, 4) validation images, drawn as CoOp/Dassl draw them; saved as JSON and reusable as is.
 import Foundation
+import Tensor
 
 /// The sampled lists of one few-shot run. Paths are relative to the dataset's image folder, as
 /// in the split files, so a file from one machine works on another with a different data root.
@@ -71,9 +72,9 @@ public struct FewShotLists: Codable, Equatable, Sendable {
     /// Reads lists written by `write(to:)` (or exported from CoOp's few-shot pickles in the same form;
     /// entries may carry a third element, the class name, which is ignored).
     public static func read(from path: String) throws -> FewShotLists {
-        guard let bytes = FileManager.default.contents(atPath: path) else {
-            throw DataError.fewShotFile(file: path, reason: FileManager.default.fileExists(atPath: path)
-                                        ? "cannot read it" : "no such file")
+        let bytes: Data
+        do { bytes = Data(try RegularFile.read(path)) } catch let error as RegularFileError {
+            throw DataError.fewShotFile(file: path, reason: error.briefReason)
         }
         do { return try JSONDecoder().decode(FewShotLists.self, from: bytes) } catch let error as DecodingError {
             throw DataError.fewShotFile(file: path, reason: describeDecoding(error))
@@ -87,7 +88,7 @@ public struct FewShotLists: Codable, Equatable, Sendable {
     /// label (so a few-shot file can never smuggle test images, or wrong labels, into training).
     public func validate(against splits: DatasetSplits, file: String) throws {
         if !dataset.isEmpty && dataset != splits.name {
-            throw DataError.fewShotFile(file: file, reason: "made for dataset '\(dataset)', not '\(splits.name)'")
+            throw DataError.fewShotFile(file: file, reason: "made for dataset '\(excerpt(dataset))', not '\(splits.name)'")
         }
         for (list, samples, source) in [("train", train, splits.train), ("val", val, splits.val)] {
             if let (i, bad) = samples.enumerated().first(where: { !(0..<splits.classNames.count).contains($0.element.label) }) {

@@ -1,6 +1,7 @@
 // JPEG files to packed RGB pixels through libjpeg, converted the way Pillow's
 // `Image.open(f).convert("RGB")` converts them (grayscale replicated, Adobe CMYK inverted).
 import CJPEG
+import Tensor
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -85,34 +86,11 @@ public enum JPEG {
         try encode(pixels: image.pixels, width: image.width, height: image.height, components: 3, quality: quality)
     }
 
-    /// The whole file, or an error naming it with the system's reason.
+    /// The whole file, or an error naming it with the system's reason; a FIFO or device is refused before it can block.
     static func readFile(_ path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw DataError.image(file: path, reason: "cannot open: \(systemError())") }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw DataError.image(file: path, reason: "cannot stat: \(systemError())") }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw DataError.image(file: path, reason: "not a regular file") }
-        let size = Int(info.st_size)
-        guard size <= maxFileBytes else {
-            throw DataError.image(file: path, reason: "file is \(size) bytes, more than the \(maxFileBytes)-byte limit")
+        do { return try RegularFile.read(path, maxBytes: maxFileBytes) } catch let error as RegularFileError {
+            throw DataError.image(file: path, reason: error.reason)
         }
-        var bytes = [UInt8](repeating: 0, count: size)
-        var filled = 0
-        while filled < size {
-            let n = bytes.withUnsafeMutableBytes { buffer -> Int in
-                guard let base = buffer.baseAddress else { return 0 }
-                return read(fd, base + filled, size - filled)
-            }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw DataError.image(file: path, reason: "read failed: \(systemError())")
-            }
-            if n == 0 { break }  // the file shrank while we read it
-            filled += n
-        }
-        if filled < size { bytes.removeSubrange(filled...) }
-        return bytes
     }
 }
 

@@ -109,8 +109,10 @@ public enum Checkpoints {
     }
 
     public static func read(_ path: String) throws -> Checkpoint {
-        guard let data = FileManager.default.contents(atPath: path + "/" + stateFile) else {
-            throw TrainingError.checkpoint("\(path): no \(stateFile); not a complete checkpoint")
+        let data: Data
+        do { data = Data(try RegularFile.read(path + "/" + stateFile)) } catch let error as RegularFileError {
+            throw TrainingError.checkpoint(error.missing ? "\(path): no \(stateFile); not a complete checkpoint"
+                                                         : "\(path)/\(stateFile): \(error.reason)")
         }
         let state: CheckpointState
         do { state = try JSONDecoder().decode(CheckpointState.self, from: data) } catch let error as DecodingError {

@@ -1,6 +1,7 @@
 // CRC-32C (Castagnoli), the checksum checkpoints record for each file they hold (and the one
 // TFRecord framing uses). Slicing-by-8 tables: a few hundred MB/s, far more than a checkpoint needs.
 import Foundation
+import Tensor
 
 public enum CRC32C {
     static let tables: [[UInt32]] = {
@@ -42,8 +43,7 @@ public enum CRC32C {
     /// The file's checksum as 8 hex digits, read in 8 MB pieces (a 600 MB weight file never sits in
     /// memory); nil when it cannot be read.
     public static func file(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
+        guard let (fd, _) = try? RegularFile.open(path) else { return nil }
         defer { close(fd) }
         var crc: UInt32 = 0
         let size = 8 << 20

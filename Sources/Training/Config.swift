@@ -2,6 +2,7 @@
 // overrides merged into one flat map of dotted keys, each checked against a schema.
 import Data
 import Foundation
+import Tensor
 import Yams
 
 public enum ConfigValue: Equatable, Sendable, CustomStringConvertible {
@@ -48,9 +49,9 @@ public enum ConfigError: Error, CustomStringConvertible {
         switch self {
         case .unknownKey(let key, let source):
             let near = ConfigSchema.keys.keys.filter { $0.hasSuffix("." + (key.split(separator: ".").last.map(String.init) ?? "")) }.sorted()
-            return "\(source): unknown config key '\(key)'" + (near.isEmpty ? "" : " (did you mean \(near.joined(separator: " or "))?)")
+            return "\(source): unknown config key '\(excerpt(key))'" + (near.isEmpty ? "" : " (did you mean \(near.joined(separator: " or "))?)")
         case .badValue(let key, let value, let expected, let source):
-            return "\(source): config key '\(key)' must be \(expected), got '\(value)'"
+            return "\(source): config key '\(key)' must be \(expected), got '\(excerpt(value))'"
         case .syntax(let source, let detail): return "\(source): \(detail)"
         case .missing(let key, let hint): return "config key '\(key)' is not set; \(hint)"
         }
@@ -220,7 +221,9 @@ public struct Config: Sendable, Equatable {
     /// Merges one YAML document (nested maps; dotted keys allowed) on top.
     public mutating func merge(yaml text: String, source: String, ignoring ignored: Set<String> = []) throws {
         let node: Any?
-        do { node = try Yams.load(yaml: text) } catch {
+        do { node = try BoundedYAML.load(yaml: text) } catch let error as YAMLLimitError {
+            throw ConfigError.syntax(source: source, detail: error.reason)
+        } catch {
             throw ConfigError.syntax(source: source, detail: "not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
         }
         guard let node else { return }
@@ -242,8 +245,9 @@ public struct Config: Sendable, Equatable {
     }
 
     public mutating func merge(file path: String, ignoring ignored: Set<String> = []) throws {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ConfigError.syntax(source: path, detail: "cannot read config file")
+        let text: String
+        do { text = try RegularFile.text(path) } catch let error as RegularFileError {
+            throw ConfigError.syntax(source: path, detail: "cannot read config file: \(error.reason)")
         }
         try merge(yaml: text, source: path, ignoring: ignored)
     }
@@ -254,7 +258,7 @@ public struct Config: Sendable, Equatable {
     /// itself serves as the dataset YAML) when it holds a full definition.
     public mutating func merge(savedRun text: String, source: String, definitionFile: String? = nil) throws {
         try merge(yaml: text, source: source, ignoring: ["dataset"])
-        guard let top = (try? Yams.load(yaml: text)) as? [String: Any], let dataset = top["dataset"] as? [String: Any] else { return }
+        guard let top = (try? BoundedYAML.load(yaml: text)) as? [String: Any], let dataset = top["dataset"] as? [String: Any] else { return }
         if let name = dataset["name"] as? String { try set("dataset.name", raw: name, source: source) }
         if dataset["layout"] != nil {
             if let definitionFile { try set("dataset.config", raw: definitionFile, source: source) }
@@ -266,10 +270,13 @@ public struct Config: Sendable, Equatable {
     /// `key=value` with a YAML scalar or flow list value (`cavpt.layers=[11,12]`).
     public mutating func apply(override assignment: String) throws {
         guard let eq = assignment.firstIndex(of: "="), eq != assignment.startIndex else {
-            throw ConfigError.syntax(source: "--set", detail: "expected key=value, got '\(assignment)'")
+            throw ConfigError.syntax(source: "--set", detail: "expected key=value, got '\(excerpt(assignment))'")
         }
         let key = String(assignment[..<eq]).trimmingCharacters(in: .whitespaces)
         let text = String(assignment[assignment.index(after: eq)...])
+        if let reason = YAMLLimits.violation(in: text) {
+            throw ConfigError.syntax(source: "--set \(excerpt(key))", detail: "the value \(reason)")
+        }
         let raw: Any = (try? Yams.load(yaml: text)).flatMap { $0 } ?? text
         try set(key, raw: raw, source: "--set")
     }

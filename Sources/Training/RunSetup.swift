@@ -94,8 +94,8 @@ public enum RunSetup {
     /// with partial overrides (`template`, `folder`, `images`, `splitFile`, `classFile`); a full
     /// definition (`dataset: {name:, layout:, …}`) makes the file itself the dataset config.
     static func datasetSection(in file: String) throws -> (nameOrFile: String?, overrides: [(String, Any)]) {
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8),
-              let top = (try? Yams.load(yaml: text)) as? [String: Any],
+        guard let text = try? RegularFile.text(file),
+              let top = (try? BoundedYAML.load(yaml: text)) as? [String: Any],
               let section = top["dataset"] as? [String: Any] else { return (nil, []) }
         if section["layout"] != nil { return (file, []) }
         guard let name = section["name"] as? String else {
@@ -133,7 +133,7 @@ public enum RunSetup {
     /// The dataset definition a recorded run configuration holds (`dataset:` with a layout), or nil
     /// (configurations written before 0.2 name the dataset YAML instead).
     public static func recordedDataset(in text: String, file: String) throws -> DatasetSpec? {
-        guard let top = (try? Yams.load(yaml: text)) as? [String: Any], let section = top["dataset"] as? [String: Any],
+        guard let top = (try? BoundedYAML.load(yaml: text)) as? [String: Any], let section = top["dataset"] as? [String: Any],
               section["layout"] != nil else { return nil }
         return try DatasetSpec(yaml: text, file: file)
     }
@@ -161,7 +161,7 @@ public enum RunSetup {
         }
         let path = try ConfigLocator.configsDirectory() + "/\(folder)/\(nameOrPath).yaml"
         guard FileManager.default.fileExists(atPath: path) else {
-            throw TrainingError.input("unknown \(kind) '\(nameOrPath)' (known: \(known(folder)))")
+            throw TrainingError.input("unknown \(kind) '\(excerpt(nameOrPath))' (known: \(known(folder)))")
         }
         return path
     }

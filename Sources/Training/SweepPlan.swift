@@ -37,7 +37,9 @@ public struct SweepPlan: Sendable {
     /// keys) and `grid` (keys with lists of values).
     public mutating func merge(yaml text: String, source: String) throws {
         let parsed: Any?
-        do { parsed = try Yams.load(yaml: text) } catch {
+        do { parsed = try BoundedYAML.load(yaml: text) } catch let error as YAMLLimitError {
+            throw ConfigError.syntax(source: source, detail: error.reason)
+        } catch {
             throw ConfigError.syntax(source: source, detail: "not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
         }
         guard let top = parsed as? [String: Any] else {

@@ -56,8 +56,9 @@ struct Gradients: ParsableCommand {
 }
 
 func readClassNames(_ path: String) throws -> [String] {
-    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-        throw TrainingError.input("\(path): cannot read the class-name file")
+    let text: String
+    do { text = try RegularFile.text(path) } catch let error as RegularFileError {
+        throw TrainingError.input("\(path): cannot read the class-name file: \(error.reason)")
     }
     let names = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     guard !names.isEmpty else { throw TrainingError.input("\(path): no class names (one per line)") }

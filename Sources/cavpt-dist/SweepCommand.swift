@@ -55,7 +55,10 @@ struct Sweep: ParsableCommand {
             let root = absolutePath(output)
             var sweep = SweepPlan()
             if let plan {
-                guard let text = try? String(contentsOfFile: plan, encoding: .utf8) else { throw TrainingError.input("\(plan): cannot read the sweep plan") }
+                let text: String
+                do { text = try RegularFile.text(plan) } catch let error as RegularFileError {
+                    throw TrainingError.input("\(plan): cannot read the sweep plan: \(error.briefReason)")
+                }
                 try sweep.merge(yaml: text, source: plan)
             }
             func list(_ s: String?) -> [String]? { s.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } }

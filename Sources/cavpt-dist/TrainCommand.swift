@@ -212,10 +212,9 @@ func recordedRunConfig(run: String?, checkpoint: Checkpoint?, override: String?)
     var c = Config()
     let text: String, source: String
     func read(_ path: String, hint: String) throws -> String {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw TrainingError.input(FileManager.default.fileExists(atPath: path) ? "\(path): cannot read it as UTF-8 text" : hint)
+        do { return try RegularFile.text(path) } catch let error as RegularFileError {
+            throw TrainingError.input(error.missing ? hint : "\(path): \(error.reason)")
         }
-        return text
     }
     if let override {
         (text, source) = (try read(override, hint: "\(override): no such file"), override)

@@ -63,7 +63,7 @@ import Testing
         try writeFile(empty, bytes: [])
         #expect("\(thrownError { try JPEG.decode(path: empty) }!)" == empty + ": not a decodable JPEG: file is empty")
 
-        #expect("\(thrownError { try JPEG.decode(path: folder) }!)" == folder + ": not a regular file")
+        #expect("\(thrownError { try JPEG.decode(path: folder) }!)" == folder + ": not a regular file (a folder)")
     }
 
     @Test func hugeHeaderSizesAreRefusedBeforeAllocating() throws {
