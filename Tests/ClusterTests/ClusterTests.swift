@@ -335,10 +335,12 @@ struct HostfileTests {
         let shim = directory.appendingPathComponent("rsh")
         try #"""
             #!/bin/sh
-            # ssh stand-in: skip ssh options and the host name, run the command on this machine.
+            # ssh stand-in: skip ssh options and the host name, run the command on this machine, each
+            # "node's" daemon with a session folder of its own (the two would race for one otherwise).
             while [ $# -gt 0 ]; do case "$1" in -*) shift ;; *) break ;; esac; done
-            shift
-            exec /bin/sh -c "$*"
+            host=$1; shift
+            tmp="$(dirname "$0")/tmp-$host"; mkdir -p "$tmp"
+            exec /bin/sh -c "$* -mca orte_tmpdir_base $tmp"
             """#.write(to: shim, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: shim.path)
         let hostfile = directory.appendingPathComponent("hosts")

@@ -141,7 +141,15 @@ let sweepData: (root: String, four: String, six: String, model: String) = {
             (FileManager.default.enumerator(atPath: stopped)?.allObjects as? [String] ?? []).contains { $0.hasSuffix("metrics.jsonl") }
         }
         while !training() && second.isRunning && Date() < started { usleep(50_000) }
-        kill(second.processIdentifier, SIGUSR1)
+        // To every rank, as Slurm's --signal or a preemption delivers it (mpirun started from a test
+        // thread inherits its blocked signals, so it cannot be the one to forward them here).
+        let ranks = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { pid -> Int32? in
+            guard let n = Int32(pid), let cmd = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+            let words = String(decoding: cmd, as: UTF8.self).split(separator: "\0")
+            return words.first.map(String.init) == binaryPath && words.contains(Substring(stopped)) ? n : nil
+        }
+        #expect(ranks.count == 4, "\(ranks)")
+        for pid in ranks { kill(pid, SIGUSR1) }
         second.waitUntilExit()
         #expect(second.terminationStatus == 75, "the signalled sweep exited \(second.terminationStatus)")
         let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: stopped + "/sweep-summary.json"))) as! [String: Any]
