@@ -52,14 +52,7 @@ struct Predict: ParsableCommand {
                 options.method = "zsclip"
                 c = try RunSetup.config(options)
             }
-            if let dataset {
-                let path = try RunSetup.datasetConfigPath(dataset)
-                definition = try DatasetSpec(contentsOf: path)
-                try c.set("dataset.name", raw: definition!.name, source: "--dataset")
-                try c.set("dataset.config", raw: path, source: "--dataset")
-                try c.set("data.fewshot", raw: "", source: "--dataset")
-                if trained { try c.set("data.subsample", raw: "all", source: "--dataset") }
-            }
+            if let dataset { definition = try switchDataset(&c, to: dataset, subsample: "all") }
             if let dataRoot { try c.set("data.root", raw: dataRoot, source: "--data-root") }
             if let model { try c.set("model.path", raw: model, source: "--model") }
             if let vocab { try c.set("model.vocab", raw: vocab, source: "--vocab") }

@@ -148,15 +148,7 @@ struct Eval: ParsableCommand {
             let savedCheckpoint: Checkpoint? = try checkpoint.map { try Checkpoints.read($0) }
             var (c, definition) = try recordedRunConfig(run: runDirectory, checkpoint: savedCheckpoint, override: config)
             let savedDataset = c.string("dataset.name"), savedSubsample = c.string("data.subsample")
-            if let dataset {
-                // Another dataset: its definition, its classes; the run's method and trained tensors.
-                let path = try RunSetup.datasetConfigPath(dataset)
-                definition = try DatasetSpec(contentsOf: path)
-                try c.set("dataset.name", raw: definition!.name, source: "--dataset")
-                try c.set("dataset.config", raw: path, source: "--dataset")
-                try c.set("data.fewshot", raw: "", source: "--dataset")
-                try c.set("data.subsample", raw: subsample ?? "all", source: "--dataset")
-            }
+            if let dataset { definition = try switchDataset(&c, to: dataset, subsample: subsample ?? "all") }
             if let dataRoot { try c.set("data.root", raw: dataRoot, source: "--data-root") }
             if let model { try c.set("model.path", raw: model, source: "--model") }
             if let vocab { try c.set("model.vocab", raw: vocab, source: "--vocab") }
@@ -179,18 +171,8 @@ struct Eval: ParsableCommand {
             print(String(format: "%@ %@%@ accuracy %.2f%%  macro-F1 %.2f%%  (%d images, %d classes)  %@", data.datasetName, which,
                          subset == "all" ? "" : " (\(subset) classes)", result.confusion.accuracy * 100,
                          result.confusion.macroF1 * 100, Int(result.confusion.total), data.classNames.count, evaluated))
-            var perClass: [String: Any] = [:]
-            for (name, acc) in zip(data.classNames, result.confusion.perClassAccuracy) { perClass[name] = acc ?? NSNull() }
-            let record: [String: Any] = [
-                "accuracy": result.confusion.accuracy, "macroF1": result.confusion.macroF1,
-                "evaluated": Int(result.confusion.total), "split": which, "checkpoint": evaluated,
-                "dataset": data.datasetName, "method": c.string("method.name"), "subsample": subset,
-                "classes": data.classNames.count, "perClassAccuracy": perClass, "template": data.template,
-                "seed": c.int("train.seed"), "shots": c.int("train.shots"),
-                "trainedOn": savedDataset, "trainedSubsample": savedSubsample,
-                "precision": c.string("runtime.precision"), "onednnISA": OneDNN.isaName,
-            ]
-            let json = try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
+            let json = try evaluationRecord(result, data: data, config: c, split: which, extra: [
+                "checkpoint": evaluated, "trainedOn": savedDataset, "trainedSubsample": savedSubsample])
             if let out { try writeDurably(json, to: out) }
             // Kept with the run, where `report` finds it (base-to-new and cross-dataset tables).
             if let runDirectory, checkpoint == nil {
@@ -204,6 +186,19 @@ struct Eval: ParsableCommand {
             }
         }
     }
+}
+
+/// Another dataset for a run's trained tensors (cross-dataset evaluation, prediction): its
+/// definition, its classes and template; the run's method. The run's few-shot file belongs to its
+/// own dataset and is dropped.
+func switchDataset(_ c: inout Config, to dataset: String, subsample: String) throws -> DatasetSpec {
+    let path = try RunSetup.datasetConfigPath(dataset)
+    let definition = try DatasetSpec(contentsOf: path)
+    try c.set("dataset.name", raw: definition.name, source: "--dataset")
+    try c.set("dataset.config", raw: path, source: "--dataset")
+    try c.set("data.fewshot", raw: "", source: "--dataset")
+    try c.set("data.subsample", raw: subsample, source: "--dataset")
+    return definition
 }
 
 /// The configuration a run recorded (its config.yaml, or a checkpoint's state), or `override`;
@@ -246,6 +241,23 @@ func loadTrainedTensors(into learner: PromptLearner, run: String?, checkpoint: C
         writeStandardError("warning: \(saved.path) is from epoch \(saved.state.epoch), not the run's last (\(epochs))\n")
     }
     return "checkpoint \(saved.path) (epoch \(saved.state.epoch) of \(epochs))"
+}
+
+/// What an evaluation reports (`eval --out`, a run's evaluations/, `zeroshot --out`): accuracy,
+/// macro-F1, per-class accuracy and what was evaluated, as pretty JSON.
+func evaluationRecord(_ result: EvaluationResult, data: RunData, config c: Config, split: String,
+                      extra: [String: Any]) throws -> Data {
+    var perClass: [String: Any] = [:]
+    for (name, acc) in zip(data.classNames, result.confusion.perClassAccuracy) { perClass[name] = acc ?? NSNull() }
+    var record: [String: Any] = [
+        "accuracy": result.confusion.accuracy, "macroF1": result.confusion.macroF1, "evaluated": Int(result.confusion.total),
+        "split": split, "dataset": data.datasetName, "method": c.string("method.name"), "subsample": c.string("data.subsample"),
+        "classes": data.classNames.count, "perClassAccuracy": perClass, "template": data.template,
+        "seed": c.int("train.seed"), "shots": c.int("train.shots"),
+        "precision": c.string("runtime.precision"), "onednnISA": OneDNN.isaName,
+    ]
+    record.merge(extra) { $1 }
+    return try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
 }
 
 /// `eval --predictions`: a JSON line per image (path, label, prediction, top-5 with probabilities),
@@ -309,16 +321,8 @@ struct Zeroshot: ParsableCommand {
                          data.datasetName, which, result.confusion.accuracy * 100, result.confusion.macroF1 * 100,
                          Int(result.confusion.total), data.classNames.count, data.template))
             if let out {
-                var perClass: [String: Any] = [:]
-                for (name, acc) in zip(data.classNames, result.confusion.perClassAccuracy) { perClass[name] = acc ?? NSNull() }
-                let record: [String: Any] = [
-                    "accuracy": result.confusion.accuracy, "macroF1": result.confusion.macroF1, "evaluated": Int(result.confusion.total),
-                    "split": which, "dataset": data.datasetName, "method": "zsclip", "template": data.template,
-                    "classes": data.classNames.count, "perClassAccuracy": perClass, "subsample": config.string("data.subsample"),
-                    "model": absolutePath(config.string("model.path")),
-                    "precision": config.string("runtime.precision"), "onednnISA": OneDNN.isaName,
-                ]
-                try writeDurably(JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]), to: out)
+                try writeDurably(try evaluationRecord(result, data: data, config: config, split: which,
+                                                      extra: ["model": absolutePath(config.string("model.path"))]), to: out)
             }
             if let predictions { try writePredictions(result, samples: samples, data: data, to: predictions) }
         }

@@ -98,19 +98,11 @@ struct TrainingJob {
         let result = try evaluator.evaluate(samples: data.test, listName: "\(data.datasetName) test split (new classes)")
         try agreed(comm) {
             guard let output = s.output else { return }
-            var perClass: [String: Any] = [:]
-            for (name, acc) in zip(data.classNames, result.confusion.perClassAccuracy) { perClass[name] = acc ?? NSNull() }
-            let record: [String: Any] = [
-                "accuracy": result.confusion.accuracy, "macroF1": result.confusion.macroF1, "evaluated": Int(result.confusion.total),
-                "split": "test", "dataset": data.datasetName, "method": c.string("method.name"), "subsample": "new",
-                "classes": data.classNames.count, "perClassAccuracy": perClass, "template": data.template,
-                "seed": c.int("train.seed"), "shots": c.int("train.shots"), "trainedOn": s.data.datasetName, "trainedSubsample": "base",
-                "checkpoint": "the trained tensors at the end of training",
-            ]
+            let json = try evaluationRecord(result, data: data, config: c, split: "test", extra: [
+                "trainedOn": s.data.datasetName, "trainedSubsample": "base", "checkpoint": "the trained tensors at the end of training"])
             let folder = s.directory + "/evaluations"
             try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            try writeDurably(try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]),
-                             to: folder + "/\(data.datasetName)-test-new.json")
+            try writeDurably(json, to: folder + "/\(data.datasetName)-test-new.json")
             output.say(String(format: "new classes: test accuracy %.2f%%  (%d images, %d classes)", result.confusion.accuracy * 100,
                               Int(result.confusion.total), data.classNames.count))
         }
