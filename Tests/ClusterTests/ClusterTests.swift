@@ -1,7 +1,7 @@
 // The cluster/ scripts against real processes: Slurm jobs through slurm.sbatch on a local slurmctld and
-// slurmd, mpirun through run-hostfile.sh, sweep.sh's commands and runs, and `cavpt-dist report`'s table of them.
-// DistributedCheck `info` stands in for `cavpt-dist train` as the MPI payload; a small shell script
-// that writes results.json stands in for it in sweeps.
+// slurmd, mpirun through run-hostfile.sh, sweep.sh's launches of `cavpt-dist sweep`, and real runs of it.
+// DistributedCheck `info` stands in for `cavpt-dist train` as the MPI payload where only the launch
+// is under test.
 import Foundation
 import Testing
 
@@ -14,7 +14,7 @@ let slurmAvailable = findInPath("sbatch") != nil && geteuid() == 0
        .enabled(if: slurmAvailable,
                 "needs sbatch on PATH and root: apt-get install -y slurm-wlm munge libpmix-dev"))
 struct SlurmTests {
-    @Test func batchScriptStartsEveryRankAndSweepsRunAsAnArray() throws {
+    @Test func batchScriptStartsEveryRankAndAFailingRankEndsTheJob() throws {
         let lock = try SlurmLock()
         defer { lock.release() }
         let directory = try temporaryDirectory("slurm")
@@ -50,19 +50,7 @@ struct SlurmTests {
             ["--ntasks-per-node=3", "--cpus-per-task=1", "--time=2", "--output=\(directory.path)/fail-%j.out",
              cluster("slurm.sbatch").path],
             payload: ["CAVPT_DIST_COMMAND": "fail"])
-        // A sweep as a job array: each task reads its line of the run list and runs the fake trainer.
-        let fakeTrainer = try writeFakeTrainer(in: directory)
-        let sweep = try run(cluster("sweep.sh"),
-                            ["--slurm", "--methods", "vlp_cavpt", "--datasets", "eurosat,dtd", "--seeds", "1,2",
-                             "--np", "1", "--sbatch-arg=--cpus-per-task=1", "--sbatch-arg=--time=2",
-                             "--sbatch-arg=--parsable"],
-                            environment: testSlurmEnvironment.merging(["CAVPT_DIST_BINARY": fakeTrainer.path]) { $1 },
-                            directory: directory)
-        try #require(sweep.status == 0, "sweep.sh --slurm failed:\n\(sweep.output)")
-        let arrayJob = try #require(sweep.stdout.split(separator: "\n").last.map { String($0.prefix { $0.isNumber }) })
-        try #require(!arrayJob.isEmpty, "no job id from sweep.sh --slurm:\n\(sweep.output)")
-
-        let states = try waitForJobs(infoJobs.map(\.id) + [failingJob, arrayJob], timeout: 45)
+        let states = try waitForJobs(infoJobs.map(\.id) + [failingJob], timeout: 45)
 
         for job in infoJobs {
             #expect(states[job.id] == "COMPLETED", "\(job.launcher) job with \(job.ranks) ranks: \(states[job.id] ?? "no state")")
@@ -81,12 +69,6 @@ struct SlurmTests {
         let failure = try String(contentsOf: directory.appendingPathComponent("fail-\(failingJob).out"), encoding: .utf8)
         #expect(failure.contains("error: [rank 1] corrupt image train/cat/003.jpg: not a JPEG file (read only by this rank)"),
                 "\(failure)")
-
-        let arrayStates = states.filter { $0.key.hasPrefix(arrayJob + "_") }
-        #expect(arrayStates == Dictionary(uniqueKeysWithValues: (0 ..< 4).map { ("\(arrayJob)_\($0)", "COMPLETED") }))
-        let table = try run(try cavptDistExecutable(), ["report", "runs"], directory: directory)
-        #expect(table.status == 0, "\(table.output)")
-        #expect(table.stdout.contains("| vlp_cavpt | 16 | 68.50 ± 0.50 (n=2) | 64.50 ± 0.50 (n=2) | 66.50 |"), "\(table.output)")
 
         let stopped = try run(slurm, ["stop"], environment: testSlurmEnvironment)
         #expect(stopped.status == 0, "\(stopped.output)")
@@ -178,8 +160,8 @@ struct SlurmTests {
     }
 
     /// Submits slurm.sbatch with DistributedCheck as the binary; returns the job id.
-    /// `cavpt-dist sweep` inside one allocation: slurm.sbatch with CAVPT_DIST_COMMAND=sweep, 4 tasks
-    /// in 2 groups of 2 (srun, PMIx), 4 jobs trained and summarised.
+    /// `cavpt-dist sweep` inside one allocation, as `cluster/sweep.sh --slurm` submits it (slurm.sbatch
+    /// with CAVPT_DIST_COMMAND=sweep): 4 tasks in 2 groups of 2 (srun, PMIx), 4 jobs trained and summarised.
     @Test func aSweepRunsInsideOneAllocation() throws {
         let lock = try SlurmLock()
         defer { lock.release() }
@@ -193,13 +175,16 @@ struct SlurmTests {
         let demo = try run(URL(fileURLWithPath: trainer), ["demo", "--dir", directory.path, "--prepare-only", "--classes", "4",
                                                           "--shots", "4", "--test-per-class", "2"])
         try #require(demo.status == 0, "\(demo.output)")
-        let id = try submit(["--ntasks-per-node=4", "--cpus-per-task=1", "--time=5", "--output=\(directory.path)/sweep.out",
-                             cluster("slurm.sbatch").path,
-                             "--datasets", directory.path + "/data/synthetic.yaml", "--methods", "vpt_deep,coop", "--seeds", "1,2",
-                             "--ranks-per-job", "2", "--data-root", directory.path + "/data", "--model", directory.path + "/model",
-                             "--output", directory.path + "/runs", "--set", "train.epochs=2", "--set", "train.batchSize=4",
-                             "--set", "train.workers=1"],
-                            payload: ["CAVPT_DIST_COMMAND": "sweep"], binary: trainer)
+        let submitted = try run(cluster("sweep.sh"),
+                                ["--slurm", "--sbatch-arg=--parsable", "--sbatch-arg=--ntasks-per-node=4", "--sbatch-arg=--cpus-per-task=1",
+                                 "--sbatch-arg=--time=5", "--sbatch-arg=--output=\(directory.path)/sweep.out",
+                                 "--datasets", directory.path + "/data/synthetic.yaml", "--methods", "vpt_deep,coop", "--seeds", "1,2",
+                                 "--ranks-per-job", "2", "--data-root", directory.path + "/data", "--model", directory.path + "/model",
+                                 "--output", directory.path + "/runs", "--set", "train.epochs=2", "--set", "train.batchSize=4",
+                                 "--set", "train.workers=1"],
+                                environment: testSlurmEnvironment.merging(["CAVPT_DIST_BINARY": trainer]) { $1 })
+        try #require(submitted.status == 0, "\(submitted.output)")
+        let id = String(submitted.stdout.prefix { $0.isNumber })
         let states = try waitForJobs([id], timeout: 90)
         let output = (try? String(contentsOfFile: "\(directory.path)/sweep.out", encoding: .utf8)) ?? ""
         #expect(states[id] == "COMPLETED", "\(output)")
@@ -412,116 +397,46 @@ struct HostfileTests {
     }
 }
 
-// MARK: - sweep.sh and report
+// MARK: - sweep.sh (a launcher of cavpt-dist sweep)
 
-@Suite struct SweepTests {
-    @Test func dryRunListsTheRunsNotYetDone() throws {
-        let directory = try temporaryDirectory("sweep")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        try writeFile(directory, "runs/dtd/coop/seed2/results.json", "{}")
-        try FileManager.default.createDirectory(at: directory.appendingPathComponent("runs/eurosat/coop/seed1"),
-                                                withIntermediateDirectories: true)
-        let result = try run(cluster("sweep.sh"),
-                             ["--methods", "coop,vlp_cavpt", "--datasets", "eurosat,dtd", "--seeds", "1,2",
-                              "--np", "2", "--jobs", "2", "--data-root", "/data/my dir", "--resume", "--dry-run",
-                              "--", "--set", "train.epochs=5"],
-                             environment: ["CAVPT_DIST_BINARY": "/opt/cavpt/cavpt-dist", "CAVPT_DIST_BLAS_THREADS": "3"],
-                             directory: directory)
-        #expect(result.status == 0, "\(result.output)")
-        let command = "CAVPT_DIST_BLAS_THREADS=3 mpirun -np 2 --bind-to none /opt/cavpt/cavpt-dist train"
-        let common = "--data-root '/data/my dir'"
-        #expect(result.stdout == """
-            # skip runs/dtd/coop/seed2: results.json exists
-            # 7 runs to do, 1 done already; 2 at a time, 2 ranks each, 3 BLAS threads per rank
-            \(command) --dataset eurosat --method coop --seed 1 --output runs/eurosat/coop/seed1 \(common) --resume --set train.epochs=5
-            \(command) --dataset eurosat --method coop --seed 2 --output runs/eurosat/coop/seed2 \(common) --set train.epochs=5
-            \(command) --dataset dtd --method coop --seed 1 --output runs/dtd/coop/seed1 \(common) --set train.epochs=5
-            \(command) --dataset eurosat --method vlp_cavpt --seed 1 --output runs/eurosat/vlp_cavpt/seed1 \(common) --set train.epochs=5
-            \(command) --dataset eurosat --method vlp_cavpt --seed 2 --output runs/eurosat/vlp_cavpt/seed2 \(common) --set train.epochs=5
-            \(command) --dataset dtd --method vlp_cavpt --seed 1 --output runs/dtd/vlp_cavpt/seed1 \(common) --set train.epochs=5
-            \(command) --dataset dtd --method vlp_cavpt --seed 2 --output runs/dtd/vlp_cavpt/seed2 \(common) --set train.epochs=5
-
-            """)
+@Suite struct SweepScriptTests {
+    @Test func dryRunsPrintEachLaunch() throws {
+        let binary = "/opt/cavpt/cavpt-dist"
+        let environment = ["CAVPT_DIST_BINARY": binary, "OPENBLAS_CORETYPE": "", "LD_LIBRARY_PATH": "", "CAVPT_DIST_NO_REEXEC": "",
+                           "CAVPT_DIST_BLAS_THREADS": ""]
+        let args = ["--datasets", "eurosat,dtd", "--methods", "coop", "--ranks-per-job", "2", "--data-root", "/data/my dir"]
+        let local = try run(cluster("sweep.sh"), ["--np", "4", "--dry-run"] + args, environment: environment)
+        #expect(local.status == 0, "\(local.output)")
+        #expect(local.stdout == "mpirun -np 4 --bind-to none \(binary) sweep --datasets eurosat,dtd --methods coop --ranks-per-job 2 "
+                    + "--data-root '/data/my dir'\n", "\(local.output)")
+        let nodes = try run(cluster("sweep.sh"), ["--hostfile", cluster("hostfile.example").path, "--ppn", "8", "--dry-run"] + args,
+                            environment: environment)
+        #expect(nodes.stdout == "mpirun --hostfile \(cluster("hostfile.example").path) --map-by ppr:8:node -x PATH --bind-to none "
+                    + "\(binary) sweep --datasets eurosat,dtd --methods coop --ranks-per-job 2 --data-root '/data/my dir'\n", "\(nodes.output)")
+        let slurm = try run(cluster("sweep.sh"), ["--slurm", "--sbatch-arg=--nodes=4", "--dry-run"] + args, environment: environment)
+        #expect(slurm.stdout == "CAVPT_DIST_COMMAND=sweep CAVPT_DIST_BINARY=\(binary) sbatch --job-name=cavpt-sweep --nodes=4 "
+                    + "\(cluster("slurm.sbatch").path) --datasets eurosat,dtd --methods coop --ranks-per-job 2 --data-root '/data/my dir'\n",
+                "\(slurm.output)")
+        let none = try run(cluster("sweep.sh"), ["--np", "2"], environment: environment)
+        #expect(none.status == 2 && none.stderr.hasPrefix("sweep: error: give the sweep's arguments"), "\(none.output)")
     }
 
-    @Test func aDatasetFileIsNamedByItsFileName() throws {
-        let directory = try temporaryDirectory("sweep-yaml")
+    @Test func aLocalSweepTrainsReportsAndSkipsWhatIsDone() throws {
+        let directory = try temporaryDirectory("sweep-script")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let result = try run(cluster("sweep.sh"),
-                             ["--methods", "coop", "--datasets", "/some/where/my-data.yaml", "--seeds", "1", "--dry-run"],
-                             environment: ["CAVPT_DIST_BINARY": "/opt/cavpt/cavpt-dist", "CAVPT_DIST_BLAS_THREADS": "1"],
-                             directory: directory)
-        #expect(result.status == 0, "\(result.output)")
-        #expect(result.stdout.contains("--dataset /some/where/my-data.yaml --method coop --seed 1 --output runs/my-data/coop/seed1"),
-                "\(result.stdout)")
-    }
-
-    @Test func slurmDryRunPrintsTheRunListAndTheArraySubmission() throws {
-        let directory = try temporaryDirectory("sweep")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        try writeFile(directory, "runs/dtd/coop/seed2/results.json", "{}")
-        let result = try run(cluster("sweep.sh"),
-                             ["--slurm", "--methods", "coop", "--datasets", "eurosat,dtd", "--seeds", "1,2", "--np", "4",
-                              "--jobs", "2", "--model", "/models/ViT-B-32", "--sbatch-arg=--partition=cpu", "--dry-run"],
-                             environment: ["CAVPT_DIST_BINARY": "/opt/cavpt/cavpt-dist"], directory: directory)
-        #expect(result.status == 0, "\(result.output)")
-        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        try #require(lines.count == 7, "\(result.output)")
-        // The run list is named by a checksum of its content.
-        let listPrefix = "# 3 runs to submit, 1 done already; run list \(directory.path)/runs/.sweep/runs-"
-        #expect(lines[1].hasPrefix(listPrefix) && lines[1].hasSuffix(".list:"), "\(lines[1])")
-        let listFile = String(lines[1].dropFirst("# 3 runs to submit, 1 done already; run list ".count).dropLast())
-        #expect(lines == [
-            "# skip runs/dtd/coop/seed2: results.json exists",
-            lines[1],
-            "#   --dataset eurosat --method coop --seed 1 --output runs/eurosat/coop/seed1 --model /models/ViT-B-32",
-            "#   --dataset eurosat --method coop --seed 2 --output runs/eurosat/coop/seed2 --model /models/ViT-B-32",
-            "#   --dataset dtd --method coop --seed 1 --output runs/dtd/coop/seed1 --model /models/ViT-B-32",
-            "sbatch --array=0-2%2 --job-name=cavpt-sweep --nodes=1 --ntasks-per-node=4 "
-                + "--output=runs/.sweep/slurm-%A_%a.out "
-                + "--export=ALL,CAVPT_DIST_RUN_LIST=\(listFile),CAVPT_DIST_BINARY=/opt/cavpt/cavpt-dist "
-                + "--partition=cpu \(cluster("slurm.sbatch").path)",
-            "",
-        ])
-        #expect(!FileManager.default.fileExists(atPath: listFile), "a dry run wrote \(listFile)")
-    }
-
-    @Test func localSweepRunsConcurrentlySkipsFinishedRunsAndReportsFailures() throws {
-        let directory = try temporaryDirectory("sweep")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let trainer = try writeFakeTrainer(in: directory).path
-        let environment = ["CAVPT_DIST_BINARY": trainer, "CAVPT_DIST_BLAS_THREADS": "1"]
-        let arguments = ["--methods", "coop", "--datasets", "eurosat,dtd,broken", "--seeds", "1,2", "--jobs", "2"]
-
-        let first = try run(cluster("sweep.sh"), arguments, environment: environment, directory: directory)
-        #expect(first.status == 1, "\(first.output)")
-        let lines = first.stdout.split(separator: "\n").map(String.init)
-        #expect(lines.first == "# 6 runs to do, 0 done already; 2 at a time, 1 ranks each, 1 BLAS threads per rank")
-        #expect(lines.filter { $0.hasPrefix("done ") }.sorted() == ["done   runs/dtd/coop/seed1", "done   runs/dtd/coop/seed2",
-                                                                     "done   runs/eurosat/coop/seed1", "done   runs/eurosat/coop/seed2"])
-        #expect(lines.filter { $0.hasPrefix("FAILED ") }.sorted() == [
-            "FAILED runs/broken/coop/seed1 (exit 3, log runs/broken/coop/seed1/launcher.log)",
-            "FAILED runs/broken/coop/seed2 (exit 3, log runs/broken/coop/seed2/launcher.log)",
-        ])
-        #expect(lines.last == "# 6 runs finished, 2 failed")
-        let log = try String(contentsOf: directory.appendingPathComponent("runs/broken/coop/seed1/launcher.log"), encoding: .utf8)
-        #expect(log == "error: dataset broken has no split file\n")
-
-        let again = try run(cluster("sweep.sh"), arguments + ["--dry-run"], environment: environment, directory: directory)
-        #expect(again.stdout == """
-            # skip runs/eurosat/coop/seed1: results.json exists
-            # skip runs/eurosat/coop/seed2: results.json exists
-            # skip runs/dtd/coop/seed1: results.json exists
-            # skip runs/dtd/coop/seed2: results.json exists
-            # 2 runs to do, 4 done already; 2 at a time, 1 ranks each, 1 BLAS threads per rank
-            CAVPT_DIST_BLAS_THREADS=1 \(trainer) train --dataset broken --method coop --seed 1 --output runs/broken/coop/seed1
-            CAVPT_DIST_BLAS_THREADS=1 \(trainer) train --dataset broken --method coop --seed 2 --output runs/broken/coop/seed2
-
-            """)
-
-        let table = try run(try cavptDistExecutable(), ["report", "runs"], directory: directory)
-        #expect(table.status == 0, "\(table.output)")
-        #expect(table.stdout.contains("| coop | 16 | 68.50 ± 0.50 (n=2) | 64.50 ± 0.50 (n=2) | 66.50 |"), "\(table.output)")
+        let trainer = try cavptDistExecutable().path
+        let demo = try run(URL(fileURLWithPath: trainer), ["demo", "--dir", directory.path, "--prepare-only", "--classes", "4",
+                                                          "--shots", "4", "--test-per-class", "2"])
+        try #require(demo.status == 0, "\(demo.output)")
+        let args = ["--np", "2", "--datasets", directory.path + "/data/synthetic.yaml", "--methods", "vpt_deep", "--seeds", "1,2",
+                    "--ranks-per-job", "1", "--data-root", directory.path + "/data", "--model", directory.path + "/model",
+                    "--output", directory.path + "/runs", "--set", "train.epochs=1", "--set", "train.batchSize=4", "--set", "train.workers=1"]
+        let environment = ["CAVPT_DIST_BINARY": trainer, "CAVPT_DIST_BLAS_THREADS": "1", "OMPI_MCA_rmaps_base_oversubscribe": "1"]
+        let first = try run(cluster("sweep.sh"), args, environment: environment)
+        #expect(first.status == 0, "\(first.output)")
+        #expect(first.stdout.contains("sweep: 2 completed, 0 failed") && first.stdout.contains("| vpt_deep | 16 |"), "\(first.output)")
+        let again = try run(cluster("sweep.sh"), args, environment: environment)
+        #expect(again.status == 0 && again.stdout.contains("sweep: 0 completed, 0 failed, 2 already finished"), "\(again.output)")
     }
 }
 
@@ -531,34 +446,6 @@ let packageRoot = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 func cluster(_ name: String) -> URL { packageRoot.appendingPathComponent("cluster").appendingPathComponent(name) }
-
-/// A stand-in for `cavpt-dist train`: writes results.json from its arguments (accuracy 0.(60 + length of
-/// the dataset name + seed), macro-F1 0.(50 + length + 2·seed)), and fails like a bad dataset for "broken".
-func writeFakeTrainer(in directory: URL) throws -> URL {
-    let url = directory.appendingPathComponent("fake-cavpt-dist")
-    try #"""
-        #!/bin/sh
-        [ "$1" = train ] || { echo "error: expected train, got $1" >&2; exit 2; }
-        shift
-        while [ $# -gt 0 ]; do
-            case "$1" in
-                --dataset) dataset=$2; shift 2 ;;
-                --method) method=$2; shift 2 ;;
-                --seed) seed=$2; shift 2 ;;
-                --output) output=$2; shift 2 ;;
-                *) shift ;;
-            esac
-        done
-        if [ "$dataset" = broken ]; then echo "error: dataset broken has no split file" >&2; exit 3; fi
-        mkdir -p "$output"
-        printf 'dataset:\n  name: "%s"\nmethod:\n  name: "%s"\ntrain:\n  seed: %s\n' "$dataset" "$method" "$seed" > "$output/config.yaml"
-        printf '{"method": "%s", "dataset": "%s", "seed": %s, "accuracy": 0.%s, "macroF1": 0.%s}\n' \
-            "$method" "$dataset" "$seed" $((60 + ${#dataset} + seed)) $((50 + ${#dataset} + 2 * seed)) \
-            > "$output/results.json"
-        """#.write(to: url, atomically: true, encoding: .utf8)
-    try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: url.path)
-    return url
-}
 
 /// `swift test` builds DistributedCheck next to the test bundle; fall back to the debug build folder.
 func checkExecutable() throws -> URL {
