@@ -160,8 +160,12 @@ public final class Trainer: @unchecked Sendable {
         let fault = FaultInjection.fromEnvironment()
         // Installed for training only; on a stop they stay installed, so a second signal (Slurm and
         // mpirun both sending one) cannot kill a rank while it leaves cleanly.
-        StopSignals.clear()
-        try StopSignals.install()
+        // A sweep installs them once for all its jobs (and checks them between jobs): a signal that
+        // arrives while a job is set up or evaluated waits there instead of being lost or fatal.
+        if !isolatesFailures {
+            StopSignals.clear()
+            try StopSignals.install()
+        }
         while epochsDone < epochs {
             let allreducesBefore = comm.stats.allreduces
             let progress = resumeProgress
@@ -224,7 +228,7 @@ public final class Trainer: @unchecked Sendable {
             if let output, every == 0 { path = try output.checkpoint(self) }
             throw preempted(epoch: epochs, step: stepsPerEpoch, ranks: Int(requests), checkpoint: path)
         }
-        StopSignals.restore()   // evaluation is short and not resumable mid-way: a signal now ends the process
+        if !isolatesFailures { StopSignals.restore() }   // evaluation is short and not resumable mid-way: a signal now ends the process
     }
 
     func preempted(epoch: Int, step: Int, ranks: Int, checkpoint: String?) -> TrainingStop {
