@@ -23,6 +23,8 @@ static inline MPI_Datatype cmpi_uint8(void) { return MPI_UINT8_T; }
 static inline MPI_Datatype cmpi_uint64(void) { return MPI_UINT64_T; }
 static inline MPI_Op cmpi_bor(void) { return MPI_BOR; }
 static inline int cmpi_thread_serialized(void) { return MPI_THREAD_SERIALIZED; }
+static inline int cmpi_lock_exclusive(void) { return MPI_LOCK_EXCLUSIVE; }
+static inline MPI_Win cmpi_win_null(void) { return MPI_WIN_NULL; }
 static inline int cmpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
 static inline int cmpi_max_library_version_string(void) { return MPI_MAX_LIBRARY_VERSION_STRING; }
 

@@ -94,6 +94,10 @@ public protocol Communicator: AnyObject, Sendable {
     func barrier() throws
     /// Ranks with the same color form a new communicator, ordered by key (ties by old rank).
     func split(color: Int, key: Int) throws -> Communicator
+    /// A counter held by rank 0 that any rank may take the next value of without the others taking
+    /// part (MPI one-sided fetch-and-add): a dispatcher that never waits on its workers. Collective
+    /// to create and to free.
+    func sharedCounter() throws -> SharedCounter
     /// Ends every rank of the job (MPI_Abort) or this process (single-process).
     func abort(code: Int32) -> Never
 }
@@ -226,4 +230,12 @@ func monotonicSeconds() -> Double {
     var time = timespec()
     clock_gettime(CLOCK_MONOTONIC, &time)
     return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
+}
+
+/// See `Communicator.sharedCounter()`.
+public protocol SharedCounter: AnyObject {
+    /// The counter's value before this call added one to it (0, 1, 2, … across all callers).
+    func next() throws -> Int
+    /// Collective: every rank of the communicator calls it once, after its last `next()`.
+    func free() throws
 }

@@ -128,6 +128,8 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         return try MPICommunicator(comm: newComm, owned: true)
     }
 
+    public func sharedCounter() throws -> SharedCounter { try MPISharedCounter(comm: comm, rank: rank) }
+
     /// Aborts every rank of the job, whatever communicator this is: a data-parallel job cannot go on
     /// without one of its ranks.
     public func abort(code: Int32) -> Never {
@@ -214,4 +216,34 @@ extension ReduceOperation {
         case .min: return cmpi_min()
         }
     }
+}
+
+/// One Int64 in a window on rank 0, taken with MPI_Fetch_and_op under an exclusive lock.
+final class MPISharedCounter: SharedCounter {
+    var window: MPI_Win? = cmpi_win_null()
+
+    init(comm: MPI_Comm, rank: Int) throws {
+        var base: UnsafeMutableRawPointer?
+        let bytes = rank == 0 ? MemoryLayout<Int64>.size : 0
+        try mpiCheck(MPI_Win_allocate(MPI_Aint(bytes), Int32(MemoryLayout<Int64>.size), cmpi_info_null(), comm, &base, &window),
+                     "MPI_Win_allocate")
+        if rank == 0 {
+            // Set through the window (the separate memory model), then everyone may take values.
+            var zero: Int64 = 0
+            try mpiCheck(MPI_Win_lock(cmpi_lock_exclusive(), 0, 0, window), "MPI_Win_lock")
+            try mpiCheck(MPI_Put(&zero, 1, cmpi_int64(), 0, 0, 1, cmpi_int64(), window), "MPI_Put")
+            try mpiCheck(MPI_Win_unlock(0, window), "MPI_Win_unlock")
+        }
+        try mpiCheck(MPI_Barrier(comm), "MPI_Barrier")
+    }
+
+    func next() throws -> Int {
+        var one: Int64 = 1, previous: Int64 = 0
+        try mpiCheck(MPI_Win_lock(cmpi_lock_exclusive(), 0, 0, window), "MPI_Win_lock")
+        try mpiCheck(MPI_Fetch_and_op(&one, &previous, cmpi_int64(), 0, 0, cmpi_sum(), window), "MPI_Fetch_and_op")
+        try mpiCheck(MPI_Win_unlock(0, window), "MPI_Win_unlock")
+        return Int(previous)
+    }
+
+    func free() throws { try mpiCheck(MPI_Win_free(&window), "MPI_Win_free") }
 }

@@ -46,6 +46,8 @@ public final class SingleProcessCommunicator: Communicator, @unchecked Sendable 
         stats.barriers += 1
     }
 
+    public func sharedCounter() throws -> SharedCounter { LocalCounter() }
+
     public func split(color: Int, key: Int) throws -> Communicator {
         guard color >= 0 else { throw CommError.invalidColor(color: color) }
         stats.splits += 1
@@ -55,4 +57,10 @@ public final class SingleProcessCommunicator: Communicator, @unchecked Sendable 
     public func abort(code: Int32) -> Never {
         exit(code)
     }
+}
+
+final class LocalCounter: SharedCounter {
+    var value = 0
+    func next() throws -> Int { defer { value += 1 }; return value }
+    func free() throws {}
 }

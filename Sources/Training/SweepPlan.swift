@@ -1,7 +1,6 @@
 // A sweep's jobs: datasets × methods × seeds × shots × every combination of the plan's grid keys
 // (a Table 3 K_N ablation, a Table 2 loss ablation), each with its own run folder
-// ROOT/<dataset>/<method>/<shots>shot/<grid values or "default">/seed<S>, and a static assignment
-// of the jobs to groups of ranks, longest first.
+// ROOT/<dataset>/<method>/<shots>shot/<grid values or "default">/seed<S>, handed out longest first.
 import Data
 import Foundation
 import Yams
@@ -122,17 +121,23 @@ public struct SweepPlan: Sendable {
         sets + ["train.shots=\(job.shots)"] + job.grid.map { "\($0.0)=\($0.1)" }
     }
 
-    /// Longest first, each job to the group with the least work so far (ties: the lower group);
-    /// every rank computes the same assignment.
+    /// The order the jobs are handed out in: longest first (ties: the plan's order).
+    public static func longestFirst(_ jobs: [SweepJob]) -> [SweepJob] {
+        jobs.enumerated().sorted { ($0.element.cost, -$0.offset) > ($1.element.cost, -$1.offset) }.map(\.element)
+    }
+
+    /// Where MPI one-sided windows are not available (Open MPI over TCP with a serialized thread
+    /// level): the same order dealt out statically, each job to the group with the least work so
+    /// far; every rank computes the same lists.
     public static func assign(_ jobs: [SweepJob], groups: Int) -> [[SweepJob]] {
         var load = Array(repeating: 0, count: groups)
         var lists = Array(repeating: [SweepJob](), count: groups)
-        let order = jobs.enumerated().sorted { ($0.element.cost, -$0.offset) > ($1.element.cost, -$1.offset) }.map(\.element)
-        for job in order {
+        for job in longestFirst(jobs) {
             let g = load.indices.min { (load[$0], $0) < (load[$1], $1) }!
             lists[g].append(job)
             load[g] += job.cost
         }
         return lists
     }
+
 }

@@ -1,6 +1,7 @@
 // `cavpt-dist sweep`: many training runs in one MPI job. The world is split into groups of
-// --ranks-per-job ranks (inside a node where possible); every rank computes the same longest-first
-// assignment of the jobs to the groups; each group trains its jobs one after another through the
+// --ranks-per-job ranks (inside a node where possible); world rank 0 hands out the jobs, longest
+// first, through a counter the groups' leaders take the next job from (MPI one-sided
+// fetch-and-add: no rank waits on a dispatcher); each group trains one job at a time through the
 // same code as `train`, a failing job ending on its group alone. Re-running skips finished jobs and
 // resumes interrupted ones.
 import ArgumentParser
@@ -88,26 +89,44 @@ struct Sweep: ParsableCommand {
                 throw TrainingError.configuration(changed[0] + (changed.count > 1 ? " (and \(changed.count - 1) more job folder(s))" : ""))
             }
             let groups = world.size / ranksPerJob
-            let assignment = SweepPlan.assign(jobs, groups: groups)
+            let order = SweepPlan.longestFirst(jobs)
             if world.rank == 0 {
                 print("sweep: \(jobs.count) job(s) in \(root), \(groups) group(s) of \(ranksPerJob) rank(s)")
             }
             if dryRun {
                 if world.rank == 0 {
-                    for (g, mine) in assignment.enumerated() {
-                        for job in mine { print("group \(g): \(job.folder) [\(state(of: job).rawValue)]") }
-                    }
+                    for (i, job) in order.enumerated() { print("job \(i + 1)/\(order.count): \(job.folder) [\(state(of: job).rawValue)]") }
                 }
                 return
             }
             let group = try world.split(color: try groupColor(world), key: world.rank)
             let g = try groupIndex(world, group: group)
+            // Rank 0 hands the jobs out through a one-sided counter; where the MPI library offers no
+            // window across these ranks (every rank fails alike), the groups deal them out statically.
+            var dispatcher: SharedCounter? = try? world.sharedCounter()
+            if try world.allreduce(dispatcher == nil ? 1.0 : 0.0, .sum) > 0 {
+                if world.rank == 0 { print("sweep: no MPI window across these ranks; jobs are dealt out to the groups in advance") }
+                dispatcher = nil
+            }
+            let dealt = dispatcher == nil ? SweepPlan.assign(jobs, groups: groups)[g] : []
+            var dealtIndex = 0
             StopSignals.clear()
             try StopSignals.install()
             var counts = [0.0, 0.0, 0.0, 0.0]   // completed, failed, skipped, preempted
-            jobs: for job in assignment[g] {
-                // The group agrees on a stop requested between jobs.
+            jobs: while true {
+                // The group agrees on a stop requested between jobs, before it takes another.
                 if try group.allreduce(StopSignals.pending != 0 ? 1.0 : 0.0, .sum) > 0 { counts[3] += 1; break jobs }
+                let job: SweepJob
+                if let dispatcher {
+                    var taken = [Int64(group.rank == 0 ? try dispatcher.next() : 0)]
+                    try group.broadcast(&taken, root: 0)
+                    guard Int(taken[0]) < order.count else { break jobs }
+                    job = order[Int(taken[0])]
+                } else {
+                    guard dealtIndex < dealt.count else { break jobs }
+                    job = dealt[dealtIndex]
+                    dealtIndex += 1
+                }
                 let current = state(of: job)
                 if current == .finished {
                     counts[2] += 1
@@ -147,6 +166,7 @@ struct Sweep: ParsableCommand {
                 flushStandardOutput()
             }
             StopSignals.restore()
+            try dispatcher?.free()
             // Each group's counts once (from its rank 0), summed on the world.
             var totals = group.rank == 0 ? counts : [0, 0, 0, 0]
             try world.allreduceSum(&totals)

@@ -381,6 +381,26 @@ struct HostfileTests {
         }
     }
 
+    /// A sweep over the two nodes: groups of 2 ranks, one per node. Open MPI offers no one-sided
+    /// window over TCP at the thread level cavpt-dist asks for, so the jobs are dealt out in advance.
+    @Test func aSweepRunsOverTwoNodes() throws {
+        let directory = try temporaryDirectory("multinode-sweep")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (hostfile, environment) = try fakeCluster(directory)
+        let trainer = try cavptDistExecutable().path
+        let demo = try run(URL(fileURLWithPath: trainer), ["demo", "--dir", directory.path, "--prepare-only", "--classes", "4",
+                                                          "--shots", "4", "--test-per-class", "2"])
+        try #require(demo.status == 0, "\(demo.output)")
+        let r = try run(try #require(findInPath("mpirun")),
+                        ["--hostfile", hostfile, "-np", "4", "--map-by", "ppr:2:node", "--bind-to", "none", trainer, "sweep",
+                         "--datasets", directory.path + "/data/synthetic.yaml", "--methods", "vpt_deep,coop", "--seeds", "1",
+                         "--ranks-per-job", "2", "--data-root", directory.path + "/data", "--model", directory.path + "/model",
+                         "--output", directory.path + "/runs", "--set", "train.epochs=1", "--set", "train.batchSize=4",
+                         "--set", "train.workers=1"], environment: environment.merging(["CAVPT_DIST_BLAS_THREADS": "1"]) { $1 })
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.stdout.contains("sweep: 2 completed, 0 failed"), "\(r.output)")
+    }
+
     /// Trained tensors of a run's last checkpoint, read from the safetensors file directly.
     func checkpoint(_ run: String) throws -> [String: [Float]] {
         let folder = run + "/checkpoints/epoch-0002/state.safetensors"

@@ -195,10 +195,11 @@ let sweepData: (root: String, four: String, six: String, model: String) = {
         let r = try mpirun(2, ["sweep", "--plan", base + "/plan.yaml", "--ranks-per-job", "1", "--data-root", sweepData.root,
                                "--model", sweepData.model, "--output", base + "/runs", "--dry-run"])
         try #require(r.status == 0, "\(r.stderr)")
-        let folders = r.stdout.split(separator: "\n").filter { $0.hasPrefix("group ") }
+        let folders = r.stdout.split(separator: "\n").filter { $0.hasPrefix("job ") }
         #expect(folders.count == 8, "\(r.stdout)")
         #expect(r.stdout.contains("/synthetic/vpt_cavpt/4shot/cavpt.alpha=0,cavpt.topK=3/seed1 [fresh]"), "\(r.stdout)")
-        #expect(Set(folders.map { $0.prefix(8) }) == ["group 0:", "group 1:"])
+        // Handed out longest first: the 4-shot jobs before the 2-shot ones.
+        #expect(folders.prefix(4).allSatisfy { $0.contains("/4shot/") } && folders.suffix(4).allSatisfy { $0.contains("/2shot/") }, "\(folders)")
         let bad = try mpirun(2, ["sweep", "--datasets", sweepData.four, "--methods", "vpt_deep", "--ranks-per-job", "1",
                                  "--data-root", sweepData.root, "--model", sweepData.model, "--output", base + "/x", "--set", "train.shots=4"])
         #expect(bad.status != 0 && bad.stderr.contains("use --shots"), "\(bad.stderr)")
