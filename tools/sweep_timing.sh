@@ -17,7 +17,7 @@ cp -r "$work/a/data/synthetic" "$work/data/four"; cp -r "$work/b/data/synthetic"
 sed 's/name: synthetic/name: four/; s/folder: synthetic/folder: four/' "$work/a/data/synthetic.yaml" > "$work/four.yaml"
 sed 's/name: synthetic/name: six/; s/folder: synthetic/folder: six/' "$work/b/data/synthetic.yaml" > "$work/six.yaml"
 common=(--data-root "$work/data" --model "$work/a/model" --set train.epochs="$epochs" --set train.batchSize=8 --set train.workers=1)
-echo "OpenBLAS core: $("$binary" bench gemm --seconds 0.1 2>/dev/null | sed -n 's/.*core \([A-Za-z0-9]*\).*/\1/p' | head -1)"
+"$binary" bench gemm --seconds 0.05 --threads 1 2>/dev/null | head -1
 start=$(date +%s.%N)
 for dataset in four six; do for method in vpt_deep coop; do for seed in 1 2 3 4; do
     CAVPT_DIST_BLAS_THREADS=2 "$binary" train --dataset "$work/$dataset.yaml" --method "$method" --seed "$seed" \
