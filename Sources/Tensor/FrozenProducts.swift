@@ -196,19 +196,7 @@ public func layerNormLinear(_ x: Var, _ gamma: Var, _ beta: Var, _ w: FrozenMatr
         let dx = Tensor(uninitialized: x.value.shape)
         let g = dy.bf16Rounded()
         OneDNN.gemm(m: n, n: d, k: o, a: g.data, lda: o, b: wb.data, ldb: d, transB: false, c: dx.data, ldc: d)
-        let (ph, pr, pg, pd) = (xhat.data, rstd.data, gamma.value.data, dx.data)
-        Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in for r in rows {
-            let gr = pd + r * d, h = ph + r * d
-            var m1: Float = 0, m2: Float = 0
-            for j in 0..<d {
-                let dh = gr[j] * pg[j]
-                m1 += dh
-                m2 += dh * h[j]
-            }
-            m1 /= Float(d); m2 /= Float(d)
-            let s = pr[r]
-            for j in 0..<d { gr[j] = s * (gr[j] * pg[j] - m1 - h[j] * m2) }
-        } }
+        layerNormInputGradient(dy: dx.data, xhat: xhat.data, rstd: rstd.data, gamma: gamma.value.data, into: dx.data, rows: n, width: d)
         x.accumulate(dx)
     }
 }

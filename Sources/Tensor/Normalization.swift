@@ -42,19 +42,7 @@ public func layerNorm(_ x: Var, _ gamma: Var, _ beta: Var, eps: Float = 1e-5, bf
         if x.requiresGrad {
             // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)),  dx̂ = dy ⊙ γ
             let dx = Tensor(uninitialized: x.value.shape)
-            let pd = dx.data
-            Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in for r in rows {
-                let gr = g + r * d, h = ph + r * d, out = pd + r * d
-                var m1: Float = 0, m2: Float = 0
-                for j in 0..<d {
-                    let dh = gr[j] * pg[j]
-                    m1 += dh
-                    m2 += dh * h[j]
-                }
-                m1 /= Float(d); m2 /= Float(d)
-                let s = pr[r]
-                for j in 0..<d { out[j] = s * (gr[j] * pg[j] - m1 - h[j] * m2) }
-            } }
+            layerNormInputGradient(dy: g, xhat: ph, rstd: pr, gamma: pg, into: dx.data, rows: n, width: d)
             x.accumulate(dx)
         }
         if gamma.requiresGrad {
@@ -95,4 +83,23 @@ public func l2Normalize(_ x: Var) -> Var {
         }
         x.accumulate(dx)
     }
+}
+
+/// LayerNorm's input gradient, row by row: dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)),
+/// dx̂ = dy ⊙ γ. `into` may be `dy` itself (each element is read before it is written).
+@inline(__always)
+func layerNormInputGradient(dy: UnsafePointer<Float>, xhat: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+                            gamma: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>, rows n: Int, width d: Int) {
+    Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in for r in rows {
+        let gr = dy + r * d, h = xhat + r * d, out = dx + r * d
+        var m1: Float = 0, m2: Float = 0
+        for j in 0..<d {
+            let dh = gr[j] * gamma[j]
+            m1 += dh
+            m2 += dh * h[j]
+        }
+        m1 /= Float(d); m2 /= Float(d)
+        let s = rstd[r]
+        for j in 0..<d { out[j] = s * (gr[j] * gamma[j] - m1 - h[j] * m2) }
+    } }
 }
