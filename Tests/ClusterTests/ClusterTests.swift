@@ -90,10 +90,7 @@ struct SlurmTests {
         defer { _ = try? run(slurm, ["stop"], environment: testSlurmEnvironment) }
         try #require(started.status == 0, "local-slurm.sh start failed:\n\(started.output)")
 
-        let trainer = try cavptDistExecutable().path
-        let demo = try run(URL(fileURLWithPath: trainer), ["demo", "--dir", directory.path, "--prepare-only", "--classes", "4",
-                                                          "--shots", "6", "--test-per-class", "4"])
-        try #require(demo.status == 0, "\(demo.output)")
+        let trainer = try demoData(in: directory, shots: 6, testPerClass: 4)
         func trainArguments(_ output: String) -> [String] {
             ["--dataset", directory.path + "/data/synthetic.yaml", "--method", "vpt_deep", "--data-root", directory.path + "/data",
              "--model", directory.path + "/model", "--output", output, "--seed", "1", "--set", "train.epochs=30",
@@ -159,7 +156,6 @@ struct SlurmTests {
         #expect(FileManager.default.fileExists(atPath: jobs[0].run + "/results.json"))
     }
 
-    /// Submits slurm.sbatch with DistributedCheck as the binary; returns the job id.
     /// `cavpt-dist sweep` inside one allocation, as `cluster/sweep.sh --slurm` submits it (slurm.sbatch
     /// with CAVPT_DIST_COMMAND=sweep): 4 tasks in 2 groups of 2 (srun, PMIx), 4 jobs trained and summarised.
     @Test func aSweepRunsInsideOneAllocation() throws {
@@ -171,10 +167,7 @@ struct SlurmTests {
         let started = try run(slurm, ["start"], environment: testSlurmEnvironment)
         defer { _ = try? run(slurm, ["stop"], environment: testSlurmEnvironment) }
         try #require(started.status == 0, "local-slurm.sh start failed:\n\(started.output)")
-        let trainer = try cavptDistExecutable().path
-        let demo = try run(URL(fileURLWithPath: trainer), ["demo", "--dir", directory.path, "--prepare-only", "--classes", "4",
-                                                          "--shots", "4", "--test-per-class", "2"])
-        try #require(demo.status == 0, "\(demo.output)")
+        let trainer = try demoData(in: directory, shots: 4, testPerClass: 2)
         let submitted = try run(cluster("sweep.sh"),
                                 ["--slurm", "--sbatch-arg=--parsable", "--sbatch-arg=--ntasks-per-node=4", "--sbatch-arg=--cpus-per-task=1",
                                  "--sbatch-arg=--time=5", "--sbatch-arg=--output=\(directory.path)/sweep.out",
@@ -197,6 +190,7 @@ struct SlurmTests {
         }
     }
 
+    /// Submits slurm.sbatch with DistributedCheck as the binary; returns the job id.
     func submit(_ arguments: [String], payload: [String: String], binary: String? = nil) throws -> String {
         var environment = testSlurmEnvironment.merging(payload) { $1 }
         environment["CAVPT_DIST_BINARY"] = try binary ?? checkExecutable().path
@@ -350,10 +344,7 @@ struct HostfileTests {
         #expect(info.stdout.split(separator: "\n").filter { $0.hasPrefix("rank ") }.allSatisfy { $0.contains("blasThreads \(max(1, nodeCPUs / 2))") },
                 "\(info.output)")
 
-        let trainer = try cavptDistExecutable().path
-        let demo = try run(URL(fileURLWithPath: trainer), ["demo", "--dir", directory.path, "--prepare-only", "--classes", "4",
-                                                          "--shots", "4", "--test-per-class", "2"])
-        try #require(demo.status == 0, "\(demo.output)")
+        let trainer = try demoData(in: directory, shots: 4, testPerClass: 2)
         func arguments(_ output: String) -> [String] {
             ["train", "--dataset", directory.path + "/data/synthetic.yaml", "--method", "vlp_cavpt", "--data-root", directory.path + "/data",
              "--model", directory.path + "/model", "--output", output, "--seed", "1", "--set", "train.epochs=2",
@@ -387,10 +378,7 @@ struct HostfileTests {
         let directory = try temporaryDirectory("multinode-sweep")
         defer { try? FileManager.default.removeItem(at: directory) }
         let (hostfile, environment) = try fakeCluster(directory)
-        let trainer = try cavptDistExecutable().path
-        let demo = try run(URL(fileURLWithPath: trainer), ["demo", "--dir", directory.path, "--prepare-only", "--classes", "4",
-                                                          "--shots", "4", "--test-per-class", "2"])
-        try #require(demo.status == 0, "\(demo.output)")
+        let trainer = try demoData(in: directory, shots: 4, testPerClass: 2)
         let r = try run(try #require(findInPath("mpirun")),
                         ["--hostfile", hostfile, "-np", "4", "--map-by", "ppr:2:node", "--bind-to", "none", trainer, "sweep",
                          "--datasets", directory.path + "/data/synthetic.yaml", "--methods", "vpt_deep,coop", "--seeds", "1",
@@ -444,10 +432,7 @@ struct HostfileTests {
     @Test func aLocalSweepTrainsReportsAndSkipsWhatIsDone() throws {
         let directory = try temporaryDirectory("sweep-script")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let trainer = try cavptDistExecutable().path
-        let demo = try run(URL(fileURLWithPath: trainer), ["demo", "--dir", directory.path, "--prepare-only", "--classes", "4",
-                                                          "--shots", "4", "--test-per-class", "2"])
-        try #require(demo.status == 0, "\(demo.output)")
+        let trainer = try demoData(in: directory, shots: 4, testPerClass: 2)
         let args = ["--np", "2", "--datasets", directory.path + "/data/synthetic.yaml", "--methods", "vpt_deep", "--seeds", "1,2",
                     "--ranks-per-job", "1", "--data-root", directory.path + "/data", "--model", directory.path + "/model",
                     "--output", directory.path + "/runs", "--set", "train.epochs=1", "--set", "train.batchSize=4", "--set", "train.workers=1"]
@@ -466,6 +451,16 @@ let packageRoot = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 func cluster(_ name: String) -> URL { packageRoot.appendingPathComponent("cluster").appendingPathComponent(name) }
+
+/// The demo's tiny random CLIP and 4-class synthetic dataset in `directory` (model/, data/); returns
+/// the cavpt-dist that wrote them.
+func demoData(in directory: URL, shots: Int, testPerClass: Int) throws -> String {
+    let trainer = try cavptDistExecutable().path
+    let demo = try run(URL(fileURLWithPath: trainer), ["demo", "--dir", directory.path, "--prepare-only", "--classes", "4",
+                                                      "--shots", "\(shots)", "--test-per-class", "\(testPerClass)"])
+    try #require(demo.status == 0, "\(demo.output)")
+    return trainer
+}
 
 /// `swift test` builds DistributedCheck next to the test bundle; fall back to the debug build folder.
 func checkExecutable() throws -> URL {
