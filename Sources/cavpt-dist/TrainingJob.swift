@@ -27,7 +27,7 @@ struct TrainingJob {
     var resumeCommand: () -> String
 
     struct Setup {
-        var config: Config, data: RunData, model: CLIPModel, learner: PromptLearner
+        var config: Config, data: RunData, model: CLIPModel, tokenizer: CLIPTokenizer, learner: PromptLearner
         var checkpoint: Checkpoint?, output: RunOutput?, directory: String
     }
 
@@ -86,10 +86,8 @@ struct TrainingJob {
         var c = s.config
         try c.set("data.subsample", raw: "new", source: "sweep")
         let data = try agreed(comm) { try RunSetup.data(c, definition: s.data.spec) }
-        let tokenizer = try CLIPTokenizer(try findVocabulary(modelPath: c.string("model.path"),
-                                                             override: c.string("model.vocab").isEmpty ? nil : c.string("model.vocab")))
         let learner = try agreed(comm) { () -> PromptLearner in
-            let l = try RunSetup.learner(c, model: s.model, tokenizer: tokenizer, classNames: data.classNames, template: data.template)
+            let l = try RunSetup.learner(c, model: s.model, tokenizer: s.tokenizer, classNames: data.classNames, template: data.template)
             try l.load(Dictionary(uniqueKeysWithValues: s.learner.parameters.map { ($0.0, $0.1.value) }), requireAll: true, forEvaluation: true)
             return l
         }
@@ -147,7 +145,7 @@ struct TrainingJob {
                     + "× \(BLASRuntime.threads) BLAS thread(s) [\(BLASRuntime.coreName)], "
                     + "precision \(RunSetup.precisionSummary(model.precision)), run \(directory)")
         if let warning = BLASRuntime.slowKernelWarning { output?.say("warning: \(warning)") }
-        return Setup(config: config, data: data, model: model, learner: learner, checkpoint: checkpoint, output: output,
+        return Setup(config: config, data: data, model: model, tokenizer: tokenizer, learner: learner, checkpoint: checkpoint, output: output,
                      directory: directory)
     }
 
