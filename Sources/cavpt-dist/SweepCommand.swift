@@ -99,8 +99,8 @@ struct Sweep: ParsableCommand {
                 }
                 return
             }
-            let group = try world.split(color: try groupColor(world), key: world.rank)
-            let g = try groupIndex(world, group: group)
+            let g = try groupColor(world)   // the group's index, the same on all its ranks
+            let group = try world.split(color: g, key: world.rank)
             // Rank 0 hands the jobs out through a one-sided counter; where the MPI library offers no
             // window across these ranks (every rank fails alike), the groups deal them out statically.
             var dispatcher: SharedCounter? = try? world.sharedCounter()
@@ -269,7 +269,4 @@ struct Sweep: ParsableCommand {
         let order = (0..<world.size).sorted { (firstOfNode[hashes[$0]]!, $0) < (firstOfNode[hashes[$1]]!, $1) }
         return order.firstIndex(of: world.rank)! / ranksPerJob
     }
-
-    /// The group's index: its color (the same on all its ranks).
-    func groupIndex(_ world: Communicator, group: Communicator) throws -> Int { try groupColor(world) }
 }
