@@ -26,8 +26,10 @@ let package = Package(
         .target(name: "CSignals"),
         // oneDNN for the bf16 products of runtime.precision bf16 (Debian's build: OpenMP threads).
         .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
+        // The bf16 path's element-wise kernels in AVX-512 (BF16) intrinsics, with portable fallbacks.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
-        .target(name: "Tensor", dependencies: ["CBLAS", "CAlloc", "CDNNL"], swiftSettings: fast),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CAlloc", "CDNNL", "CKernels"], swiftSettings: fast),
         // Resources/ holds the CLIP BPE vocabulary (open_clip's file), found by path at run time.
         .target(name: "CLIP", dependencies: ["Tensor", "CZlib"], exclude: ["Resources"], swiftSettings: fast,
                 linkerSettings: [.linkedLibrary("z")]),

@@ -15,6 +15,8 @@ public struct CLIPModel: Sendable {
 
     public init(tensors: [String: Tensor], precision: Precision = .fp32) throws {
         self.precision = precision
+        // bf16: element-wise loops join oneDNN's OpenMP team (see Parallel.onOpenMPTeam).
+        if precision == .bf16 { Parallel.onOpenMPTeam = true }
         image = try ImageEncoder(tensors, precision: precision)
         text = try TextEncoder(tensors, precision: precision)
         guard let ls = tensors["logit_scale"], ls.count == 1 else { throw CLIPModelError.missingWeight("logit_scale") }

@@ -111,7 +111,8 @@ public final class PromptLearner: @unchecked Sendable {
     public struct Selection: Sendable {
         /// Plain image features [b, D] (unnormalised), when a loss or CAVPT needs them.
         public var plainFeatures: Tensor?
-        /// Per image, the K_N classes zero-shot CLIP ranks highest, best first.
+        /// Per image, the K_N classes zero-shot CLIP ranks highest, best first; every class in class
+        /// order when K_N = K (no result depends on the order of the slots, only on the set).
         public var selected: [[Int]]
 
         public init(plainFeatures: Tensor?, selected: [[Int]]) {
@@ -120,15 +121,21 @@ public final class PromptLearner: @unchecked Sendable {
         }
     }
 
-    /// Needs the frozen zero-shot pass (CAVPT selection or the guidance loss)?
+    /// Needs the frozen zero-shot pass (CAVPT selection or the guidance loss)? Not when CAVPT selects
+    /// every class (K_N = K): the ranking would only order the slots, and the class-aware prompts, the
+    /// attention over them and L_ca are the same for any order (an exact shortcut, SPEC §3: it saves a
+    /// whole frozen image forward per step, e.g. EuroSAT with K_N = 10 and OxfordPets).
     func needsPlainPass(epoch: Int) -> Bool {
-        !cavpt.isEmpty || (epoch < settings.cavpt.guidanceEpochs)
+        (!cavpt.isEmpty && selectedPerImage < classCount) || (epoch < settings.cavpt.guidanceEpochs)
     }
 
     public func select(pixels: Tensor, epoch: Int) -> Selection {
-        guard needsPlainPass(epoch: epoch) else { return Selection(plainFeatures: nil, selected: []) }
+        let b = pixels.shape.first ?? 0
+        let everyClass = cavpt.isEmpty ? [] : Array(repeating: Array(0..<classCount), count: b)
+        guard needsPlainPass(epoch: epoch) else { return Selection(plainFeatures: nil, selected: everyClass) }
         let plain = model.image(Var(pixels)).value
         guard !cavpt.isEmpty else { return Selection(plainFeatures: plain, selected: []) }
+        if selectedPerImage >= classCount { return Selection(plainFeatures: plain, selected: everyClass) }
         let zeroShot = model.logits(imageFeatures: Var(plain), textFeatures: Var(templateFeatures)).value
         return Selection(plainFeatures: plain, selected: topClasses(zeroShot, k: selectedPerImage))
     }

@@ -5,6 +5,7 @@
 //
 // n samples, Sq query rows, Sk key rows, d width, h heads, hd = d / h.
 import CDNNL
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -54,11 +55,8 @@ public func attentionBF16(_ q: Var, _ kv: Var, heads h: Int, mask: AttentionMask
             let s = sh / h
             for j in 0..<Sq {
                 let offset = (sh * Sq + j) * Sk
-                let row = pp + offset
                 let visible = mask.visibleKeys(sample: s, row: j, queries: Sq, keys: Sk)
-                softmaxRowInPlace(row, count: visible)
-                if visible < Sk { (row + visible).update(repeating: 0, count: Sk - visible) }
-                roundRangeToBF16(row, into: ppb + offset, count: Sk)
+                ck_softmax_row_bf16(pp + offset, visible, Sk, ppb + offset)
             }
         }
     }
@@ -81,13 +79,7 @@ public func attentionBF16(_ q: Var, _ kv: Var, heads h: Int, mask: AttentionMask
         let dsb = BF16Buffer(count: dscores.count)
         let (pg, pdsb, pp) = (dscores.data, dsb.data, probs.data)
         Parallel.chunks(n * h * Sq, grain: max(1, 8192 / max(Sk, 1))) { range in
-            for r in range {
-                let p = pp + r * Sk, g = pg + r * Sk
-                var dot: Float = 0
-                for j in 0..<Sk { dot += g[j] * p[j] }
-                for j in 0..<Sk { g[j] = p[j] * (g[j] - dot) * scale }
-                roundRangeToBF16(g, into: pdsb + r * Sk, count: Sk)
-            }
+            for r in range { ck_softmax_backward_row_bf16(pp + r * Sk, pg + r * Sk, Sk, scale, pdsb + r * Sk) }
         }
         if q.requiresGrad {   // dQ = dS K
             let dq = Tensor(uninitialized: q.value.shape)

@@ -7,6 +7,8 @@
 // them. The backward pass releases each node's closure (and the activations it captured) as soon
 // as it has run.
 
+import CKernels
+
 /// A tensor in the computation graph.
 public final class Var: @unchecked Sendable {
     public let value: Tensor
@@ -59,6 +61,7 @@ public final class Var: @unchecked Sendable {
         precondition(g.count == value.count, "gradient \(g.shape) does not fit \(value.shape)")
         if let existing = grad {
             if gradOwned {
+                existing.storage.bf16 = nil   // a bf16 copy written with the first gradient is stale now
                 addInPlace(existing.data, g.data, count: g.count)
             } else {
                 // The first gradient may be shared with another Var (e.g. both inputs of an add):
@@ -111,7 +114,7 @@ public final class Var: @unchecked Sendable {
 }
 
 @inline(__always) func addInPlace(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
-    for i in 0..<count { y[i] += x[i] }
+    ck_add_in_place(y, x, count)   // exact either way: one rounding per element
 }
 
 @inline(__always) func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,

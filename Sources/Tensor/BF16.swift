@@ -1,6 +1,7 @@
 // bf16 storage for frozen weights (runtime.precision bf16, SPEC §6a), the fp32 → bf16 rounding of
 // activations that feed oneDNN, and the frozen weight matrix that is either fp32 or bf16.
 import CAlloc
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -86,14 +87,14 @@ public struct BF16Tensor: @unchecked Sendable {
 /// fp32 → bf16, round to nearest even (NaN stays NaN). Parallel over the BLAS threads for big buffers.
 public func roundToBF16(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<UInt16>, count: Int) {
     Parallel.chunks(count, grain: 1 << 16) { range in
-        roundRangeToBF16(src + range.lowerBound, into: dst + range.lowerBound, count: range.count)
+        ck_round_bf16(src + range.lowerBound, dst + range.lowerBound, range.count)
     }
 }
 
+/// fp32 → bf16 on the calling thread (AVX-512 BF16's conversion where the CPU has it; the same
+/// rounding as `bf16Bits`, except that it flushes subnormal inputs to zero).
 @inline(__always) func roundRangeToBF16(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<UInt16>, count: Int) {
-    src.withMemoryRebound(to: UInt32.self, capacity: count) { bits in
-        for i in 0..<count { dst[i] = bf16Bits(bits[i]) }
-    }
+    ck_round_bf16(src, dst, count)
 }
 
 /// The bf16 bit pattern nearest to the float with bit pattern `b` (ties to even; NaN kept quiet).

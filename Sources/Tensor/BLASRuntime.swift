@@ -43,8 +43,8 @@ public enum BLASRuntime {
     /// `CAVPT_DIST_NO_REEXEC=1` disables it (the slow kernels are then reported, not hidden).
     ///
     /// The same restart sets OMP_WAIT_POLICY=PASSIVE for oneDNN's OpenMP threads (libgomp reads it at
-    /// load time too), unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT: otherwise after every
-    /// bf16 product they spin for milliseconds on the cores the element-wise kernels run on next.
+    /// load time too), unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT: otherwise they spin
+    /// after every parallel region, on cores the data loader and the OpenBLAS threads also use.
     public static func ensureFastKernels(arguments: [String]) {
         guard getenv("CAVPT_DIST_NO_REEXEC") == nil else { return }
         var restart = false

@@ -5,6 +5,7 @@
 //
 // n rows, i input width, o output width.
 import CDNNL
+import CKernels
 import Dispatch
 
 extension OneDNN {
@@ -130,10 +131,7 @@ public func geluLinear(_ x: Var, _ w: FrozenMatrix, _ b: Var? = nil) -> Var {
     let hidden = BF16Buffer(count: n * i)
     let (px, ph) = (x.value.data, hidden.data)
     Parallel.chunks(n * i, grain: 1 << 15) { range in
-        for k in range {
-            let z = px[k]
-            ph[k] = bf16Bits(z / (1 + fastExp(-1.702 * z)))
-        }
+        ck_gelu_bf16(px + range.lowerBound, ph + range.lowerBound, range.count)
     }
     var outShape = x.value.shape
     outShape[outShape.count - 1] = o
@@ -145,13 +143,10 @@ public func geluLinear(_ x: Var, _ w: FrozenMatrix, _ b: Var? = nil) -> Var {
         let dx = Tensor(uninitialized: x.value.shape)
         let g = dy.bf16Rounded()
         OneDNN.gemm(m: n, n: i, k: o, a: g.data, lda: o, b: wb.data, ldb: i, transB: false, c: dx.data, ldc: i)
-        let (px, pd) = (x.value.data, dx.data)
+        // The result's bf16 rounding rides along for the c_fc input-gradient product that reads it next.
+        let (px, pd, pdb) = (x.value.data, dx.data, dx.attachBF16())
         Parallel.chunks(n * i, grain: 1 << 15) { range in
-            for k in range {
-                let z = px[k]
-                let s = 1 / (1 + fastExp(-1.702 * z))
-                pd[k] *= s + 1.702 * z * s * (1 - s)
-            }
+            ck_gelu_backward(px + range.lowerBound, pd + range.lowerBound, pdb + range.lowerBound, range.count)
         }
         x.accumulate(dx)
     }
@@ -169,23 +164,10 @@ public func layerNormLinear(_ x: Var, _ gamma: Var, _ beta: Var, _ w: FrozenMatr
     let rstd = Tensor(uninitialized: [n])
     let normed = BF16Buffer(count: n * d)
     let (px, ph, pr, pg, pb, pn) = (x.value.data, xhat.data, rstd.data, gamma.value.data, beta.value.data, normed.data)
-    Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in for r in rows {
-        let row = px + r * d
-        var mean: Float = 0
-        for j in 0..<d { mean += row[j] }
-        mean /= Float(d)
-        var variance: Float = 0
-        for j in 0..<d { let c = row[j] - mean; variance += c * c }
-        variance /= Float(d)
-        let s = 1 / (variance + eps).squareRoot()
-        pr[r] = s
-        let h = ph + r * d, out = pn + r * d
-        for j in 0..<d {
-            let v = (row[j] - mean) * s
-            h[j] = v
-            out[j] = bf16Bits(v * pg[j] + pb[j])
-        }
-    } }
+    Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in
+        let r = rows.lowerBound
+        ck_layernorm(px + r * d, pg, pb, ph + r * d, pr + r, nil, pn + r * d, rows.count, d, eps)
+    }
     var outShape = x.value.shape
     outShape[outShape.count - 1] = o
     let y = Tensor(uninitialized: outShape)
@@ -196,7 +178,16 @@ public func layerNormLinear(_ x: Var, _ gamma: Var, _ beta: Var, _ w: FrozenMatr
         let dx = Tensor(uninitialized: x.value.shape)
         let g = dy.bf16Rounded()
         OneDNN.gemm(m: n, n: d, k: o, a: g.data, lda: o, b: wb.data, ldb: d, transB: false, c: dx.data, ldc: d)
-        layerNormInputGradient(dy: dx.data, xhat: xhat.data, rstd: rstd.data, gamma: gamma.value.data, into: dx.data, rows: n, width: d)
+        layerNormInputGradientBF16(dy: dx.data, xhat: xhat.data, rstd: rstd.data, gamma: gamma.value.data, into: dx.data, rows: n, width: d)
         x.accumulate(dx)
+    }
+}
+
+/// layerNormInputGradient for the bf16 path, in the AVX-512 kernel (vector sums: not the fp32 path's order).
+func layerNormInputGradientBF16(dy: UnsafePointer<Float>, xhat: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+                                gamma: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>, rows n: Int, width d: Int) {
+    Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in
+        let r = rows.lowerBound
+        ck_layernorm_input_grad(dy + r * d, xhat + r * d, rstd + r, gamma, dx + r * d, nil, rows.count, d)
     }
 }

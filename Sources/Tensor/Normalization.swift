@@ -1,4 +1,5 @@
 // LayerNorm over the last axis and L2 normalisation of rows, with their backward passes.
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -17,24 +18,30 @@ public func layerNorm(_ x: Var, _ gamma: Var, _ beta: Var, eps: Float = 1e-5, bf
     let xhat = Tensor(uninitialized: x.value.shape)   // saved for backward
     let rstd = Tensor(uninitialized: [n])
     let (px, py, ph, pr, pg, pb) = (x.value.data, y.data, xhat.data, rstd.data, gamma.value.data, beta.value.data)
-    Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in for r in rows {
-        let row = px + r * d
-        var mean: Float = 0
-        for j in 0..<d { mean += row[j] }
-        mean /= Float(d)
-        var variance: Float = 0
-        for j in 0..<d { let c = row[j] - mean; variance += c * c }
-        variance /= Float(d)
-        let s = 1 / sqrtf(variance + eps)
-        pr[r] = s
-        let h = ph + r * d, out = py + r * d
-        for j in 0..<d {
-            let v = (row[j] - mean) * s
-            h[j] = v
-            out[j] = v * pg[j] + pb[j]
+    if let yb {   // bf16 path: the AVX-512 kernel writes y and its bf16 rounding in one pass
+        Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in
+            let r = rows.lowerBound
+            ck_layernorm(px + r * d, pg, pb, ph + r * d, pr + r, py + r * d, yb + r * d, rows.count, d, eps)
         }
-        if let yb { roundRangeToBF16(out, into: yb + r * d, count: d) }
-    } }
+    } else {
+        Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in for r in rows {
+            let row = px + r * d
+            var mean: Float = 0
+            for j in 0..<d { mean += row[j] }
+            mean /= Float(d)
+            var variance: Float = 0
+            for j in 0..<d { let c = row[j] - mean; variance += c * c }
+            variance /= Float(d)
+            let s = 1 / sqrtf(variance + eps)
+            pr[r] = s
+            let h = ph + r * d, out = py + r * d
+            for j in 0..<d {
+                let v = (row[j] - mean) * s
+                h[j] = v
+                out[j] = v * pg[j] + pb[j]
+            }
+        } }
+    }
     return Var.op(y, [x, gamma, beta]) { dy in
         // Reach the saved buffers through their tensors so the closure keeps them alive.
         let (ph, pr, pg) = (xhat.data, rstd.data, gamma.value.data)
@@ -42,7 +49,11 @@ public func layerNorm(_ x: Var, _ gamma: Var, _ beta: Var, eps: Float = 1e-5, bf
         if x.requiresGrad {
             // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)),  dx̂ = dy ⊙ γ
             let dx = Tensor(uninitialized: x.value.shape)
-            layerNormInputGradient(dy: g, xhat: ph, rstd: pr, gamma: pg, into: dx.data, rows: n, width: d)
+            if bf16Copy {
+                layerNormInputGradientBF16(dy: g, xhat: ph, rstd: pr, gamma: pg, into: dx.data, rows: n, width: d)
+            } else {
+                layerNormInputGradient(dy: g, xhat: ph, rstd: pr, gamma: pg, into: dx.data, rows: n, width: d)
+            }
             x.accumulate(dx)
         }
         if gamma.requiresGrad {

@@ -12,7 +12,8 @@ public final class Storage: @unchecked Sendable {
     public let base: UnsafeMutablePointer<Float>
     public let capacity: Int
     /// runtime.precision bf16: the values rounded to bf16, when the op that wrote them also wrote
-    /// these (LayerNorm, QuickGELU) for the bf16 product that reads them next. Never changed after.
+    /// these (LayerNorm, QuickGELU, QuickGELU's backward) for the bf16 product that reads them next.
+    /// Dropped when the values change (a gradient that another gradient is added to).
     var bf16: BF16Storage?
 
     init(capacity: Int, zeroed: Bool) {

@@ -50,6 +50,57 @@ private let hasBF16 = OneDNN.bf16Unsupported == nil
         #expect(edx < 1e-2 && edx > 1e-5, "dx \(edx)")
     }
 
+    /// The AVX-512 conversion (two vectors per instruction, masked tails) writes every element where
+    /// the scalar rounding does, with the same bits, for lengths around the vector widths.
+    @Test func vectorRoundingMatchesScalarRounding() {
+        for n in [1, 15, 16, 17, 31, 32, 33, 47, 100, 1000, 70_001] {
+            let t = r([n], UInt64(n), std: 3)
+            let b = BF16Tensor(rounding: t)
+            withExtendedLifetime(b) {
+                let mismatches = (0..<n).filter { b.data[$0] != bf16Bits(t.data[$0]) }
+                #expect(mismatches.isEmpty, "n \(n): elements \(mismatches.prefix(5))")
+            }
+        }
+    }
+
+    /// QuickGELU → c_proj and ln_2 → c_fc fused in bf16 (AVX-512 kernels) against the unfused fp32
+    /// ops: values and input gradients; and the gradient's bf16 copy is dropped once more is added.
+    @Test func fusedMLPOpsMatchFP32() {
+        let x = r([9, 72], 11), w = r([40, 72], 12, std: 0.2), b = r([40], 13), probe = r([9, 40], 14)
+        let gamma = r([72], 15), beta = r([72], 16)
+        for fused in ["gelu", "layerNorm"] {
+            let xs = (Var(trainable: x), Var(trainable: x.copy()))
+            let reference = fused == "gelu" ? linear(quickGELU(xs.0), Var(w), Var(b))
+                                            : linear(layerNorm(xs.0, Var(gamma), Var(beta)), Var(w), Var(b))
+            let wb = FrozenMatrix(w, precision: .bf16)
+            let y = fused == "gelu" ? geluLinear(xs.1, wb, Var(b)) : layerNormLinear(xs.1, Var(gamma), Var(beta), wb, Var(b))
+            sum(reference * Var(probe)).backward()
+            sum(y * Var(probe)).backward()
+            let (ey, edx) = (relativeError(y.value, reference.value), relativeError(xs.1.grad!, xs.0.grad!))
+            #expect(ey < 2e-2 && ey > 1e-5, "\(fused) forward \(ey)")
+            #expect(edx < 3e-2 && edx > 1e-5, "\(fused) dx \(edx)")
+        }
+        // LayerNorm with its bf16 copy: the fp32 output and input gradient are the fp32 op's to rounding.
+        let xs = (Var(trainable: x), Var(trainable: x.copy()))
+        let plain = layerNorm(xs.0, Var(gamma), Var(beta)), copied = layerNorm(xs.1, Var(gamma), Var(beta), bf16Copy: true)
+        sum(plain * plain).backward()
+        sum(copied * copied).backward()
+        #expect(relativeError(copied.value, plain.value) < 1e-5)
+        #expect(relativeError(xs.1.grad!, xs.0.grad!) < 1e-4)
+        let shadow = copied.value.bf16Rounded()
+        withExtendedLifetime(shadow) { #expect(shadow.data[3] == bf16Bits(copied.value.data[3])) }
+        // A gradient written with its bf16 copy loses the copy when another gradient is added to it.
+        let v = Var(trainable: Tensor(zeros: [4]))
+        v.accumulate(Tensor(shape: [4], values: [1, 2, 3, 4]))
+        v.accumulate(Tensor(shape: [4], values: [1, 1, 1, 1]))          // now a buffer of its own: [2, 3, 4, 5]
+        let copy = v.grad!.attachBF16()
+        for i in 0..<4 { copy[i] = bf16Bits(v.grad!.data[i]) }
+        v.accumulate(Tensor(shape: [4], values: [1, 1, 1, 1]))          // [3, 4, 5, 6]: the copy is stale
+        #expect(v.grad!.data[0] == 3)
+        let rounded = v.grad!.bf16Rounded()
+        withExtendedLifetime(rounded) { #expect(rounded.data[0] == bf16Bits(Float(3))) }
+    }
+
     @Test func frozenProjectionMatchesFP32() {
         let x = r([5, 24], 5), p = r([24, 16], 6)
         let xs = (Var(trainable: x), Var(trainable: x.copy()))
