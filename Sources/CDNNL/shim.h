@@ -6,7 +6,9 @@
 // libdnnl pulls in libgomp; reach omp_set_num_threads through it rather than linking libgomp
 // ourselves (its development symlink lives in GCC's private directory).
 static inline int cdnnl_set_omp_threads(int n) {
-    void (*set)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
+    // Looked up once (every oneDNN call sets the count for its calling thread).
+    static void (*set)(int) = 0;
+    if (!set) set = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
     if (!set) return 0;
     set(n);
     return 1;
