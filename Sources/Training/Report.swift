@@ -4,6 +4,7 @@
 // method, shots, class subset and every other configuration value; only seeds are averaged.
 import Data
 import Foundation
+import Tensor
 
 public struct RunRecord: Sendable {
     public var directory: String
@@ -54,12 +55,13 @@ public enum Report {
     }
 
     static func read(_ dir: String) throws -> RunRecord {
-        guard let text = try? String(contentsOfFile: dir + "/config.yaml", encoding: .utf8) else {
-            throw TrainingError.input("\(dir): results.json without a readable config.yaml")
+        let text: String
+        do { text = try RegularFile.text(dir + "/config.yaml") } catch {
+            throw TrainingError.input("\(dir): results.json without a readable config.yaml (\(error))")
         }
         var c = Config()
         try c.merge(savedRun: text, source: dir + "/config.yaml")
-        guard let data = FileManager.default.contents(atPath: dir + "/results.json"),
+        guard let data = try? Data(RegularFile.read(dir + "/results.json", maxBytes: 64 << 20)),
               let results = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
               let accuracy = (results["accuracy"] as? NSNumber)?.doubleValue else {
             throw TrainingError.input("\(dir)/results.json: unreadable or without an accuracy")
@@ -69,7 +71,7 @@ public enum Report {
         var evaluations: [(String, String, String, Double)] = []
         let folder = dir + "/evaluations"
         for name in ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted() where name.hasSuffix(".json") {
-            guard let bytes = FileManager.default.contents(atPath: folder + "/" + name),
+            guard let bytes = try? Data(RegularFile.read(folder + "/" + name, maxBytes: 64 << 20)),
                   let e = (try? JSONSerialization.jsonObject(with: bytes)) as? [String: Any],
                   let target = e["dataset"] as? String, let acc = (e["accuracy"] as? NSNumber)?.doubleValue else { continue }
             evaluations.append((target, e["subsample"] as? String ?? "all", e["split"] as? String ?? "test", acc))

@@ -94,7 +94,10 @@ public enum RunDirectory {
     /// torn or unparsable line, so no epoch appears twice after the resumed ones are appended.
     public static func truncateMetrics(in directory: String, toEpoch epoch: Int) throws {
         let path = directory + "/metrics.jsonl"
-        guard let data = FileManager.default.contents(atPath: path) else { return }
+        let data: [UInt8]
+        do { data = try RegularFile.read(path) } catch let e as RegularFileError where e.missing { return } catch {
+            throw TrainingError.input("\(path): \(error)")
+        }
         var kept: [Substring] = []
         for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
             guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],

@@ -4,6 +4,7 @@ import ArgumentParser
 import Figures
 import Foundation
 import Training
+import Tensor
 
 struct Plot: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -87,13 +88,14 @@ struct RunCurves {
     }
 
     static func read(_ dir: String) throws -> RunCurves {
-        guard let text = try? String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8) else {
-            throw TrainingError.input("\(dir)/metrics.jsonl: cannot read it")
+        let text: String
+        do { text = try RegularFile.text(dir + "/metrics.jsonl", maxBytes: 1 << 30) } catch {
+            throw TrainingError.input("\(dir)/metrics.jsonl: \(error)")
         }
         let records = text.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
         var config = Config()
         var label = (dir as NSString).lastPathComponent, dataset = ""
-        if let yaml = try? String(contentsOfFile: dir + "/config.yaml", encoding: .utf8),
+        if let yaml = try? RegularFile.text(dir + "/config.yaml"),
            (try? config.merge(savedRun: yaml, source: dir + "/config.yaml")) != nil {
             dataset = config.string("dataset.name")
             label = "\(config.string("method.name")) seed \(config.int("train.seed"))"

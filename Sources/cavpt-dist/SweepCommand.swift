@@ -204,7 +204,7 @@ struct Sweep: ParsableCommand {
     func state(of job: SweepJob) -> JobState {
         let fm = FileManager.default
         if fm.fileExists(atPath: job.folder + "/results.json"),
-           let data = fm.contents(atPath: job.folder + "/status.json"),
+           let data = try? Data(RegularFile.read(job.folder + "/status.json", maxBytes: 1 << 20)),
            let status = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], status["state"] as? String == "completed" {
             return .finished
         }
@@ -215,7 +215,7 @@ struct Sweep: ParsableCommand {
     /// An existing run folder must hold the same settings the plan now gives the job.
     func checkUnchanged(_ job: SweepJob, config: Config) throws {
         let path = job.folder + "/config.yaml"
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
+        guard let text = try? RegularFile.text(path) else { return }
         var saved = Config()
         try saved.merge(savedRun: text, source: path)
         let differing = config.differences(from: saved)
@@ -241,7 +241,7 @@ struct Sweep: ParsableCommand {
         for job in jobs {
             var entry: [String: Any] = ["folder": job.folder, "dataset": job.datasetName, "method": job.method, "seed": job.seed,
                                         "shots": job.shots, "grid": Dictionary(uniqueKeysWithValues: job.grid)]
-            if let data = FileManager.default.contents(atPath: job.folder + "/status.json"),
+            if let data = try? Data(RegularFile.read(job.folder + "/status.json", maxBytes: 1 << 20)),
                let status = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] {
                 entry["state"] = status["state"] ?? "unknown"
                 if let error = status["error"] { entry["error"] = error; failures.append("\(job.folder): \(error)") }

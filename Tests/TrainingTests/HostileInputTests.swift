@@ -106,6 +106,19 @@ private func singleErrorLine(_ r: ProcessResult, sourceLocation: SourceLocation 
         #expect(singleErrorLine(train) == "error: \(checkpoint)/state.json: not a regular file (a FIFO)")
     }
 
+    @Test func fifoFilesInARunFolderAreErrorsForPlotAndReport() throws {
+        // Files that plot and report read back from run folders, each replaced by a FIFO.
+        let dir = temporaryDirectory("fifo-readback") + "/run"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try #require(mkfifo(dir + "/metrics.jsonl", 0o644) == 0)
+        let plot = try runProcess(binaryPath, ["plot", "--run", dir, "--out", dir + "/../curves.svg"], timeout: 120)
+        #expect(singleErrorLine(plot) == "error: \(dir)/metrics.jsonl: not a regular file (a FIFO)")
+        try Data(#"{"accuracy": 0.5}"#.utf8).write(to: URL(fileURLWithPath: dir + "/results.json"))
+        try #require(mkfifo(dir + "/config.yaml", 0o644) == 0)
+        let report = try runProcess(binaryPath, ["report", dir], timeout: 120)
+        #expect(singleErrorLine(report) == "error: \(dir): results.json without a readable config.yaml (not a regular file (a FIFO))")
+    }
+
     @Test func fifoImageIsAnErrorNotAHang() throws {
         // A copy of the tiny dataset with one training image replaced by a FIFO.
         let dir = temporaryDirectory("fifo-image")
