@@ -36,6 +36,32 @@ private let hasBF16 = OneDNN.bf16Unsupported == nil
         #expect(worst > m.tolerance / 10, "\(c.name): bf16 errors at most \(worst), as small as fp32's")
     }
 
+    /// The element-wise kernels' portable C form (what runs where the CPU lacks AVX-512) gives the
+    /// AVX-512 kernels' gradients to bf16 rounding, through a different code path (the last bits differ).
+    @Test func portableKernelsAgreeWithAVX512Kernels() throws {
+        let m = gradientManifest, c = gradientManifest.cases.first { $0.preset == "vlp_cavpt" } ?? gradientManifest.cases[0]
+        let g = { goldenDirectory + "/" + $0 }
+        var outputs: [SafeTensorsFile] = []
+        for portable in [false, true] {
+            let out = temporaryDirectory("grad-kernels") + "/out.safetensors"
+            var args = ["gradients", "--model", g(m.model), "--vocab", g(m.vocab), "--method", c.preset,
+                        "--classes", g(m.classes), "--template", m.template, "--pixels", g(m.pixels), "--labels", g(m.labels),
+                        "--epoch", String(c.epoch), "--precision", "bf16", "--out", out]
+            if let params = c.params { args += ["--params", g(params)] }
+            for s in c.set { args += ["--set", s] }
+            let result = try cavptDist(args, environment: portable ? ["CAVPT_DIST_PORTABLE_KERNELS": "1"] : [:])
+            try #require(result.status == 0, "\(result.stderr)")
+            outputs.append(try SafeTensorsFile(path: out))
+        }
+        var largest: Float = 0
+        for (name, _) in c.trained {
+            let err = relativeError(try outputs[1].tensor(name), try outputs[0].tensor(name))
+            largest = max(largest, err)
+            #expect(err < 5e-2, "\(c.name): \(name) differs by \(err) between the kernels' two forms")
+        }
+        #expect(largest > 0, "\(c.name): the portable kernels gave bit-identical gradients (did the switch work?)")
+    }
+
     /// Two ranks in bf16 train the same tensors as one rank in bf16. Every per-image computation is
     /// the same for any split of the batch (see `bf16FeaturesDoNotDependOnTheBatchSplit`); what differs
     /// is the fp32 order of the sums over images (within a rank, then over ranks): ≈3e-7 measured.
