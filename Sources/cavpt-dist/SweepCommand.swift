@@ -49,6 +49,14 @@ struct Sweep: ParsableCommand {
 
     func run() throws {
         try withCommunicator { world in
+            // Every rank checks the same arguments, plan and folders: one error line, said once.
+            let (root, sweep, jobs) = try agreeingOnFailure(world) { try plannedJobs(world) }
+            try runPlanned(world, root: root, sweep: sweep, jobs: jobs, groups: world.size / ranksPerJob)
+        }
+    }
+
+    /// The sweep's jobs under its output folder, after the checks every rank makes alike.
+    func plannedJobs(_ world: Communicator) throws -> (String, SweepPlan, [SweepJob]) {
             guard world.size % ranksPerJob == 0 else {
                 throw TrainingError.input("--ranks-per-job \(ranksPerJob) does not divide the \(world.size) ranks")
             }
@@ -88,7 +96,10 @@ struct Sweep: ParsableCommand {
             if !changed.isEmpty {
                 throw TrainingError.configuration(changed[0] + (changed.count > 1 ? " (and \(changed.count - 1) more job folder(s))" : ""))
             }
-            let groups = world.size / ranksPerJob
+            return (root, sweep, jobs)
+    }
+
+    func runPlanned(_ world: Communicator, root: String, sweep: SweepPlan, jobs: [SweepJob], groups: Int) throws {
             let order = SweepPlan.longestFirst(jobs)
             if world.rank == 0 {
                 print("sweep: \(jobs.count) job(s) in \(root), \(groups) group(s) of \(ranksPerJob) rank(s)")
@@ -185,7 +196,6 @@ struct Sweep: ParsableCommand {
                 try Communicators.finalize()
                 throw ExitCode(1)
             }
-        }
     }
 
     static func integer(_ s: String, _ option: String) throws -> Int {

@@ -53,6 +53,16 @@ func withCommunicator(_ body: (Communicator) throws -> Void) throws {
         try Communicators.finalize()
     } catch let exit as ExitCode {
         throw exit
+    } catch let failure as JobFailure where comm.size > 1 {
+        // Every rank agreed on it (`agreeingOnFailure`): rank 0 says it once and all exit cleanly.
+        if comm.rank == 0 {
+            let line = "error: [rank \(failure.rank)] \(failure.message)\n"
+            flushStandardOutput()
+            RunLog.append(line)
+            writeStandardError(line)
+        }
+        try? Communicators.finalize()
+        throw ExitCode(1)
     } catch {
         let line = String(describing: error).split(separator: "\n").joined(separator: " ")
         RunLog.append("error: \(line)\n")

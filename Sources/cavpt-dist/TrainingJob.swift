@@ -165,21 +165,14 @@ struct TrainingJob {
         }
     }
 
-    /// Runs `body`; in a sweep every rank then learns whether any rank's `body` failed, and all throw
-    /// the lowest failing rank's error (one allgather, plus a broadcast of the message on failure).
+    /// Runs `body`; in a sweep, and in any run of several ranks, every rank then learns whether any
+    /// rank's `body` failed, and all throw the lowest failing rank's error (`agreeingOnFailure`). A
+    /// bad setting or a busy run directory is then one error line and a clean exit, not one line per
+    /// rank and an MPI_Abort.
     @discardableResult
     func agreed<T>(_ comm: Communicator, _ body: () throws -> T) throws -> T {
-        guard isolated else { return try body() }
-        var value: T?
-        var failure: String?
-        do { value = try body() } catch {
-            failure = String(describing: error).split(separator: "\n").joined(separator: " ")
-        }
-        let flags = try comm.allgather(Int64(failure == nil ? 0 : 1))
-        if let root = flags.firstIndex(where: { $0 != 0 }) {
-            throw JobFailure(rank: root, message: try comm.broadcast(failure ?? "", root: root))
-        }
-        return value!
+        guard isolated || comm.size > 1 else { return try body() }
+        return try agreeingOnFailure(comm, body)
     }
 
     /// The newest complete checkpoint (or --resume-from), checked against this run's configuration.
@@ -214,4 +207,20 @@ struct TrainingJob {
         }
         return checkpoint
     }
+}
+
+/// Runs `body` on every rank of `comm`; then every rank learns whether any rank's `body` failed, and
+/// all throw the lowest failing rank's error as a `JobFailure` (one allgather, plus a broadcast of
+/// the message on failure). Every rank must call it at the same point.
+func agreeingOnFailure<T>(_ comm: Communicator, _ body: () throws -> T) throws -> T {
+    var value: T?
+    var failure: String?
+    do { value = try body() } catch {
+        failure = String(describing: error).split(separator: "\n").joined(separator: " ")
+    }
+    let flags = try comm.allgather(Int64(failure == nil ? 0 : 1))
+    if let root = flags.firstIndex(where: { $0 != 0 }) {
+        throw JobFailure(rank: root, message: try comm.broadcast(failure ?? "", root: root))
+    }
+    return value!
 }

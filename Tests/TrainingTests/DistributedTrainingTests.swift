@@ -133,6 +133,31 @@ import Testing
         #expect(lines.first?.contains(URL(fileURLWithPath: victim).lastPathComponent) == true)
     }
 
+    /// An error every rank meets alike (a bad setting, a run directory that is not empty, a sweep's
+    /// group size) is agreed by the ranks and said once, by rank 0, and the job exits 1 cleanly.
+    @Test func anErrorEveryRankMeetsIsSaidOnce() throws {
+        let base = temporaryDirectory("agreed-errors")
+        try FileManager.default.createDirectory(atPath: base + "/busy", withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: base + "/busy/notes.txt"))
+        let cases: [([String], String)] = [
+            (tinyRun.trainArguments(method: "vpt_deep", output: base + "/run", epochs: 1, extra: ["--set", "bad.key=1"]),
+             "error: [rank 0] --set: unknown config key 'bad.key'"),
+            (tinyRun.trainArguments(method: "vpt_deep", output: base + "/busy", epochs: 1),
+             "error: [rank 0] \(base)/busy is not empty (notes.txt)"),
+            (["sweep", "--datasets", tinyRun.datasetYAML, "--methods", "vpt_deep", "--data-root", tinyRun.dataRoot,
+              "--model", tinyRun.model, "--output", base + "/sweep", "--ranks-per-job", "3"],
+             "error: [rank 0] --ranks-per-job 3 does not divide the 2 ranks"),
+        ]
+        for (arguments, expected) in cases {
+            let r = try mpirun(2, arguments)
+            #expect(r.status != 0)
+            let lines = r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
+            #expect(lines.count == 1, "\(r.stderr)")
+            #expect(lines.first?.hasPrefix(expected) == true, "\(r.stderr)")
+            #expect(!r.stderr.contains("MPI_ABORT"), "\(r.stderr)")
+        }
+    }
+
     @Test func moreRanksThanImagesPerBatch() throws {
         let base = temporaryDirectory("empty-shards")
         let one = try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: base + "/np1", epochs: 1, batch: 2))
