@@ -66,27 +66,29 @@ private let hasBF16 = OneDNN.bf16Unsupported == nil
     /// the same for any split of the batch (see `bf16FeaturesDoNotDependOnTheBatchSplit`); what differs
     /// is the fp32 order of the sums over images (within a rank, then over ranks): ≈3e-7 measured.
     /// Epoch 1 runs at the warm-up lr (1e-5), so its momentum is the sum of three steps' gradients at
-    /// the initial tensors: within 1e-3 (≈3e-7 measured). After the warm-up a 1e-7 difference can flip
-    /// one bf16 rounding of an activation, a 2⁻⁹ step that a width-64 model feels: the trained
-    /// tensors after 3 epochs stay within 1e-3 for these seeds and presets (≈6e-7 measured, learned
-    /// text context included); vpt_cavpt with seed 3 has one such flip and reaches 2.5e-3 (README,
-    /// Precision). The single rank runs one thread like each of the two.
-    @Test(arguments: [("vpt_cavpt", "4"), ("vlp_cavpt", "3"), ("vpt_deep", "3")])
-    func twoRanksAgreeWithOneInBF16(_ method: String, _ seed: String) throws {
+    /// the initial tensors: within 1e-3 for every preset (≈3e-7 measured). After the warm-up a 1e-7
+    /// difference can flip one bf16 rounding of an activation, a 2⁻⁹ step that this width-64 model
+    /// feels. Measured over seeds 3–8: vpt_deep and vlp_cavpt (learned text context included) stay at
+    /// ≤ 9e-7 after 3 epochs; vpt_cavpt does too for 4 of 6 seeds, and seeds 3 and 7 have such a flip
+    /// (2.5e-3, 1.3e-3). So the trained tensors are held to 1e-3 where no flip was seen and to 1e-2
+    /// for vpt_cavpt, whose flips are a property of bf16 on another CPU's kernels too (README, Precision).
+    /// The single rank runs one thread like each of the two.
+    @Test(arguments: [("vpt_cavpt", Float(1e-2)), ("vlp_cavpt", Float(1e-3)), ("vpt_deep", Float(1e-3))])
+    func twoRanksAgreeWithOneInBF16(_ method: String, _ trainedBar: Float) throws {
         let base = temporaryDirectory("ranks-bf16-\(method)")
         let epochs = 3
-        let extra = ["--precision", "bf16", "--seed", seed]
+        let extra = ["--precision", "bf16"]
         let one = try cavptDist(tinyRun.trainArguments(method: method, output: base + "/np1", epochs: epochs, extra: extra),
                                 environment: ["CAVPT_DIST_BLAS_THREADS": "1"])
         try #require(one.status == 0, "\(one.stderr)")
         let two = try mpirun(2, tinyRun.trainArguments(method: method, output: base + "/np2", epochs: epochs, extra: extra))
         try #require(two.status == 0, "\(two.stderr)")
-        for epoch in [1, epochs] {
+        for (epoch, bar) in [(1, Float(1e-3)), (epochs, trainedBar)] {
             let a = try checkpointTensors(base + "/np1", epoch: epoch), b = try checkpointTensors(base + "/np2", epoch: epoch)
             #expect(Set(a.keys) == Set(b.keys) && !a.isEmpty)
             for (name, t) in a {
                 let err = relativeError(b[name]!, t)
-                #expect(err < 1e-3, "\(method) epoch \(epoch) \(name): np 2 differs from np 1 by \(err) in bf16")
+                #expect(err < bar, "\(method) epoch \(epoch) \(name): np 2 differs from np 1 by \(err) in bf16")
             }
         }
         // The run says which arithmetic and which oneDNN kernels it used.
