@@ -77,18 +77,14 @@ static void layernorm_portable(const float *x, const float *gamma, const float *
 }
 
 static void layernorm_grad_portable(const float *dy, const float *xhat, const float *rstd, const float *gamma,
-                                    float *dx, uint16_t *dxb, size_t rows, size_t d) {
+                                    float *dx, size_t rows, size_t d) {
     for (size_t r = 0; r < rows; r++) {
         const float *g = dy + r * d, *h = xhat + r * d;
         float m1 = 0, m2 = 0;
         for (size_t j = 0; j < d; j++) { float dh = g[j] * gamma[j]; m1 += dh; m2 += dh * h[j]; }
         m1 /= (float)d; m2 /= (float)d;
         float s = rstd[r];
-        for (size_t j = 0; j < d; j++) {
-            float v = s * (g[j] * gamma[j] - m1 - h[j] * m2);
-            dx[r * d + j] = v;
-            if (dxb) dxb[r * d + j] = bf16_bits(v);
-        }
+        for (size_t j = 0; j < d; j++) dx[r * d + j] = s * (g[j] * gamma[j] - m1 - h[j] * m2);
     }
 }
 
@@ -218,7 +214,7 @@ static void CK_TARGET layernorm_avx512(const float *x, const float *gamma, const
 }
 
 static void CK_TARGET layernorm_grad_avx512(const float *dy, const float *xhat, const float *rstd, const float *gamma,
-                                            float *dx, uint16_t *dxb, size_t rows, size_t d) {
+                                            float *dx, size_t rows, size_t d) {
     for (size_t r = 0; r < rows; r++) {
         const float *g = dy + r * d, *h = xhat + r * d;
         __m512 a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps();
@@ -236,7 +232,6 @@ static void CK_TARGET layernorm_grad_avx512(const float *dy, const float *xhat, 
             __m512 dh = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, g + j), _mm512_maskz_loadu_ps(m, gamma + j));
             __m512 v = _mm512_mul_ps(s, _mm512_sub_ps(_mm512_sub_ps(dh, m1), _mm512_mul_ps(_mm512_maskz_loadu_ps(m, h + j), m2)));
             _mm512_mask_storeu_ps(dx + r * d + j, m, v);
-            if (dxb) store_bf16(dxb + r * d + j, v, m);
         }
     }
 }
@@ -340,8 +335,8 @@ void ck_layernorm(const float *x, const float *gamma, const float *beta, float *
 }
 
 void ck_layernorm_input_grad(const float *dy, const float *xhat, const float *rstd, const float *gamma,
-                             float *dx, uint16_t *dxbf16, size_t rows, size_t d) {
-    DISPATCH(layernorm_grad_avx512, layernorm_grad_portable, dy, xhat, rstd, gamma, dx, dxbf16, rows, d);
+                             float *dx, size_t rows, size_t d) {
+    DISPATCH(layernorm_grad_avx512, layernorm_grad_portable, dy, xhat, rstd, gamma, dx, rows, d);
 }
 
 void ck_softmax_row_bf16(float *row, size_t visible, size_t count, uint16_t *dst) {

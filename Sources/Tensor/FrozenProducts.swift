@@ -188,6 +188,6 @@ func layerNormInputGradientBF16(dy: UnsafePointer<Float>, xhat: UnsafePointer<Fl
                                 gamma: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>, rows n: Int, width d: Int) {
     Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in
         let r = rows.lowerBound
-        ck_layernorm_input_grad(dy + r * d, xhat + r * d, rstd + r, gamma, dx + r * d, nil, rows.count, d)
+        ck_layernorm_input_grad(dy + r * d, xhat + r * d, rstd + r, gamma, dx + r * d, rows.count, d)
     }
 }

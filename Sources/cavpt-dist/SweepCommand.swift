@@ -57,145 +57,146 @@ struct Sweep: ParsableCommand {
 
     /// The sweep's jobs under its output folder, after the checks every rank makes alike.
     func plannedJobs(_ world: Communicator) throws -> (String, SweepPlan, [SweepJob]) {
-            guard world.size % ranksPerJob == 0 else {
-                throw TrainingError.input("--ranks-per-job \(ranksPerJob) does not divide the \(world.size) ranks")
+        guard world.size % ranksPerJob == 0 else {
+            throw TrainingError.input("--ranks-per-job \(ranksPerJob) does not divide the \(world.size) ranks")
+        }
+        configureThreads(world, config: nil)
+        let root = absolutePath(output)
+        var sweep = SweepPlan()
+        if let plan {
+            let text: String
+            do { text = try RegularFile.text(plan) } catch let error as RegularFileError {
+                throw TrainingError.input("\(plan): cannot read the sweep plan: \(error.briefReason)")
             }
-            configureThreads(world, config: nil)
-            let root = absolutePath(output)
-            var sweep = SweepPlan()
-            if let plan {
-                let text: String
-                do { text = try RegularFile.text(plan) } catch let error as RegularFileError {
-                    throw TrainingError.input("\(plan): cannot read the sweep plan: \(error.briefReason)")
-                }
-                try sweep.merge(yaml: text, source: plan)
+            try sweep.merge(yaml: text, source: plan)
+        }
+        func list(_ s: String?) -> [String]? { s.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } }
+        if let v = list(datasets) { sweep.datasets = v }
+        if let v = list(methods) { sweep.methods = v }
+        if let v = list(seeds) { sweep.seeds = try v.map { try Self.integer($0, "--seeds") } }
+        if let v = list(shots) { sweep.shots = try v.map { try Self.integer($0, "--shots") } }
+        sweep.sets += sets
+        for assignment in sweep.sets {
+            let key = assignment.split(separator: "=").first.map(String.init)?.trimmingCharacters(in: .whitespaces) ?? ""
+            if ["train.shots", "train.seed", "output.dir", "dataset.name", "method.name"].contains(key) {
+                throw TrainingError.input("--set \(key) is the sweep's own dimension: use --shots, --seeds, --output, --datasets or --methods")
             }
-            func list(_ s: String?) -> [String]? { s.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } }
-            if let v = list(datasets) { sweep.datasets = v }
-            if let v = list(methods) { sweep.methods = v }
-            if let v = list(seeds) { sweep.seeds = try v.map { try Self.integer($0, "--seeds") } }
-            if let v = list(shots) { sweep.shots = try v.map { try Self.integer($0, "--shots") } }
-            sweep.sets += sets
-            for assignment in sweep.sets {
-                let key = assignment.split(separator: "=").first.map(String.init)?.trimmingCharacters(in: .whitespaces) ?? ""
-                if ["train.shots", "train.seed", "output.dir", "dataset.name", "method.name"].contains(key) {
-                    throw TrainingError.input("--set \(key) is the sweep's own dimension: use --shots, --seeds, --output, --datasets or --methods")
-                }
-            }
-            var configs: [String: Config] = [:]
-            let jobs = try sweep.jobs(root: root) { job, overrides in
-                let config = try RunSetup.config(options(job, overrides: overrides))
-                configs[job.folder] = config
-                return config
-            }
-            // A folder that already holds a run of other settings is refused before anything trains.
-            var changed: [String] = []
-            for job in jobs where state(of: job) != .fresh {
-                do { try checkUnchanged(job, config: configs[job.folder]!) } catch { changed.append("\(error)") }
-            }
-            if !changed.isEmpty {
-                throw TrainingError.configuration(changed[0] + (changed.count > 1 ? " (and \(changed.count - 1) more job folder(s))" : ""))
-            }
-            return (root, sweep, jobs)
+        }
+        var configs: [String: Config] = [:]
+        let jobs = try sweep.jobs(root: root) { job, overrides in
+            let config = try RunSetup.config(options(job, overrides: overrides))
+            configs[job.folder] = config
+            return config
+        }
+        // A folder that already holds a run of other settings is refused before anything trains.
+        var changed: [String] = []
+        for job in jobs where state(of: job) != .fresh {
+            do { try checkUnchanged(job, config: configs[job.folder]!) } catch { changed.append("\(error)") }
+        }
+        if !changed.isEmpty {
+            throw TrainingError.configuration(changed[0] + (changed.count > 1 ? " (and \(changed.count - 1) more job folder(s))" : ""))
+        }
+        return (root, sweep, jobs)
     }
 
+    /// Trains the planned jobs: the world split into groups, world rank 0 handing out the jobs.
     func runPlanned(_ world: Communicator, root: String, sweep: SweepPlan, jobs: [SweepJob], groups: Int) throws {
-            let order = SweepPlan.longestFirst(jobs)
+        let order = SweepPlan.longestFirst(jobs)
+        if world.rank == 0 {
+            print("sweep: \(jobs.count) job(s) in \(root), \(groups) group(s) of \(ranksPerJob) rank(s)")
+        }
+        if dryRun {
             if world.rank == 0 {
-                print("sweep: \(jobs.count) job(s) in \(root), \(groups) group(s) of \(ranksPerJob) rank(s)")
+                for (i, job) in order.enumerated() { print("job \(i + 1)/\(order.count): \(job.folder) [\(state(of: job).rawValue)]") }
             }
-            if dryRun {
-                if world.rank == 0 {
-                    for (i, job) in order.enumerated() { print("job \(i + 1)/\(order.count): \(job.folder) [\(state(of: job).rawValue)]") }
+            return
+        }
+        let g = try groupColor(world)   // the group's index, the same on all its ranks
+        let group = try world.split(color: g, key: world.rank)
+        // Rank 0 hands the jobs out through a one-sided counter; where the MPI library offers no
+        // window across these ranks (every rank fails alike), the groups deal them out statically.
+        var dispatcher: SharedCounter? = try? world.sharedCounter()
+        if try world.allreduce(dispatcher == nil ? 1.0 : 0.0, .sum) > 0 {
+            if world.rank == 0 { print("sweep: no MPI window across these ranks; jobs are dealt out to the groups in advance") }
+            dispatcher = nil
+        }
+        let dealt = dispatcher == nil ? SweepPlan.assign(jobs, groups: groups)[g] : []
+        var dealtIndex = 0
+        StopSignals.clear()
+        try StopSignals.install()
+        var counts = [0.0, 0.0, 0.0, 0.0]   // completed, failed, skipped, preempted
+        jobs: while true {
+            // The group agrees on a stop requested between jobs, before it takes another.
+            if try group.allreduce(StopSignals.pending != 0 ? 1.0 : 0.0, .sum) > 0 { counts[3] += 1; break jobs }
+            let job: SweepJob
+            if let dispatcher {
+                var taken = [Int64(group.rank == 0 ? try dispatcher.next() : 0)]
+                try group.broadcast(&taken, root: 0)
+                guard Int(taken[0]) < order.count else { break jobs }
+                job = order[Int(taken[0])]
+            } else {
+                guard dealtIndex < dealt.count else { break jobs }
+                job = dealt[dealtIndex]
+                dealtIndex += 1
+            }
+            let current = state(of: job)
+            if current == .finished {
+                counts[2] += 1
+                if group.rank == 0 { print("[group \(g)] skip   \(job.folder): finished") }
+                continue
+            }
+            if group.rank == 0 { print("[group \(g)] start  \(job.folder)\(current == .resume ? " (resume)" : "")") }
+            flushStandardOutput()
+            let training = TrainingJob(options: options(job, overrides: sweep.overrides(for: job)),
+                                       mode: current == .resume ? .resume : .fresh, resumeFrom: nil,
+                                       isolated: true, quiet: true,
+                                       resumeCommand: { CommandLine.arguments.joined(separator: " ") })
+            do {
+                let outcome = try training.run(comm: group)
+                counts[0] += 1
+                if group.rank == 0 { print(String(format: "[group %d] done   %@: accuracy %.2f%%", g, job.folder, outcome.accuracy * 100)) }
+            } catch let stop as TrainingStop {
+                if case .preempted = stop {
+                    counts[3] += 1
+                    if group.rank == 0 { print("[group \(g)] preempted \(job.folder): checkpoint written") }
+                    break jobs
                 }
-                return
-            }
-            let g = try groupColor(world)   // the group's index, the same on all its ranks
-            let group = try world.split(color: g, key: world.rank)
-            // Rank 0 hands the jobs out through a one-sided counter; where the MPI library offers no
-            // window across these ranks (every rank fails alike), the groups deal them out statically.
-            var dispatcher: SharedCounter? = try? world.sharedCounter()
-            if try world.allreduce(dispatcher == nil ? 1.0 : 0.0, .sum) > 0 {
-                if world.rank == 0 { print("sweep: no MPI window across these ranks; jobs are dealt out to the groups in advance") }
-                dispatcher = nil
-            }
-            let dealt = dispatcher == nil ? SweepPlan.assign(jobs, groups: groups)[g] : []
-            var dealtIndex = 0
-            StopSignals.clear()
-            try StopSignals.install()
-            var counts = [0.0, 0.0, 0.0, 0.0]   // completed, failed, skipped, preempted
-            jobs: while true {
-                // The group agrees on a stop requested between jobs, before it takes another.
-                if try group.allreduce(StopSignals.pending != 0 ? 1.0 : 0.0, .sum) > 0 { counts[3] += 1; break jobs }
-                let job: SweepJob
-                if let dispatcher {
-                    var taken = [Int64(group.rank == 0 ? try dispatcher.next() : 0)]
-                    try group.broadcast(&taken, root: 0)
-                    guard Int(taken[0]) < order.count else { break jobs }
-                    job = order[Int(taken[0])]
-                } else {
-                    guard dealtIndex < dealt.count else { break jobs }
-                    job = dealt[dealtIndex]
-                    dealtIndex += 1
+                counts[1] += 1
+                if group.rank == 0 { print("[group \(g)] FAILED \(job.folder): \(stop)") }
+            } catch let failure as JobFailure {
+                counts[1] += 1
+                if group.rank == 0 {
+                    recordFailure(job, message: failure.message)
+                    print("[group \(g)] FAILED \(job.folder): \(failure.message)")
                 }
-                let current = state(of: job)
-                if current == .finished {
-                    counts[2] += 1
-                    if group.rank == 0 { print("[group \(g)] skip   \(job.folder): finished") }
-                    continue
-                }
-                if group.rank == 0 { print("[group \(g)] start  \(job.folder)\(current == .resume ? " (resume)" : "")") }
-                flushStandardOutput()
-                let training = TrainingJob(options: options(job, overrides: sweep.overrides(for: job)),
-                                           mode: current == .resume ? .resume : .fresh, resumeFrom: nil,
-                                           isolated: true, quiet: true,
-                                           resumeCommand: { CommandLine.arguments.joined(separator: " ") })
-                do {
-                    let outcome = try training.run(comm: group)
-                    counts[0] += 1
-                    if group.rank == 0 { print(String(format: "[group %d] done   %@: accuracy %.2f%%", g, job.folder, outcome.accuracy * 100)) }
-                } catch let stop as TrainingStop {
-                    if case .preempted = stop {
-                        counts[3] += 1
-                        if group.rank == 0 { print("[group \(g)] preempted \(job.folder): checkpoint written") }
-                        break jobs
-                    }
-                    counts[1] += 1
-                    if group.rank == 0 { print("[group \(g)] FAILED \(job.folder): \(stop)") }
-                } catch let failure as JobFailure {
-                    counts[1] += 1
-                    if group.rank == 0 {
-                        recordFailure(job, message: failure.message)
-                        print("[group \(g)] FAILED \(job.folder): \(failure.message)")
-                    }
-                } catch {
-                    // Not agreed: this rank alone failed outside a collective (its group may wait on it).
-                    counts[1] += 1
-                    recordFailure(job, message: "\(error)")
-                    print("[group \(g)] FAILED \(job.folder): \(error)")
-                }
-                flushStandardOutput()
+            } catch {
+                // Not agreed: this rank alone failed outside a collective (its group may wait on it).
+                counts[1] += 1
+                recordFailure(job, message: "\(error)")
+                print("[group \(g)] FAILED \(job.folder): \(error)")
             }
-            StopSignals.restore()
-            try dispatcher?.free()
-            // Each group's counts once (from its rank 0), summed on the world.
-            var totals = group.rank == 0 ? counts : [0, 0, 0, 0]
-            try world.allreduceSum(&totals)
-            if world.rank == 0 {
-                try writeSummary(jobs, root: root, totals: totals)
-                if let tables = try? Report.render(try Report.collect([root]), format: .markdown, ci95: false) { print(tables, terminator: "") }
-            }
-            if totals[3] > 0 {
-                if world.rank == 0 { print("sweep: stopped by a signal; run the same command again to continue") }
-                try world.barrier()
-                try Communicators.finalize()
-                throw ExitCode(75)
-            }
-            if totals[1] > 0 {
-                try world.barrier()
-                try Communicators.finalize()
-                throw ExitCode(1)
-            }
+            flushStandardOutput()
+        }
+        StopSignals.restore()
+        try dispatcher?.free()
+        // Each group's counts once (from its rank 0), summed on the world.
+        var totals = group.rank == 0 ? counts : [0, 0, 0, 0]
+        try world.allreduceSum(&totals)
+        if world.rank == 0 {
+            try writeSummary(jobs, root: root, totals: totals)
+            if let tables = try? Report.render(try Report.collect([root]), format: .markdown, ci95: false) { print(tables, terminator: "") }
+        }
+        if totals[3] > 0 {
+            if world.rank == 0 { print("sweep: stopped by a signal; run the same command again to continue") }
+            try world.barrier()
+            try Communicators.finalize()
+            throw ExitCode(75)
+        }
+        if totals[1] > 0 {
+            try world.barrier()
+            try Communicators.finalize()
+            throw ExitCode(1)
+        }
     }
 
     static func integer(_ s: String, _ option: String) throws -> Int {

@@ -15,6 +15,18 @@ struct GradientCase: Decodable, Sendable, CustomTestStringConvertible {
     var golden: String
     var trained: [String: [Int]]
     var testDescription: String { name }
+
+    /// The `gradients` command line for this case on the manifest's model, data and pixels.
+    func arguments(_ m: GradientManifest, out: String, precision: String? = nil) -> [String] {
+        let g = { goldenDirectory + "/" + $0 }
+        var args = ["gradients", "--model", g(m.model), "--vocab", g(m.vocab), "--method", preset,
+                    "--classes", g(m.classes), "--template", m.template, "--pixels", g(m.pixels), "--labels", g(m.labels),
+                    "--epoch", String(epoch), "--out", out]
+        if let precision { args += ["--precision", precision] }
+        if let params { args += ["--params", g(params)] }
+        for s in set { args += ["--set", s] }
+        return args
+    }
 }
 
 struct GradientManifest: Decodable {
@@ -37,12 +49,7 @@ let gradientManifest: GradientManifest = {
         let m = gradientManifest
         let g = { goldenDirectory + "/" + $0 }
         let out = temporaryDirectory("grad") + "/out.safetensors"
-        var args = ["gradients", "--model", g(m.model), "--vocab", g(m.vocab), "--method", c.preset,
-                    "--classes", g(m.classes), "--template", m.template, "--pixels", g(m.pixels), "--labels", g(m.labels),
-                    "--epoch", String(c.epoch), "--out", out]
-        if let params = c.params { args += ["--params", g(params)] }
-        for s in c.set { args += ["--set", s] }
-        let result = try cavptDist(args)
+        let result = try cavptDist(c.arguments(m, out: out))
         try #require(result.status == 0, "\(result.stderr)")
         let produced = try SafeTensorsFile(path: out)
         let expected = try SafeTensorsFile(path: g(c.golden))

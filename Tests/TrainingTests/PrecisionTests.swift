@@ -15,12 +15,7 @@ private let hasBF16 = OneDNN.bf16Unsupported == nil
         let m = gradientManifest
         let g = { goldenDirectory + "/" + $0 }
         let out = temporaryDirectory("grad-bf16") + "/out.safetensors"
-        var args = ["gradients", "--model", g(m.model), "--vocab", g(m.vocab), "--method", c.preset,
-                    "--classes", g(m.classes), "--template", m.template, "--pixels", g(m.pixels), "--labels", g(m.labels),
-                    "--epoch", String(c.epoch), "--precision", "bf16", "--out", out]
-        if let params = c.params { args += ["--params", g(params)] }
-        for s in c.set { args += ["--set", s] }
-        let result = try cavptDist(args)
+        let result = try cavptDist(c.arguments(m, out: out, precision: "bf16"))
         try #require(result.status == 0, "\(result.stderr)")
         let produced = try SafeTensorsFile(path: out)
         let expected = try SafeTensorsFile(path: g(c.golden))
@@ -40,16 +35,11 @@ private let hasBF16 = OneDNN.bf16Unsupported == nil
     /// AVX-512 kernels' gradients to bf16 rounding, through a different code path (the last bits differ).
     @Test func portableKernelsAgreeWithAVX512Kernels() throws {
         let m = gradientManifest, c = gradientManifest.cases.first { $0.preset == "vlp_cavpt" } ?? gradientManifest.cases[0]
-        let g = { goldenDirectory + "/" + $0 }
         var outputs: [SafeTensorsFile] = []
         for portable in [false, true] {
             let out = temporaryDirectory("grad-kernels") + "/out.safetensors"
-            var args = ["gradients", "--model", g(m.model), "--vocab", g(m.vocab), "--method", c.preset,
-                        "--classes", g(m.classes), "--template", m.template, "--pixels", g(m.pixels), "--labels", g(m.labels),
-                        "--epoch", String(c.epoch), "--precision", "bf16", "--out", out]
-            if let params = c.params { args += ["--params", g(params)] }
-            for s in c.set { args += ["--set", s] }
-            let result = try cavptDist(args, environment: portable ? ["CAVPT_DIST_PORTABLE_KERNELS": "1"] : [:])
+            let result = try cavptDist(c.arguments(m, out: out, precision: "bf16"),
+                                       environment: portable ? ["CAVPT_DIST_PORTABLE_KERNELS": "1"] : [:])
             try #require(result.status == 0, "\(result.stderr)")
             outputs.append(try SafeTensorsFile(path: out))
         }

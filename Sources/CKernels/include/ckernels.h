@@ -26,9 +26,8 @@ void ck_layernorm(const float *x, const float *gamma, const float *beta, float *
                   float *y, uint16_t *ybf16, size_t rows, size_t d, float eps);
 
 /// LayerNorm's input gradient: dx = rstd·(dy·γ − mean(dy·γ) − xhat·mean(dy·γ·xhat)); dx may be dy.
-/// When dxbf16 is non-null the result is also written rounded to bf16.
 void ck_layernorm_input_grad(const float *dy, const float *xhat, const float *rstd, const float *gamma,
-                             float *dx, uint16_t *dxbf16, size_t rows, size_t d);
+                             float *dx, size_t rows, size_t d);
 
 /// One attention row: softmax over its first `visible` entries in place, zeros after them (a fully
 /// masked row is zeros, a NaN row stays NaN), and the row rounded to bf16 into dst.
