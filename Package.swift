@@ -9,7 +9,7 @@ let package = Package(
     name: "cavpt-dist",
     platforms: [.macOS(.v13)],
     products: [
-        .executable(name: "cavpt-dist", targets: ["cavpt-dist"]),
+        .executable(name: "cavpt-dist", targets: ["cavpt-dist"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -31,22 +31,30 @@ let package = Package(
 
         .target(name: "Tensor", dependencies: ["CBLAS", "CAlloc", "CDNNL", "CKernels"], swiftSettings: fast),
         // Resources/ holds the CLIP BPE vocabulary (open_clip's file), found by path at run time.
-        .target(name: "CLIP", dependencies: ["Tensor", "CZlib"], exclude: ["Resources"], swiftSettings: fast,
-                linkerSettings: [.linkedLibrary("z")]),
-        .target(name: "Data", dependencies: ["Tensor", "CJPEG", "CPNG", .product(name: "Yams", package: "Yams")],
-                swiftSettings: fast),
+        .target(
+            name: "CLIP", dependencies: ["Tensor", "CZlib"], exclude: ["Resources"], swiftSettings: fast,
+            linkerSettings: [.linkedLibrary("z")]),
+        .target(
+            name: "Data", dependencies: ["Tensor", "CJPEG", "CPNG", .product(name: "Yams", package: "Yams")],
+            swiftSettings: fast),
         .target(name: "PromptTuning", dependencies: ["Tensor", "CLIP"], swiftSettings: fast),
         .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: fast),
         // Pictures: raster canvas with an embedded font, PNG through zlib, SVG/PNG line charts.
         .target(name: "Figures", dependencies: ["CZlib"], swiftSettings: fast, linkerSettings: [.linkedLibrary("z")]),
-        .target(name: "Training",
-                dependencies: ["Tensor", "CLIP", "Data", "PromptTuning", "Distributed", "CSignals",
-                               .product(name: "Yams", package: "Yams")],
-                swiftSettings: fast),
-        .executableTarget(name: "cavpt-dist",
-                          dependencies: ["Training", "CLIP", "Data", "Distributed", "PromptTuning", "Tensor", "CBLAS", "Figures",
-                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
-                          swiftSettings: fast),
+        .target(
+            name: "Training",
+            dependencies: [
+                "Tensor", "CLIP", "Data", "PromptTuning", "Distributed", "CSignals",
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: fast),
+        .executableTarget(
+            name: "cavpt-dist",
+            dependencies: [
+                "Training", "CLIP", "Data", "Distributed", "PromptTuning", "Tensor", "CBLAS", "Figures",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: fast),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP"]),
@@ -73,7 +81,9 @@ if Context.environment["CAVPT_FUZZ"] != nil {
         ("FuzzTokenizer", ["CLIP"]),
         ("FuzzJPEG", ["Data", "CJPEG"]),
     ] as [(String, [Target.Dependency])] {
-        package.targets.append(.executableTarget(name: name, dependencies: dependencies + ["CLibFuzzer"],
-                                                 path: "fuzz/Targets/\(name)"))
+        package.targets.append(
+            .executableTarget(
+                name: name, dependencies: dependencies + ["CLibFuzzer"],
+                path: "fuzz/Targets/\(name)"))
     }
 }

@@ -9,21 +9,23 @@ public struct CLIPConfig: Sendable, Equatable, CustomStringConvertible {
     /// Every OpenAI CLIP uses 64-wide attention heads; heads = width / 64.
     public static let headDim = 64
 
-    public var visionWidth: Int        // d
+    public var visionWidth: Int // d
     public var visionLayers: Int
-    public var visionMLPWidth: Int     // m (4·d in every released model)
-    public var patchSize: Int          // p
-    public var imageResolution: Int    // g·p
-    public var embedDim: Int           // D
-    public var textWidth: Int          // t
+    public var visionMLPWidth: Int // m (4·d in every released model)
+    public var patchSize: Int // p
+    public var imageResolution: Int // g·p
+    public var embedDim: Int // D
+    public var textWidth: Int // t
     public var textLayers: Int
     public var textMLPWidth: Int
-    public var vocabularySize: Int     // V
-    public var contextLength: Int      // C
+    public var vocabularySize: Int // V
+    public var contextLength: Int // C
 
-    public init(visionWidth: Int, visionLayers: Int, visionMLPWidth: Int, patchSize: Int, imageResolution: Int,
-                embedDim: Int, textWidth: Int, textLayers: Int, textMLPWidth: Int, vocabularySize: Int,
-                contextLength: Int) {
+    public init(
+        visionWidth: Int, visionLayers: Int, visionMLPWidth: Int, patchSize: Int, imageResolution: Int,
+        embedDim: Int, textWidth: Int, textLayers: Int, textMLPWidth: Int, vocabularySize: Int,
+        contextLength: Int
+    ) {
         self.visionWidth = visionWidth
         self.visionLayers = visionLayers
         self.visionMLPWidth = visionMLPWidth
@@ -94,29 +96,33 @@ public struct CLIPConfig: Sendable, Equatable, CustomStringConvertible {
                 throw WeightError.cannotInfer(file: file, reason: "tensor \"\(name)\" is missing")
             }
             guard shape.count == rank else {
-                throw WeightError.cannotInfer(file: file, reason: "tensor \"\(name)\" has shape \(shape), expected \(rank) dimensions")
+                throw WeightError.cannotInfer(
+                    file: file, reason: "tensor \"\(name)\" has shape \(shape), expected \(rank) dimensions")
             }
             return shape
         }
         func fail(_ reason: String) -> WeightError { .cannotInfer(file: file, reason: reason) }
 
-        let conv = try need("visual.conv1.weight", rank: 4)                 // [d, 3, p, p]
+        let conv = try need("visual.conv1.weight", rank: 4) // [d, 3, p, p]
         let d = conv[0], patch = conv[2]
         guard conv[1] == 3, conv[3] == patch, patch > 0 else {
             throw fail("visual.conv1.weight has shape \(conv), expected [width, 3, patch, patch]")
         }
-        let visionPositions = try need("visual.positional_embedding", rank: 2)  // [g²+1, d]
+        let visionPositions = try need("visual.positional_embedding", rank: 2) // [g²+1, d]
         let grid = integerSquareRoot(visionPositions[0] - 1)
         guard let grid, grid > 0 else {
-            throw fail("visual.positional_embedding has \(visionPositions[0]) rows; expected a square number of patches plus one")
+            throw fail(
+                "visual.positional_embedding has \(visionPositions[0]) rows; expected a square number of patches "
+                    + "plus one"
+            )
         }
-        let tokenEmbedding = try need("token_embedding.weight", rank: 2)    // [V, t]
-        let textPositions = try need("positional_embedding", rank: 2)      // [C, t]
+        let tokenEmbedding = try need("token_embedding.weight", rank: 2) // [V, t]
+        let textPositions = try need("positional_embedding", rank: 2) // [C, t]
         let t = tokenEmbedding[1]
         // D from whichever projection is consistent with its tower's width, so that one mis-shaped
         // projection is reported as such instead of making the other one look wrong too.
-        let visualProjection = shapes["visual.proj"] ?? []                // [d, D]
-        let textProjection = shapes["text_projection"] ?? []              // [t, D]
+        let visualProjection = shapes["visual.proj"] ?? [] // [d, D]
+        let textProjection = shapes["text_projection"] ?? [] // [t, D]
         let embedDim: Int
         if visualProjection.count == 2 && visualProjection[0] == d {
             embedDim = visualProjection[1]

@@ -1,5 +1,6 @@
 // The frozen CLIP model: both encoders and the logit scale, built from OpenAI-named tensors.
 import Tensor
+
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,7 +1,7 @@
 // gzip decompression through zlib, bounded so a corrupt or hostile file cannot exhaust memory.
 import CZlib
-import Tensor
 import Foundation
+import Tensor
 
 public enum GzipError: Error, CustomStringConvertible {
     case unreadable(file: String, reason: String)
@@ -12,7 +12,8 @@ public enum GzipError: Error, CustomStringConvertible {
         switch self {
         case let .unreadable(file, reason): return "\(file): cannot read: \(reason)"
         case let .corrupt(file, reason): return "\(file): not a valid gzip file: \(reason)"
-        case let .tooLarge(file, limit): return "\(file): decompresses to more than \(limit) bytes; not a CLIP vocabulary"
+        case let .tooLarge(file, limit):
+            return "\(file): decompresses to more than \(limit) bytes; not a CLIP vocabulary"
         }
     }
 }

@@ -8,11 +8,11 @@ import Tensor
 public struct ImageEncoder: Sendable {
     public let width: Int, layers: Int, heads: Int, patch: Int, resolution: Int, embedDim: Int
     public let blocks: [ResidualBlock]
-    let conv: FrozenMatrix        // [d, 3, p, p]
-    let classEmbedding: Var       // [d]
-    let positional: Var           // [T, d]
+    let conv: FrozenMatrix // [d, 3, p, p]
+    let classEmbedding: Var // [d]
+    let positional: Var // [T, d]
     let lnPre: (Var, Var), lnPost: (Var, Var)
-    let projection: FrozenMatrix  // [d, D]
+    let projection: FrozenMatrix // [d, D]
 
     /// The frozen weight matrices (patch conv, projection, every block's), in the run's precision.
     public var matrices: [FrozenMatrix] { [conv, projection] + blocks.flatMap(\.matrices) }
@@ -30,7 +30,8 @@ public struct ImageEncoder: Sendable {
         let pos = try w("positional_embedding")
         let grid = Int(Double(pos.shape[0] - 1).squareRoot().rounded())
         resolution = grid * patch
-        blocks = try ResidualBlock.stack(weights, prefix: "visual.transformer.resblocks.", width: width, precision: precision)
+        blocks = try ResidualBlock.stack(
+            weights, prefix: "visual.transformer.resblocks.", width: width, precision: precision)
         heads = blocks.first?.heads ?? max(1, width / 64)
         layers = blocks.count
         let proj = try w("proj")
@@ -46,7 +47,7 @@ public struct ImageEncoder: Sendable {
     /// pixels [n, 3, R, R] -> tokens after ln_pre [n, T, d] (the residual stream entering block 0).
     public func embed(_ pixels: Var) -> Var {
         let n = pixels.shape[0]
-        let patches = patchEmbed(pixels, conv)                                   // [n, g², d]
+        let patches = patchEmbed(pixels, conv) // [n, g², d]
         let tokens = concatTokens([reshape(classEmbedding, [1, width]), patches], samples: n)
         return layerNorm(addBroadcast(tokens, positional), lnPre.0, lnPre.1)
     }

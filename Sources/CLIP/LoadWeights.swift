@@ -23,17 +23,21 @@ public enum WeightError: Error, CustomStringConvertible {
     case noWeightsFile(folder: String)
     case ambiguousFolder(folder: String, candidates: [String])
     case cannotInfer(file: String, reason: String)
-    case mismatch(file: String, naming: WeightNaming, missing: [NamedShape], unexpected: [NamedShape],
-                  wrongShape: [ShapeMismatch])
+    case mismatch(
+        file: String, naming: WeightNaming, missing: [NamedShape], unexpected: [NamedShape],
+        wrongShape: [ShapeMismatch])
     /// A NaN or infinity in a frozen tensor would only surface as a diverged first step.
     case nonFinite(file: String, name: String, index: Int, value: Float)
 
     public var description: String {
         switch self {
         case let .notFound(path):
-            return "\(path): no such file or folder (expected a .safetensors file or a folder holding model.safetensors)"
+            return
+                "\(path): no such file or folder (expected a .safetensors file or a folder holding model.safetensors)"
         case let .noWeightsFile(folder):
-            return "\(folder): no model.safetensors, open_clip_model.safetensors or other *.safetensors file in this folder"
+            return
+                "\(folder): no model.safetensors, open_clip_model.safetensors or other *.safetensors file in this "
+                + "folder"
         case let .ambiguousFolder(folder, candidates):
             return "\(folder): several safetensors files (\(candidates.joined(separator: ", "))); pass the one to use"
         case let .cannotInfer(file, reason):
@@ -47,7 +51,8 @@ public enum WeightError: Error, CustomStringConvertible {
                 parts.append("\(unexpected.count) unexpected: " + unexpected.map(\.description).joined(separator: ", "))
             }
             if !wrongShape.isEmpty {
-                parts.append("\(wrongShape.count) with wrong shape: " + wrongShape.map(\.description).joined(separator: ", "))
+                parts.append(
+                    "\(wrongShape.count) with wrong shape: " + wrongShape.map(\.description).joined(separator: ", "))
             }
             return "\(file): weights (\(naming.rawValue) names) do not fit the CLIP architecture their shapes imply: "
                 + parts.joined(separator: "; ")
@@ -105,8 +110,10 @@ public func loadCLIPWeights(from file: SafeTensorsFile) throws -> (config: CLIPC
         let sources = naming.sources(of: name)
         if sources.isEmpty { missing.append(NamedShape(name: name, shape: shape)) }
         for (source, transform) in sources {
-            needs.append(Need(canonical: name, source: source, transform: transform,
-                              shape: sourceShape(ofCanonical: shape, transform)))
+            needs.append(
+                Need(
+                    canonical: name, source: source, transform: transform,
+                    shape: sourceShape(ofCanonical: shape, transform)))
         }
     }
     var wrongShape: [ShapeMismatch] = []
@@ -125,8 +132,9 @@ public func loadCLIPWeights(from file: SafeTensorsFile) throws -> (config: CLIPC
     let unexpected = sourceNames.filter { !needed.contains($0) }
         .map { NamedShape(name: $0, shape: file.shape($0) ?? []) }
     guard missing.isEmpty, unexpected.isEmpty, wrongShape.isEmpty else {
-        throw WeightError.mismatch(file: file.path, naming: naming, missing: missing, unexpected: unexpected,
-                                   wrongShape: wrongShape)
+        throw WeightError.mismatch(
+            file: file.path, naming: naming, missing: missing, unexpected: unexpected,
+            wrongShape: wrongShape)
     }
 
     // Assemble canonical tensors: copy, transpose, or stack the parts.

@@ -1,6 +1,7 @@
 // Randomly initialised CLIP weights with OpenAI names: tiny models for tests and the demo,
 // ViT-B/32-shaped ones for benchmarks. Not a trained model: features are meaningless.
 import Tensor
+
 #if canImport(Glibc)
 import Glibc
 #endif

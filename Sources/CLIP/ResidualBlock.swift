@@ -23,8 +23,8 @@ public struct ResidualBlock: Sendable {
     public let width: Int
     let ln1: (Var, Var), ln2: (Var, Var)
     // Weight matrices in the run's precision (bf16: held only in bf16); biases and LayerNorms fp32.
-    let queryWeight: FrozenMatrix, queryBias: Var         // rows 0..<d of in_proj
-    let keyValueWeight: FrozenMatrix, keyValueBias: Var   // rows d..<3d of in_proj (views, no copy)
+    let queryWeight: FrozenMatrix, queryBias: Var // rows 0..<d of in_proj
+    let keyValueWeight: FrozenMatrix, keyValueBias: Var // rows d..<3d of in_proj (views, no copy)
     let outWeight: FrozenMatrix, outBias: Var
     let fcWeight: FrozenMatrix, fcBias: Var, projWeight: FrozenMatrix, projBias: Var
     let inProjWeight: FrozenMatrix
@@ -57,12 +57,16 @@ public struct ResidualBlock: Sendable {
     }
 
     /// Every block `prefix{0,1,…}.` present in `weights`, in order; heads = width / 64 as in CLIP.
-    public static func stack(_ weights: [String: Tensor], prefix: String, width: Int,
-                             precision: Precision = .fp32) throws -> [ResidualBlock] {
+    public static func stack(
+        _ weights: [String: Tensor], prefix: String, width: Int,
+        precision: Precision = .fp32
+    ) throws -> [ResidualBlock] {
         var count = 0
         while weights["\(prefix)\(count).ln_1.weight"] != nil { count += 1 }
         let heads = max(1, width / 64)
-        return try (0..<count).map { try ResidualBlock(weights, prefix: "\(prefix)\($0).", heads: heads, precision: precision) }
+        return try (0..<count).map {
+            try ResidualBlock(weights, prefix: "\(prefix)\($0).", heads: heads, precision: precision)
+        }
     }
 
     /// The attention probabilities of the first `queryRows` rows of each sample over all S keys
@@ -72,8 +76,8 @@ public struct ResidualBlock: Sendable {
         let (n, S, d) = (x.shape[0], x.shape[1], x.shape[2])
         let bf16 = outWeight.precision == .bf16
         let h = layerNorm(Var(x.value), ln1.0, ln1.1, bf16Copy: bf16)
-        let keys = linear(h, keyValueWeight, keyValueBias).value                  // [n, S, 2d]: keys, then values
-        let queries = linear(sliceTokens(h, 0..<queryRows), queryWeight, queryBias).value   // [n, q, d]
+        let keys = linear(h, keyValueWeight, keyValueBias).value // [n, S, 2d]: keys, then values
+        let queries = linear(sliceTokens(h, 0..<queryRows), queryWeight, queryBias).value // [n, q, d]
         let headDim = d / heads, scale = 1 / Float(headDim).squareRoot()
         let out = Tensor(zeros: [n, heads, queryRows, S])
         for i in 0..<n {
@@ -101,9 +105,9 @@ public struct ResidualBlock: Sendable {
     /// x: [n, S, d] -> [n, q, d].   causal: text encoder (row j attends to keys 0…j).
     public func callAsFunction(_ x: Var, outputs: OutputRows = .all, causal: Bool = false) -> Var {
         let (n, S, d) = (x.shape[0], x.shape[1], x.shape[2])
-        let bf16 = outWeight.precision == .bf16   // ln_1 also writes its output in bf16
+        let bf16 = outWeight.precision == .bf16 // ln_1 also writes its output in bf16
         let h = layerNorm(x, ln1.0, ln1.1, bf16Copy: bf16)
-        let keysValues = linear(h, keyValueWeight, keyValueBias)              // [n, S, 2d]
+        let keysValues = linear(h, keyValueWeight, keyValueBias) // [n, S, 2d]
         let (hq, xq, mask): (Var, Var, AttentionMask)
         switch outputs {
         case .all:
@@ -116,8 +120,9 @@ public struct ResidualBlock: Sendable {
             xq = reshape(gatherRows(reshape(x, [n * S, d]), flat), [n, 1, d])
             mask = causal ? .prefix(rows.map { $0 + 1 }) : .none
         }
-        let queries = linear(hq, queryWeight, queryBias)                      // [n, q, d]
-        let attended = bf16 && BF16Attention.batched
+        let queries = linear(hq, queryWeight, queryBias) // [n, q, d]
+        let attended =
+            bf16 && BF16Attention.batched
             ? attentionBF16(queries, keysValues, heads: heads, mask: mask)
             : attention(queries, keysValues, heads: heads, mask: mask)
         let x1 = xq + linear(attended, outWeight, outBias)
@@ -135,7 +140,8 @@ public enum CLIPModelError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .missingWeight(let name): return "missing weight \"\(name)\""
-        case .shape(let name, let expected, let found): return "weight \"\(name)\" has shape \(found), expected \(expected)"
+        case .shape(let name, let expected, let found):
+            return "weight \"\(name)\" has shape \(found), expected \(expected)"
         case .input(let message): return message
         }
     }

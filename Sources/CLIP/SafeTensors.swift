@@ -6,6 +6,7 @@
 // then the data section; offsets are relative to its start.
 import Foundation
 import Tensor
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -53,7 +54,9 @@ public enum SafeTensorsError: Error, CustomStringConvertible {
         case let .truncated(file, size):
             return "\(file): truncated: \(size) bytes, too short for the 8-byte safetensors header length"
         case let .headerLength(file, length, available):
-            return "\(file): safetensors header length \(length) exceeds the \(available) bytes after it (truncated or not a safetensors file)"
+            return
+                "\(file): safetensors header length \(length) exceeds the \(available) bytes after it (truncated or "
+                + "not a safetensors file)"
         case let .headerNotJSON(file, reason):
             return "\(file): safetensors header is not a JSON object: \(reason)"
         case let .badEntry(file, name, reason):
@@ -61,9 +64,13 @@ public enum SafeTensorsError: Error, CustomStringConvertible {
         case let .unknownDType(file, name, dtype):
             return "\(file): tensor \"\(excerpt(name))\" has unknown dtype \"\(excerpt(dtype))\""
         case let .byteCount(file, name, dtype, shape, expected, found):
-            return "\(file): tensor \"\(excerpt(name))\" (\(excerpt(dtype)) \(excerpt("\(shape)"))) needs \(expected) bytes but its data_offsets span \(found)"
+            return
+                "\(file): tensor \"\(excerpt(name))\" (\(excerpt(dtype)) \(excerpt("\(shape)"))) needs \(expected) "
+                + "bytes but its data_offsets span \(found)"
         case let .outOfBounds(file, name, begin, end, dataBytes):
-            return "\(file): tensor \"\(excerpt(name))\" data_offsets [\(begin), \(end)] lie outside the \(dataBytes)-byte data section (truncated file?)"
+            return
+                "\(file): tensor \"\(excerpt(name))\" data_offsets [\(begin), \(end)] lie outside the "
+                + "\(dataBytes)-byte data section (truncated file?)"
         case let .overlap(file, first, second):
             return "\(file): tensors \"\(excerpt(first))\" and \"\(excerpt(second))\" have overlapping data_offsets"
         case let .missing(file, name):
@@ -157,8 +164,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
         case .f64:
             for i in 0..<n { out[i] = Float(source.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
         default:
-            throw SafeTensorsError.wrongKind(file: path, name: name, dtype: entry.dtype.rawValue,
-                                             wanted: "a floating-point dtype (F32, F16, BF16, F64)")
+            throw SafeTensorsError.wrongKind(
+                file: path, name: name, dtype: entry.dtype.rawValue,
+                wanted: "a floating-point dtype (F32, F16, BF16, F64)")
         }
         return result
     }
@@ -182,13 +190,15 @@ public final class SafeTensorsFile: @unchecked Sendable {
             for i in 0..<n {
                 let v = source.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)
                 guard v <= UInt64(Int.max) else {
-                    throw SafeTensorsError.badEntry(file: path, name: name, reason: "U64 value \(v) does not fit in Int")
+                    throw SafeTensorsError.badEntry(
+                        file: path, name: name, reason: "U64 value \(v) does not fit in Int")
                 }
                 values.append(Int(v))
             }
             return values
         default:
-            throw SafeTensorsError.wrongKind(file: path, name: name, dtype: entry.dtype.rawValue, wanted: "an integer dtype")
+            throw SafeTensorsError.wrongKind(
+                file: path, name: name, dtype: entry.dtype.rawValue, wanted: "an integer dtype")
         }
     }
 
@@ -203,16 +213,19 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     // MARK: Header validation
 
-    static func parseHeader(_ base: UnsafeRawPointer, fileBytes: Int, file: String) throws
+    static func parseHeader(
+        _ base: UnsafeRawPointer, fileBytes: Int, file: String
+    ) throws
         -> (entries: [SafeTensorsEntry], metadata: [String: String], dataStart: Int)
     {
-        let headerLength = base.loadUnaligned(as: UInt64.self)   // little-endian host, checked above
+        let headerLength = base.loadUnaligned(as: UInt64.self) // little-endian host, checked above
         let available = fileBytes - 8
         guard headerLength <= UInt64(available) else {
             throw SafeTensorsError.headerLength(file: file, length: headerLength, available: available)
         }
         guard headerLength <= UInt64(maxHeaderBytes) else {
-            throw SafeTensorsError.headerNotJSON(file: file, reason: "header of \(headerLength) bytes is larger than the \(maxHeaderBytes)-byte limit")
+            throw SafeTensorsError.headerNotJSON(
+                file: file, reason: "header of \(headerLength) bytes is larger than the \(maxHeaderBytes)-byte limit")
         }
         let n = Int(headerLength)
         let headerData = Data(bytes: base + 8, count: n)
@@ -236,11 +249,14 @@ public final class SafeTensorsFile: @unchecked Sendable {
             let value = object[name]!
             if name == "__metadata__" {
                 guard let map = value as? [String: Any] else {
-                    throw SafeTensorsError.badEntry(file: file, name: name, reason: "__metadata__ must be an object of strings")
+                    throw SafeTensorsError.badEntry(
+                        file: file, name: name, reason: "__metadata__ must be an object of strings")
                 }
                 for (key, item) in map {
                     guard let text = item as? String else {
-                        throw SafeTensorsError.badEntry(file: file, name: name, reason: "__metadata__ value for \"\(excerpt(key))\" is not a string")
+                        throw SafeTensorsError.badEntry(
+                            file: file, name: name, reason: "__metadata__ value for \"\(excerpt(key))\" is not a string"
+                        )
                     }
                     metadata[key] = text
                 }
@@ -271,11 +287,14 @@ public final class SafeTensorsFile: @unchecked Sendable {
         guard let shapeValues = info["shape"] as? [Any] else { throw bad("missing \"shape\" array") }
         var shape: [Int] = []
         for v in shapeValues {
-            guard let d = jsonInteger(v), d >= 0 else { throw bad("shape \(excerpt("\(shapeValues)")) has an entry that is not a non-negative integer") }
+            guard let d = jsonInteger(v), d >= 0 else {
+                throw bad("shape \(excerpt("\(shapeValues)")) has an entry that is not a non-negative integer")
+            }
             shape.append(d)
         }
         guard let offsets = info["data_offsets"] as? [Any], offsets.count == 2,
-              let begin = jsonInteger(offsets[0]), let end = jsonInteger(offsets[1]) else {
+            let begin = jsonInteger(offsets[0]), let end = jsonInteger(offsets[1])
+        else {
             throw bad("missing \"data_offsets\" [begin, end] integer pair")
         }
         guard begin >= 0, end >= begin, end <= dataBytes else {
@@ -288,8 +307,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
             bytes = product
         }
         guard bytes == end - begin else {
-            throw SafeTensorsError.byteCount(file: file, name: name, dtype: dtypeName, shape: shape,
-                                             expected: bytes, found: end - begin)
+            throw SafeTensorsError.byteCount(
+                file: file, name: name, dtype: dtypeName, shape: shape,
+                expected: bytes, found: end - begin)
         }
         return SafeTensorsEntry(name: name, dtype: dtype, shape: shape, byteRange: begin..<end)
     }
@@ -308,10 +328,10 @@ func floatFromHalfBits(_ h: UInt16) -> Float {
     let sign = UInt32(h & 0x8000) << 16
     let exponent = UInt32(h >> 10) & 0x1F
     let mantissa = UInt32(h & 0x3FF)
-    if exponent == 0x1F {                         // inf / NaN
+    if exponent == 0x1F { // inf / NaN
         return Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13))
     }
-    if exponent == 0 {                            // zero / subnormal: mantissa · 2⁻²⁴
+    if exponent == 0 { // zero / subnormal: mantissa · 2⁻²⁴
         let magnitude = Float(mantissa) * 0x1p-24
         return sign == 0 ? magnitude : -magnitude
     }
@@ -324,11 +344,15 @@ extension SafeTensorsFile {
     /// Writes F32 `tensors` and I64 `integers` (each stored flat, shape [n]) with optional string
     /// metadata. The file appears atomically: data goes to `path + ".tmp"`, is fsynced, then renamed
     /// over `path`, so a crash leaves either the previous file or the complete new one.
-    public static func write(_ tensors: [(String, Tensor)], integers: [(String, [Int])] = [],
-                             metadata: [String: String] = [:], to path: String) throws {
+    public static func write(
+        _ tensors: [(String, Tensor)], integers: [(String, [Int])] = [],
+        metadata: [String: String] = [:], to path: String
+    ) throws {
         var seen = Set<String>()
         for name in tensors.map(\.0) + integers.map(\.0) {
-            guard name != "__metadata__" else { throw SafeTensorsError.write(file: path, reason: "\"__metadata__\" is reserved") }
+            guard name != "__metadata__" else {
+                throw SafeTensorsError.write(file: path, reason: "\"__metadata__\" is reserved")
+            }
             guard seen.insert(name).inserted else {
                 throw SafeTensorsError.write(file: path, reason: "tensor \"\(name)\" is given twice")
             }
@@ -343,12 +367,18 @@ extension SafeTensorsFile {
         var offset = 0
         for (name, tensor) in tensors {
             let bytes = tensor.count * 4
-            fields.append("\(jsonString(name)):{\"dtype\":\"F32\",\"shape\":\(tensor.shape),\"data_offsets\":[\(offset),\(offset + bytes)]}")
+            fields.append(
+                "\(jsonString(name)):{\"dtype\":\"F32\",\"shape\":\(tensor.shape),"
+                    + "\"data_offsets\":[\(offset),\(offset + bytes)]}"
+            )
             offset += bytes
         }
         for (name, values) in integers {
             let bytes = values.count * 8
-            fields.append("\(jsonString(name)):{\"dtype\":\"I64\",\"shape\":[\(values.count)],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+            fields.append(
+                "\(jsonString(name)):{\"dtype\":\"I64\",\"shape\":[\(values.count)],"
+                    + "\"data_offsets\":[\(offset),\(offset + bytes)]}"
+            )
             offset += bytes
         }
         header += fields.joined(separator: ",") + "}"
@@ -383,7 +413,9 @@ extension SafeTensorsFile {
             let wide = values.map { Int64($0).littleEndian }
             try wide.withUnsafeBytes { try writeAll($0.baseAddress, $0.count) }
         }
-        guard fsync(fd) == 0 else { throw SafeTensorsError.write(file: temporary, reason: "fsync: \(String(cString: strerror(errno)))") }
+        guard fsync(fd) == 0 else {
+            throw SafeTensorsError.write(file: temporary, reason: "fsync: \(String(cString: strerror(errno)))")
+        }
         closed = true
         guard close(fd) == 0 else {
             unlink(temporary)

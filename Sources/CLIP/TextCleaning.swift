@@ -18,7 +18,7 @@ enum TextCleaning {
         var scalars = Array(text.unicodeScalars)
         scalars = ftfyFixText(scalars)
         scalars = htmlUnescape(htmlUnescape(scalars))
-        scalars = collapseWhitespace(scalars)      // also strips, which makes basic_clean's strip moot
+        scalars = collapseWhitespace(scalars) // also strips, which makes basic_clean's strip moot
         return pythonLower(scalars)
     }
 
@@ -34,7 +34,7 @@ enum TextCleaning {
         while start < text.count {
             var end = start
             while end < text.count && text[end] != "\n" { end += 1 }
-            if end < text.count { end += 1 }          // the segment keeps its "\n"
+            if end < text.count { end += 1 } // the segment keeps its "\n"
             var segment = Array(text[start..<end])
             if segment.contains("<") { unescape = false }
             // ftfy repeats its fixers until nothing changes; a few rounds always suffice.
@@ -59,7 +59,8 @@ enum TextCleaning {
 
     static func fixC1Control(_ c: Unicode.Scalar) -> Unicode.Scalar {
         guard (0x80...0x9F).contains(c.value), let mapped = TextTables.c1Controls[c.value],
-              let scalar = Unicode.Scalar(mapped) else { return c }
+            let scalar = Unicode.Scalar(mapped)
+        else { return c }
         return scalar
     }
 
@@ -109,7 +110,9 @@ enum TextCleaning {
         while i < text.count {
             if text[i] == "\u{1B}", i + 1 < text.count, text[i + 1] == "[" {
                 var j = i + 2
-                while j < text.count && (text[j] == ";" || text[j].properties.generalCategory == .decimalNumber) { j += 1 }
+                while j < text.count && (text[j] == ";" || text[j].properties.generalCategory == .decimalNumber) {
+                    j += 1
+                }
                 if j < text.count && text[j].isASCII && text[j].properties.isAlphabetic {
                     i = j + 1
                     continue
@@ -150,8 +153,8 @@ enum TextCleaning {
             guard nameLength >= 1, nameLength <= 24, j < text.count, text[j] == ";" else {
                 out.append(text[i]); i += 1; continue
             }
-            let entity = Array(text[i...j])                               // "&...;"
-            let name = String(String.UnicodeScalarView(text[nameStart...j]))   // "name;"
+            let entity = Array(text[i...j]) // "&...;"
+            let name = String(String.UnicodeScalarView(text[nameStart...j])) // "name;"
             if !numeric, let replacement = HTMLEntities.ftfy[name] {
                 out += replacement
             } else if numeric {
@@ -215,7 +218,10 @@ enum TextCleaning {
         isDecimalDigit(c) || (0x41...0x46).contains(c.value) || (0x61...0x66).contains(c.value)
     }
     static func isNamedReferenceStop(_ c: Unicode.Scalar) -> Bool {
-        switch c { case "\t", "\n", "\u{0C}", " ", "<", "&", "#", ";": return true; default: return false }
+        switch c {
+        case "\t", "\n", "\u{0C}", " ", "<", "&", "#", ";": return true;
+        default: return false
+        }
     }
 
     /// Python's `_replace_charref` for `#…`: fixed replacements, then U+FFFD for surrogates and values
@@ -307,7 +313,9 @@ enum HTMLEntities {
         for line in text.split(separator: "\n") {
             let fields = line.split(separator: "\t")
             guard fields.count == 2 else { continue }
-            let scalars = fields[1].split(separator: " ").compactMap { UInt32($0, radix: 16).flatMap(Unicode.Scalar.init) }
+            let scalars = fields[1].split(separator: " ").compactMap {
+                UInt32($0, radix: 16).flatMap(Unicode.Scalar.init)
+            }
             table[String(fields[0])] = scalars
         }
         return table

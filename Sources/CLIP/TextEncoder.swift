@@ -8,10 +8,10 @@ import Tensor
 public struct TextEncoder: Sendable {
     public let width: Int, layers: Int, heads: Int, vocabularySize: Int, contextLength: Int, embedDim: Int
     public let blocks: [ResidualBlock]
-    let tokenEmbedding: FrozenMatrix    // [V, w]
-    let positional: Tensor              // [77, w]
+    let tokenEmbedding: FrozenMatrix // [V, w]
+    let positional: Tensor // [77, w]
     let lnFinal: (Var, Var)
-    let projection: FrozenMatrix        // [w, D]
+    let projection: FrozenMatrix // [w, D]
 
     /// The frozen weight matrices (token embedding, projection, every block's), in the run's precision.
     public var matrices: [FrozenMatrix] { [tokenEmbedding, projection] + blocks.flatMap(\.matrices) }
@@ -65,7 +65,7 @@ public struct TextEncoder: Sendable {
     /// Embeddings may carry learned rows (CoOp context); gradients flow back into them.
     public func callAsFunction(embeddings: Var, eot: [Int]) -> Var {
         let K = embeddings.shape[0]
-        let used = (eot.max() ?? 0) + 1           // shortest prefix holding every EOT
+        let used = (eot.max() ?? 0) + 1 // shortest prefix holding every EOT
         var x = sliceTokens(embeddings, 0..<used)
         x = addBroadcast(x, Var(positional.slice(0..<used)))
         for (l, block) in blocks.enumerated() {

@@ -28,11 +28,11 @@ public final class CLIPTokenizer: @unchecked Sendable {
     /// Rows a token embedding needs for these ids: one more than the largest id.
     public let vocabularySize: Int
 
-    private let byteSymbol: [Int32]          // [256] id of the byte's character
-    private let byteSymbolWordEnd: [Int32]   // [256] id of the byte's character + "</w>"
-    private let merges: [UInt64: Merge]      // (left id, right id) → rank and merged id
+    private let byteSymbol: [Int32] // [256] id of the byte's character
+    private let byteSymbolWordEnd: [Int32] // [256] id of the byte's character + "</w>"
+    private let merges: [UInt64: Merge] // (left id, right id) → rank and merged id
     private let specials: [(text: [Unicode.Scalar], id: Int)]
-    private let tokenStrings: [Int: String]  // id → token text, for decode
+    private let tokenStrings: [Int: String] // id → token text, for decode
 
     private struct Merge { let rank: Int32; let merged: Int32 }
 
@@ -57,7 +57,8 @@ public final class CLIPTokenizer: @unchecked Sendable {
         // and like open_clip we give it a vocabulary slot.
         let lines = splitLines(text)
         guard lines.count > 1 else { throw TokenizerError.malformed(file: path, reason: "no merge lines") }
-        let mergeLines = lines[min(Self.mergeLines.lowerBound, lines.count)..<min(Self.mergeLines.upperBound, lines.count)]
+        let mergeLines = lines[
+            min(Self.mergeLines.lowerBound, lines.count)..<min(Self.mergeLines.upperBound, lines.count)]
 
         var vocabulary = byteCharacters.map { String($0.scalar) }
         vocabulary += byteCharacters.map { String($0.scalar) + "</w>" }
@@ -65,8 +66,9 @@ public final class CLIPTokenizer: @unchecked Sendable {
         vocabulary += merges.map { $0.joined() }
         vocabulary += ["<start_of_text>", "<end_of_text>"]
         var encoder: [String: Int] = [:]
-        for (id, token) in vocabulary.enumerated() { encoder[token] = id }   // later duplicates win, as dict(zip())
-        try self.init(encoder: encoder, merges: merges, sotToken: "<start_of_text>", eotToken: "<end_of_text>", file: path)
+        for (id, token) in vocabulary.enumerated() { encoder[token] = id } // later duplicates win, as dict(zip())
+        try self.init(
+            encoder: encoder, merges: merges, sotToken: "<start_of_text>", eotToken: "<end_of_text>", file: path)
     }
 
     /// Loads a Hugging Face `vocab.json` (token → id) and `merges.txt`; SOT/EOT are `<|startoftext|>`
@@ -91,9 +93,11 @@ public final class CLIPTokenizer: @unchecked Sendable {
         }
         // transformers' CLIPTokenizer: `read().strip().split("\n")[1:48895]`.
         let lines = splitLines(pythonStrip(mergesText))
-        let mergeLines = lines[min(Self.mergeLines.lowerBound, lines.count)..<min(Self.mergeLines.upperBound, lines.count)]
-        try self.init(encoder: encoder, merges: mergeLines.map(pythonSplit),
-                      sotToken: "<|startoftext|>", eotToken: "<|endoftext|>", file: vocabJSON)
+        let mergeLines = lines[
+            min(Self.mergeLines.lowerBound, lines.count)..<min(Self.mergeLines.upperBound, lines.count)]
+        try self.init(
+            encoder: encoder, merges: mergeLines.map(pythonSplit),
+            sotToken: "<|startoftext|>", eotToken: "<|endoftext|>", file: vocabJSON)
     }
 
     /// Loads whichever vocabulary `source` names.
@@ -108,7 +112,8 @@ public final class CLIPTokenizer: @unchecked Sendable {
         func bad(_ reason: String) -> TokenizerError { .malformed(file: file, reason: reason) }
         guard let sot = encoder[sotToken] else { throw bad("no \(sotToken) token") }
         guard let eot = encoder[eotToken] else { throw bad("no \(eotToken) token") }
-        guard let maxID = encoder.values.max(), let minID = encoder.values.min(), minID >= 0, maxID < Int(Int32.max) else {
+        guard let maxID = encoder.values.max(), let minID = encoder.values.min(), minID >= 0, maxID < Int(Int32.max)
+        else {
             throw bad("token ids must lie in 0..<2³¹")
         }
         var byteSymbol: [Int32] = []
@@ -125,7 +130,10 @@ public final class CLIPTokenizer: @unchecked Sendable {
             // Only pairs can merge; a pair whose halves are not tokens can never occur in a word.
             guard parts.count == 2, let left = encoder[parts[0]], let right = encoder[parts[1]] else { continue }
             guard let merged = encoder[parts[0] + parts[1]] else {
-                throw bad("merge \"\(excerpt(parts[0] + " " + parts[1]))\" (line \(rank + 2)) produces a token missing from the vocabulary")
+                throw bad(
+                    "merge \"\(excerpt(parts[0] + " " + parts[1]))\" (line \(rank + 2)) produces a token missing "
+                        + "from the vocabulary"
+                )
             }
             // Later duplicates win, as in open_clip's dict(zip(merges, range(...))).
             table[Self.pairKey(Int32(left), Int32(right))] = Merge(rank: Int32(rank), merged: Int32(merged))
@@ -224,7 +232,7 @@ public final class CLIPTokenizer: @unchecked Sendable {
             case .letter:
                 while j < text.count && characterClass(text[j]) == .letter { j += 1 }
             case .number:
-                break                                       // [\p{N}] is a single character
+                break // [\p{N}] is a single character
             case .other:
                 while j < text.count && characterClass(text[j]) == .other { j += 1 }
             case .space, .unmatched:
@@ -237,7 +245,9 @@ public final class CLIPTokenizer: @unchecked Sendable {
         return pieces
     }
 
-    private let contractionSuffixes: [[Unicode.Scalar]] = ["s", "t", "re", "ve", "m", "ll", "d"].map { Array($0.unicodeScalars) }
+    private let contractionSuffixes: [[Unicode.Scalar]] = ["s", "t", "re", "ve", "m", "ll", "d"].map {
+        Array($0.unicodeScalars)
+    }
 
     // MARK: BPE
 
@@ -329,7 +339,10 @@ func matchesIgnoringCase(_ text: [Unicode.Scalar], at start: Int, _ pattern: [Un
         if p == "s" && c == "\u{17F}" { continue }
         if p == "k" && c == "\u{212A}" { continue }
         if p.isASCII && c.isASCII && p.properties.isAlphabetic
-            && (c.value | 0x20) == (p.value | 0x20) { continue }
+            && (c.value | 0x20) == (p.value | 0x20)
+        {
+            continue
+        }
         return false
     }
     return true
@@ -372,25 +385,32 @@ func appendUTF8(_ scalar: Unicode.Scalar, to bytes: inout [UInt8]) {
     case 0x800..<0x10000:
         bytes += [UInt8(0xE0 | (v >> 12)), UInt8(0x80 | ((v >> 6) & 0x3F)), UInt8(0x80 | (v & 0x3F))]
     default:
-        bytes += [UInt8(0xF0 | (v >> 18)), UInt8(0x80 | ((v >> 12) & 0x3F)),
-                  UInt8(0x80 | ((v >> 6) & 0x3F)), UInt8(0x80 | (v & 0x3F))]
+        bytes += [
+            UInt8(0xF0 | (v >> 18)), UInt8(0x80 | ((v >> 12) & 0x3F)),
+            UInt8(0x80 | ((v >> 6) & 0x3F)), UInt8(0x80 | (v & 0x3F)),
+        ]
     }
 }
 
 /// Python's `text.split('\n')`: on scalars, so that "\r\n" (one Swift Character) still splits.
 func splitLines(_ text: String) -> [String] {
-    text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).map { String(String.UnicodeScalarView($0)) }
+    text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).map {
+        String(String.UnicodeScalarView($0))
+    }
 }
 
 /// Python's `str.split()` with no argument.
 func pythonSplit(_ text: String) -> [String] {
-    text.unicodeScalars.split(whereSeparator: TextCleaning.isPythonWhitespace).map { String(String.UnicodeScalarView($0)) }
+    text.unicodeScalars.split(whereSeparator: TextCleaning.isPythonWhitespace).map {
+        String(String.UnicodeScalarView($0))
+    }
 }
 
 /// Python's `str.strip()` with no argument.
 func pythonStrip(_ text: String) -> String {
     let scalars = Array(text.unicodeScalars)
     guard let first = scalars.firstIndex(where: { !TextCleaning.isPythonWhitespace($0) }),
-          let last = scalars.lastIndex(where: { !TextCleaning.isPythonWhitespace($0) }) else { return "" }
+        let last = scalars.lastIndex(where: { !TextCleaning.isPythonWhitespace($0) })
+    else { return "" }
     return String(String.UnicodeScalarView(scalars[first...last]))
 }

@@ -26,7 +26,9 @@ public enum VocabularyError: Error, CustomStringConvertible {
         case let .badPath(path, origin, reason):
             return "\(path) (\(origin)): \(reason)"
         case let .notFound(searched):
-            return "no CLIP tokenizer vocabulary found (looked in \(searched.joined(separator: ", "))); pass --vocab FILE (bpe_simple_vocab_16e6.txt.gz, or a vocab.json with merges.txt beside it)"
+            return
+                "no CLIP tokenizer vocabulary found (looked in \(searched.joined(separator: ", "))); pass --vocab "
+                + "FILE (bpe_simple_vocab_16e6.txt.gz, or a vocab.json with merges.txt beside it)"
         }
     }
 }
@@ -42,14 +44,17 @@ public let vocabularyEnvironmentVariable = "CAVPT_DIST_VOCAB"
 /// 5. the copy this repository carries, `<package root>/Sources/CLIP/Resources/bpe_simple_vocab_16e6.txt.gz`
 ///    (open_clip's file, MIT), so a build from a clone tokenizes with no flag.
 /// An explicit path (1 or 3) that does not hold a vocabulary is an error rather than skipped.
-public func findVocabulary(modelPath: String?, override: String?,
-                           environment: [String: String] = ProcessInfo.processInfo.environment) throws -> VocabularySource {
+public func findVocabulary(
+    modelPath: String?, override: String?,
+    environment: [String: String] = ProcessInfo.processInfo.environment
+) throws -> VocabularySource {
     if let override { return try vocabulary(at: override, origin: "--vocab") }
     var searched: [String] = []
     if let modelPath {
         // The weights path is a folder, or a file whose folder is searched (whether or not it exists yet).
         var isDirectory: ObjCBool = false
-        let isFolder = FileManager.default.fileExists(atPath: modelPath, isDirectory: &isDirectory) && isDirectory.boolValue
+        let isFolder =
+            FileManager.default.fileExists(atPath: modelPath, isDirectory: &isDirectory) && isDirectory.boolValue
         let folder = isFolder ? modelPath : (modelPath as NSString).deletingLastPathComponent
         let folderPath = folder.isEmpty ? "." : folder
         if let found = vocabulary(inFolder: folderPath) { return found }
@@ -79,12 +84,15 @@ func vocabulary(at path: String, origin: String) throws -> VocabularySource {
     }
     if isDirectory.boolValue {
         if let found = vocabulary(inFolder: path) { return found }
-        throw VocabularyError.badPath(path: path, origin: origin,
-                                      reason: "folder holds neither \(defaultVocabularyFileName) nor vocab.json + merges.txt")
+        throw VocabularyError.badPath(
+            path: path, origin: origin,
+            reason: "folder holds neither \(defaultVocabularyFileName) nor vocab.json + merges.txt")
     }
     let folder = (path as NSString).deletingLastPathComponent
     let name = (path as NSString).lastPathComponent
-    func sibling(_ other: String) -> String { folder.isEmpty ? other : (folder as NSString).appendingPathComponent(other) }
+    func sibling(_ other: String) -> String {
+        folder.isEmpty ? other : (folder as NSString).appendingPathComponent(other)
+    }
     if name.hasSuffix(".json") {
         let merges = sibling("merges.txt")
         guard FileManager.default.fileExists(atPath: merges) else {

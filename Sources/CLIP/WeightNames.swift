@@ -88,7 +88,7 @@ public enum WeightNaming: String, Sendable, CaseIterable {
         .exact("vision_model.embeddings.position_embedding.weight", "visual.positional_embedding"),
         .exact("text_model.embeddings.token_embedding.weight", "token_embedding.weight"),
         .exact("text_model.embeddings.position_embedding.weight", "positional_embedding"),
-        .prefix("vision_model.pre_layrnorm.", "visual.ln_pre."),      // sic: HF's spelling
+        .prefix("vision_model.pre_layrnorm.", "visual.ln_pre."), // sic: HF's spelling
         .prefix("vision_model.post_layernorm.", "visual.ln_post."),
         .prefix("text_model.final_layer_norm.", "ln_final."),
         .prefix("vision_model.encoder.layers.", "visual.transformer.resblocks."),

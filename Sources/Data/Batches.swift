@@ -69,7 +69,9 @@ public struct Batch: @unchecked Sendable {
     /// A shard with no samples (this rank takes part in the step's collectives with nothing), as a
     /// rank whose images could not be read sends while its group learns of the failure.
     public static func empty(index: Int, globalCount: Int, resolution: Int) -> Batch {
-        Batch(index: index, pixels: Tensor(zeros: [0, 3, resolution, resolution]), labels: [], positions: [], globalCount: globalCount)
+        Batch(
+            index: index, pixels: Tensor(zeros: [0, 3, resolution, resolution]), labels: [], positions: [],
+            globalCount: globalCount)
     }
 }
 
@@ -90,42 +92,55 @@ public final class BatchLoader: @unchecked Sendable {
     /// Training batches of one epoch for rank `rank` of `size`. `samples` is the train list (the
     /// few-shot list, usually) whose paths are relative to `imageRoot`; `listName` names it in errors.
     /// `firstBatch` > 0 skips the batches a resumed mid-epoch checkpoint has already trained.
-    public static func training(samples: [Sample], imageRoot: String, listName: String, plan: EpochPlan,
-                                rank: Int, size: Int, resolution: Int,
-                                workers: Int = 2, prefetch: Int = 2, firstBatch: Int = 0) throws -> BatchLoader {
+    public static func training(
+        samples: [Sample], imageRoot: String, listName: String, plan: EpochPlan,
+        rank: Int, size: Int, resolution: Int,
+        workers: Int = 2, prefetch: Int = 2, firstBatch: Int = 0
+    ) throws -> BatchLoader {
         guard plan.order.count == samples.count else {
-            throw DataError.invalidArgument("BatchLoader: the epoch plan covers \(plan.order.count) samples, "
-                                            + "the \(listName) list has \(samples.count)")
+            throw DataError.invalidArgument(
+                "BatchLoader: the epoch plan covers \(plan.order.count) samples, "
+                    + "the \(listName) list has \(samples.count)")
         }
         try checkRank(rank, size)
         guard (0...plan.globalBatches.count).contains(firstBatch) else {
-            throw DataError.invalidArgument("BatchLoader: first batch \(firstBatch) is outside the epoch's "
-                                            + "\(plan.globalBatches.count) batches")
+            throw DataError.invalidArgument(
+                "BatchLoader: first batch \(firstBatch) is outside the epoch's "
+                    + "\(plan.globalBatches.count) batches")
         }
         let jobs = plan.globalBatches.enumerated().dropFirst(firstBatch).map { index, batch in
             let positions = Array(EpochPlan.shard(batch, rank: rank, size: size))
-            return BatchJob(index: index, samples: positions.map { samples[plan.order[$0]] },
-                            positions: positions, globalCount: batch.count)
+            return BatchJob(
+                index: index, samples: positions.map { samples[plan.order[$0]] },
+                positions: positions, globalCount: batch.count)
         }
-        return try BatchLoader(jobs: jobs, imageRoot: imageRoot, listName: listName,
-                               transform: .train(seed: plan.seed, epoch: plan.epoch),
-                               resolution: resolution, workers: workers, prefetch: prefetch)
+        return try BatchLoader(
+            jobs: jobs, imageRoot: imageRoot, listName: listName,
+            transform: .train(seed: plan.seed, epoch: plan.epoch),
+            resolution: resolution, workers: workers, prefetch: prefetch)
     }
 
     /// Evaluation batches: the list in order, in global batches of `batchSize`, each split across
     /// ranks like training batches (so every rank runs the same number of batches).
-    public static func evaluation(samples: [Sample], imageRoot: String, listName: String, batchSize: Int,
-                                  rank: Int, size: Int, resolution: Int,
-                                  workers: Int = 2, prefetch: Int = 2) throws -> BatchLoader {
-        guard batchSize >= 1 else { throw DataError.invalidArgument("BatchLoader: batch size \(batchSize) must be >= 1") }
-        try checkRank(rank, size)
-        let jobs = EpochPlan.evaluationBatches(count: samples.count, batchSize: batchSize).enumerated().map { index, batch in
-            let positions = Array(EpochPlan.shard(batch, rank: rank, size: size))
-            return BatchJob(index: index, samples: positions.map { samples[$0] }, positions: positions,
-                            globalCount: batch.count)
+    public static func evaluation(
+        samples: [Sample], imageRoot: String, listName: String, batchSize: Int,
+        rank: Int, size: Int, resolution: Int,
+        workers: Int = 2, prefetch: Int = 2
+    ) throws -> BatchLoader {
+        guard batchSize >= 1 else {
+            throw DataError.invalidArgument("BatchLoader: batch size \(batchSize) must be >= 1")
         }
-        return try BatchLoader(jobs: jobs, imageRoot: imageRoot, listName: listName, transform: .test,
-                               resolution: resolution, workers: workers, prefetch: prefetch)
+        try checkRank(rank, size)
+        let jobs = EpochPlan.evaluationBatches(count: samples.count, batchSize: batchSize).enumerated().map {
+            index, batch in
+            let positions = Array(EpochPlan.shard(batch, rank: rank, size: size))
+            return BatchJob(
+                index: index, samples: positions.map { samples[$0] }, positions: positions,
+                globalCount: batch.count)
+        }
+        return try BatchLoader(
+            jobs: jobs, imageRoot: imageRoot, listName: listName, transform: .test,
+            resolution: resolution, workers: workers, prefetch: prefetch)
     }
 
     private static func checkRank(_ rank: Int, _ size: Int) throws {
@@ -134,12 +149,19 @@ public final class BatchLoader: @unchecked Sendable {
         }
     }
 
-    init(jobs: [BatchJob], imageRoot: String, listName: String, transform: Transform, resolution: Int,
-         workers: Int, prefetch: Int) throws {
-        guard resolution >= 1 else { throw DataError.invalidArgument("BatchLoader: resolution \(resolution) must be >= 1") }
-        guard workers >= 1 else { throw DataError.invalidArgument("BatchLoader: \(workers) worker threads; need at least 1") }
-        state = LoaderState(jobs: jobs, imageRoot: imageRoot, listName: listName, transform: transform,
-                            resolution: resolution, prefetch: max(prefetch, 1))
+    init(
+        jobs: [BatchJob], imageRoot: String, listName: String, transform: Transform, resolution: Int,
+        workers: Int, prefetch: Int
+    ) throws {
+        guard resolution >= 1 else {
+            throw DataError.invalidArgument("BatchLoader: resolution \(resolution) must be >= 1")
+        }
+        guard workers >= 1 else {
+            throw DataError.invalidArgument("BatchLoader: \(workers) worker threads; need at least 1")
+        }
+        state = LoaderState(
+            jobs: jobs, imageRoot: imageRoot, listName: listName, transform: transform,
+            resolution: resolution, prefetch: max(prefetch, 1))
         for _ in 0..<workers {
             let thread = Thread { [state] in state.work() }
             thread.name = "cavpt-dist data worker"
@@ -184,13 +206,15 @@ final class LoaderState: @unchecked Sendable {
     }
 
     private let condition = NSCondition()
-    private var claimBatch = 0, claimItem = 0   // the next image a worker takes
-    private var consumed = 0                    // batches handed to the consumer
+    private var claimBatch = 0, claimItem = 0 // the next image a worker takes
+    private var consumed = 0 // batches handed to the consumer
     private var slots: [Int: Slot] = [:]
     private var cancelled = false
 
-    init(jobs: [BatchJob], imageRoot: String, listName: String, transform: BatchLoader.Transform,
-         resolution: Int, prefetch: Int) {
+    init(
+        jobs: [BatchJob], imageRoot: String, listName: String, transform: BatchLoader.Transform,
+        resolution: Int, prefetch: Int
+    ) {
         self.jobs = jobs
         self.imageRoot = imageRoot
         self.listName = listName
@@ -222,9 +246,12 @@ final class LoaderState: @unchecked Sendable {
                 }
                 let job = jobs[claimBatch]
                 let slot: Slot
-                if let existing = slots[claimBatch] { slot = existing } else {
-                    slot = Slot(pixels: Tensor(uninitialized: [job.samples.count, 3, resolution, resolution]),
-                                remaining: job.samples.count)
+                if let existing = slots[claimBatch] {
+                    slot = existing
+                } else {
+                    slot = Slot(
+                        pixels: Tensor(uninitialized: [job.samples.count, 3, resolution, resolution]),
+                        remaining: job.samples.count)
                     slots[claimBatch] = slot
                 }
                 claimed = (slot, job, claimItem)
@@ -241,7 +268,9 @@ final class LoaderState: @unchecked Sendable {
             do {
                 let path = joinPath(imageRoot, job.samples[item].path)
                 let image: RGBImage
-                do { image = try ImageFile.decode(path: path) } catch let error as DataError { throw error.listed(in: listName) }
+                do { image = try ImageFile.decode(path: path) } catch let error as DataError {
+                    throw error.listed(in: listName)
+                }
                 let destination = slot.pixels.data + item * imageFloats
                 switch transform {
                 case let .train(seed, epoch):
@@ -280,12 +309,13 @@ final class LoaderState: @unchecked Sendable {
             }
         }
         consumed += 1
-        condition.broadcast()   // the prefetch window moved
+        condition.broadcast() // the prefetch window moved
         condition.unlock()
 
         if let first = slot?.errors.min(by: { $0.item < $1.item }) { throw first.error }
         let pixels = slot?.pixels ?? Tensor(zeros: [0, 3, resolution, resolution])
-        return Batch(index: job.index, pixels: pixels, labels: job.samples.map(\.label),
-                     positions: job.positions, globalCount: job.globalCount)
+        return Batch(
+            index: job.index, pixels: pixels, labels: job.samples.map(\.label),
+            positions: job.positions, globalCount: job.globalCount)
     }
 }

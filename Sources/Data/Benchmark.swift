@@ -7,9 +7,10 @@ import Tensor
 /// training transform at `resolution` (as the BatchLoader's workers do), measured for about `seconds`.
 public func benchmarkDecodeAugment(paths: [String], resolution: Int, threads: Int, seconds: Double) throws -> Double {
     guard !paths.isEmpty, resolution >= 1, threads >= 1, seconds > 0 else {
-        throw DataError.invalidArgument("benchmarkDecodeAugment: need images, resolution >= 1, threads >= 1, seconds > 0")
+        throw DataError.invalidArgument(
+            "benchmarkDecodeAugment: need images, resolution >= 1, threads >= 1, seconds > 0")
     }
-    for path in paths { _ = try ImageFile.decode(path: path) }  // fail on a bad file before timing
+    for path in paths { _ = try ImageFile.decode(path: path) } // fail on a bad file before timing
 
     final class Counter: @unchecked Sendable {
         let lock = NSLock()

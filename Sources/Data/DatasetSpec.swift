@@ -59,9 +59,11 @@ public struct DatasetSpec: Codable, Equatable, Sendable {
     /// `cavpt.topK` (K_N) for the paper presets; 0 = all classes; nil when the file sets none.
     public var topK: Int?
 
-    public init(name: String, layout: DatasetLayout, folder: String, images: String, splitFile: String? = nil,
-                classFile: String? = nil, template: String, classNames: ClassNameRules = ClassNameRules(),
-                topK: Int? = nil) {
+    public init(
+        name: String, layout: DatasetLayout, folder: String, images: String, splitFile: String? = nil,
+        classFile: String? = nil, template: String, classNames: ClassNameRules = ClassNameRules(),
+        topK: Int? = nil
+    ) {
         self.name = name
         self.layout = layout
         self.folder = folder
@@ -78,8 +80,10 @@ public struct DatasetSpec: Codable, Equatable, Sendable {
         template.replacingOccurrences(of: "{}", with: className)
     }
 
-    static let datasetKeys: Set<String> = ["name", "layout", "folder", "images", "splitFile", "classFile",
-                                           "template", "classNames"]
+    static let datasetKeys: Set<String> = [
+        "name", "layout", "folder", "images", "splitFile", "classFile",
+        "template", "classNames",
+    ]
     static let classNameKeys: Set<String> = ["replaceUnderscores", "rename"]
 
     /// Parses a dataset YAML: `dataset:` (strict: unknown keys are errors) and `cavpt.topK`.
@@ -90,7 +94,9 @@ public struct DatasetSpec: Codable, Equatable, Sendable {
         do { root = try BoundedYAML.compose(yaml: yaml) } catch let error as YAMLLimitError {
             throw fail(error.reason)
         } catch {
-            throw fail("not valid YAML: " + excerpt(String(describing: error).split(separator: "\n").joined(separator: " "), limit: 200))
+            throw fail(
+                "not valid YAML: "
+                    + excerpt(String(describing: error).split(separator: "\n").joined(separator: " "), limit: 200))
         }
         guard let root, let top = root.mapping else { throw fail("expected a mapping with a `dataset:` section") }
         guard let section = top["dataset"] else { throw fail("missing the `dataset:` section") }
@@ -98,7 +104,9 @@ public struct DatasetSpec: Codable, Equatable, Sendable {
         for key in dataset.keys {
             let name = key.string ?? "\(key)"
             if !Self.datasetKeys.contains(name) {
-                throw fail("unknown key dataset.\(excerpt(name)) (known: \(Self.datasetKeys.sorted().joined(separator: ", ")))")
+                throw fail(
+                    "unknown key dataset.\(excerpt(name)) (known: \(Self.datasetKeys.sorted().joined(separator: ", ")))"
+                )
             }
         }
         func string(_ key: String, required: Bool) throws -> String? {
@@ -112,23 +120,31 @@ public struct DatasetSpec: Codable, Equatable, Sendable {
         let name = try string("name", required: true) ?? ""
         let layoutName = try string("layout", required: true) ?? ""
         guard let layout = DatasetLayout(rawValue: layoutName) else {
-            throw fail("dataset.layout '\(excerpt(layoutName))' is not one of "
-                       + DatasetLayout.allCases.map(\.rawValue).joined(separator: ", "))
+            throw fail(
+                "dataset.layout '\(excerpt(layoutName))' is not one of "
+                    + DatasetLayout.allCases.map(\.rawValue).joined(separator: ", "))
         }
         let template = try string("template", required: true) ?? ""
-        guard template.contains("{}") else { throw fail("dataset.template '\(excerpt(template))' has no {} for the class name") }
+        guard template.contains("{}") else {
+            throw fail("dataset.template '\(excerpt(template))' has no {} for the class name")
+        }
         var rules = ClassNameRules()
         if let node = dataset["classNames"] {
             guard let mapping = node.mapping else { throw fail("dataset.classNames must be a mapping") }
             for key in mapping.keys where !Self.classNameKeys.contains(key.string ?? "") {
-                throw fail("unknown key dataset.classNames.\(excerpt(key.string ?? "?")) (known: replaceUnderscores, rename)")
+                throw fail(
+                    "unknown key dataset.classNames.\(excerpt(key.string ?? "?")) (known: replaceUnderscores, rename)")
             }
             if let flag = mapping["replaceUnderscores"] {
-                guard let value = flag.bool else { throw fail("dataset.classNames.replaceUnderscores must be true or false") }
+                guard let value = flag.bool else {
+                    throw fail("dataset.classNames.replaceUnderscores must be true or false")
+                }
                 rules.replaceUnderscores = value
             }
             if let renames = mapping["rename"] {
-                guard let pairs = renames.mapping else { throw fail("dataset.classNames.rename must map names to names") }
+                guard let pairs = renames.mapping else {
+                    throw fail("dataset.classNames.rename must map names to names")
+                }
                 for (from, to) in pairs {
                     guard let f = from.string, let t = to.string else {
                         throw fail("dataset.classNames.rename must map names to names")
@@ -142,11 +158,12 @@ public struct DatasetSpec: Codable, Equatable, Sendable {
             guard let value = k.int, value >= 0 else { throw fail("cavpt.topK must be an integer >= 0") }
             topK = value
         }
-        self.init(name: name, layout: layout, folder: try string("folder", required: true) ?? "",
-                  images: try string("images", required: false) ?? "",
-                  splitFile: try string("splitFile", required: false),
-                  classFile: try string("classFile", required: false),
-                  template: template, classNames: rules, topK: topK)
+        self.init(
+            name: name, layout: layout, folder: try string("folder", required: true) ?? "",
+            images: try string("images", required: false) ?? "",
+            splitFile: try string("splitFile", required: false),
+            classFile: try string("classFile", required: false),
+            template: template, classNames: rules, topK: topK)
         switch layout {
         case .coopSplit where splitFile == nil: throw fail("layout coop-split needs dataset.splitFile")
         case .fgvcAircraft where splitFile == nil || classFile == nil:
@@ -179,8 +196,10 @@ public func datasetSpec(named nameOrPath: String) throws -> DatasetSpec {
     guard FileManager.default.fileExists(atPath: path) else {
         let known = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
             .filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }.sorted()
-        throw DataError.datasetConfig(file: path, reason: "unknown dataset '\(excerpt(nameOrPath))' (known: "
-                                      + known.joined(separator: ", ") + "; or give a path to a .yaml file)")
+        throw DataError.datasetConfig(
+            file: path,
+            reason: "unknown dataset '\(excerpt(nameOrPath))' (known: "
+                + known.joined(separator: ", ") + "; or give a path to a .yaml file)")
     }
     return try DatasetSpec(contentsOf: path)
 }
@@ -192,13 +211,16 @@ public enum ConfigLocator {
     /// `$CAVPT_DIST_CONFIGS` when set; else the first folder holding `configs/datasets` above the
     /// running executable (symlinks resolved); else above the current directory.
     public static func configsDirectory() throws -> String {
-        try configsDirectory(environment: ProcessInfo.processInfo.environment,
-                             executable: executablePath(),
-                             currentDirectory: FileManager.default.currentDirectoryPath)
+        try configsDirectory(
+            environment: ProcessInfo.processInfo.environment,
+            executable: executablePath(),
+            currentDirectory: FileManager.default.currentDirectoryPath)
     }
 
-    static func configsDirectory(environment: [String: String], executable: String?,
-                                 currentDirectory: String) throws -> String {
+    static func configsDirectory(
+        environment: [String: String], executable: String?,
+        currentDirectory: String
+    ) throws -> String {
         if let explicit = environment[environmentVariable], !explicit.isEmpty {
             guard isDirectory(explicit + "/datasets") else {
                 throw DataError.configsNotFound(reason: "\(environmentVariable)=\(explicit) has no datasets/ folder")
@@ -217,8 +239,9 @@ public enum ConfigLocator {
                 folder = parent
             }
         }
-        throw DataError.configsNotFound(reason: "no configs/datasets above \(starts.joined(separator: " or ")); "
-                                        + "set \(environmentVariable) to the configs folder")
+        throw DataError.configsNotFound(
+            reason: "no configs/datasets above \(starts.joined(separator: " or ")); "
+                + "set \(environmentVariable) to the configs folder")
     }
 
     /// The running executable with symlinks resolved (/proc/self/exe on Linux).
@@ -254,7 +277,9 @@ public struct DatasetConfigFile: Sendable {
         do { root = try BoundedYAML.compose(yaml: text) } catch let error as YAMLLimitError {
             throw fail(error.reason)
         } catch {
-            throw fail("not valid YAML: " + excerpt(String(describing: error).split(separator: "\n").joined(separator: " "), limit: 200))
+            throw fail(
+                "not valid YAML: "
+                    + excerpt(String(describing: error).split(separator: "\n").joined(separator: " "), limit: 200))
         }
         guard let top = root?.mapping, let dataset = top["dataset"]?.mapping else {
             throw fail("missing the `dataset:` section (a dataset definition, or `dataset: {name: NAME}`)")

@@ -59,8 +59,10 @@ public struct DatasetSplits: Sendable, Equatable {
 public func loadDataset(spec: DatasetSpec, dataRoot: String) throws -> DatasetSplits {
     let datasetFolder = joinPath(absolutePath(dataRoot), spec.folder)
     guard ConfigLocator.isDirectory(datasetFolder) else {
-        throw DataError.layout(path: datasetFolder, reason: "no such folder (dataset '\(spec.name)' expects "
-                               + "<data-root>/\(spec.folder.isEmpty ? "" : spec.folder + "/") with data root \(dataRoot))")
+        throw DataError.layout(
+            path: datasetFolder,
+            reason: "no such folder (dataset '\(spec.name)' expects "
+                + "<data-root>/\(spec.folder.isEmpty ? "" : spec.folder + "/") with data root \(dataRoot))")
     }
     let imageRoot = joinPath(datasetFolder, spec.images)
     guard ConfigLocator.isDirectory(imageRoot) else {
@@ -86,7 +88,9 @@ public func loadDataset(spec: DatasetSpec, dataRoot: String) throws -> DatasetSp
 func readCoOpSplit(file: String, spec: DatasetSpec, imageRoot: String) throws -> DatasetSplits {
     func fail(_ reason: String) -> DataError { .splitFile(file: file, reason: reason) }
     let bytes: Data
-    do { bytes = Data(try RegularFile.read(file)) } catch let error as RegularFileError { throw fail(error.briefReason) }
+    do { bytes = Data(try RegularFile.read(file)) } catch let error as RegularFileError {
+        throw fail(error.briefReason)
+    }
     let json: Any
     do { json = try JSONSerialization.jsonObject(with: bytes) } catch {
         throw fail("not valid JSON (\(error.localizedDescription))")
@@ -101,7 +105,7 @@ func readCoOpSplit(file: String, spec: DatasetSpec, imageRoot: String) throws ->
         samples.reserveCapacity(entries.count)
         for (i, entry) in entries.enumerated() {
             guard let fields = entry as? [Any], fields.count == 3, let path = fields[0] as? String,
-                  let label = integer(fields[1]), label >= 0, let name = fields[2] as? String
+                let label = integer(fields[1]), label >= 0, let name = fields[2] as? String
             else {
                 throw fail("\(split)[\(i)] is not [relative path, label >= 0, class name]: \(shortJSON(entry))")
             }
@@ -110,8 +114,9 @@ func readCoOpSplit(file: String, spec: DatasetSpec, imageRoot: String) throws ->
         }
         lists[split] = samples
     }
-    return DatasetSplits(name: spec.name, imageRoot: imageRoot, train: lists["train"] ?? [], val: lists["val"] ?? [],
-                         test: lists["test"] ?? [], classNames: try names.classNames(rules: spec.classNames))
+    return DatasetSplits(
+        name: spec.name, imageRoot: imageRoot, train: lists["train"] ?? [], val: lists["val"] ?? [],
+        test: lists["test"] ?? [], classNames: try names.classNames(rules: spec.classNames))
 }
 
 /// JSON numbers arrive as NSNumber; accept integral ones, not booleans (objCType "c") or strings.
@@ -127,7 +132,10 @@ private func integer(_ value: Any) -> Int? {
 }
 
 private func shortJSON(_ value: Any) -> String {
-    let text = (try? JSONSerialization.data(withJSONObject: [value], options: [.withoutEscapingSlashes])).flatMap { String(data: $0, encoding: .utf8) }
+    let text =
+        (try? JSONSerialization.data(withJSONObject: [value], options: [.withoutEscapingSlashes])).flatMap {
+            String(data: $0, encoding: .utf8)
+        }
         .map { String($0.dropFirst().dropLast()) } ?? "\(value)"
     return text.count > 80 ? String(text.prefix(77)) + "..." : text
 }
@@ -142,8 +150,10 @@ struct ClassNameCollector {
     mutating func record(label: Int, name: String, at place: String) throws {
         if let known = byLabel[label] {
             if known.name != name {
-                throw DataError.splitFile(file: file, reason: "label \(label) is '\(excerpt(known.name))' at \(known.firstSeen) "
-                                          + "but '\(excerpt(name))' at \(place)")
+                throw DataError.splitFile(
+                    file: file,
+                    reason: "label \(label) is '\(excerpt(known.name))' at \(known.firstSeen) "
+                        + "but '\(excerpt(name))' at \(place)")
             }
         } else {
             byLabel[label] = (name, place)
@@ -156,8 +166,10 @@ struct ClassNameCollector {
         }
         return try (0...maxLabel).map { label in
             guard let entry = byLabel[label] else {
-                throw DataError.splitFile(file: file, reason: "no sample has label \(label), "
-                                          + "so it has no class name (labels must run 0..<\(maxLabel + 1))")
+                throw DataError.splitFile(
+                    file: file,
+                    reason: "no sample has label \(label), "
+                        + "so it has no class name (labels must run 0..<\(maxLabel + 1))")
             }
             return rules.apply(entry.name)
         }
@@ -181,16 +193,19 @@ func readFGVCAircraft(folder: String, spec: DatasetSpec, imageRoot: String) thro
             let words = line.text.split(separator: " ", omittingEmptySubsequences: false)
             let className = words.dropFirst().joined(separator: " ")
             guard words.count >= 2, !words[0].isEmpty else {
-                throw DataError.splitFile(file: file, reason: "line \(line.number) is not '<image id> <variant>': \(excerpt(line.text))")
+                throw DataError.splitFile(
+                    file: file, reason: "line \(line.number) is not '<image id> <variant>': \(excerpt(line.text))")
             }
             guard let label = labelOf[className] else {
-                throw DataError.splitFile(file: file, reason: "line \(line.number): variant '\(excerpt(className))' is not in \(classFile)")
+                throw DataError.splitFile(
+                    file: file, reason: "line \(line.number): variant '\(excerpt(className))' is not in \(classFile)")
             }
             return Sample(path: words[0] + ".jpg", label: label)
         }
     }
-    return DatasetSplits(name: spec.name, imageRoot: imageRoot, train: lists["train"] ?? [], val: lists["val"] ?? [],
-                         test: lists["test"] ?? [], classNames: variants.map(spec.classNames.apply))
+    return DatasetSplits(
+        name: spec.name, imageRoot: imageRoot, train: lists["train"] ?? [], val: lists["val"] ?? [],
+        test: lists["test"] ?? [], classNames: variants.map(spec.classNames.apply))
 }
 
 /// Non-empty lines with surrounding whitespace removed, with 1-based line numbers.
@@ -215,7 +230,8 @@ func readWnidNames(_ classFile: String) throws -> [(wnid: String, name: String)]
     try readLines(classFile).map { line in
         let words = line.text.split(separator: " ", maxSplits: 1)
         guard words.count == 2 else {
-            throw DataError.splitFile(file: classFile, reason: "line \(line.number) is not '<wnid> <class name>': \(line.text)")
+            throw DataError.splitFile(
+                file: classFile, reason: "line \(line.number) is not '<wnid> <class name>': \(line.text)")
         }
         return (String(words[0]), String(words[1]))
     }
@@ -250,8 +266,9 @@ func readImageNet(folder: String, spec: DatasetSpec, imageRoot: String) throws -
         return samples
     }
     let test = try read("val", testDir)
-    return DatasetSplits(name: spec.name, imageRoot: imageRoot, train: try read("train", trainDir), val: test,
-                         test: test, classNames: classNames)
+    return DatasetSplits(
+        name: spec.name, imageRoot: imageRoot, train: try read("train", trainDir), val: test,
+        test: test, classNames: classNames)
 }
 
 /// ImageNet-V2 (`imagenet-v2`) and ImageNet-Sketch/-A/-R (`wnid-folders`), as CoOp's readers:
@@ -279,11 +296,14 @@ func readImageNetVariant(folder: String, spec: DatasetSpec, imageRoot: String) t
                 throw DataError.splitFile(file: classFile, reason: "no class name for folder \(wnid) of \(imageRoot)")
             }
             classNames.append(spec.classNames.apply(name))
-            for file in try jpegFiles(in: joinPath(imageRoot, wnid)) { samples.append(Sample(path: "\(wnid)/\(file)", label: label)) }
+            for file in try jpegFiles(in: joinPath(imageRoot, wnid)) {
+                samples.append(Sample(path: "\(wnid)/\(file)", label: label))
+            }
         }
     }
     guard !samples.isEmpty else { throw DataError.layout(path: imageRoot, reason: "no images in its class folders") }
-    return DatasetSplits(name: spec.name, imageRoot: imageRoot, train: samples, val: samples, test: samples, classNames: classNames)
+    return DatasetSplits(
+        name: spec.name, imageRoot: imageRoot, train: samples, val: samples, test: samples, classNames: classNames)
 }
 
 // MARK: - Image folder
@@ -304,11 +324,15 @@ func readImageFolder(spec: DatasetSpec, imageRoot: String) throws -> DatasetSpli
         var samples: [Sample] = []
         for folder in try subfolders(of: dir) {
             for file in try jpegFiles(in: joinPath(dir, folder)) {
-                samples.append(Sample(path: prefix.isEmpty ? "\(folder)/\(file)" : "\(prefix)/\(folder)/\(file)",
-                                      label: labelOf[folder] ?? 0))
+                samples.append(
+                    Sample(
+                        path: prefix.isEmpty ? "\(folder)/\(file)" : "\(prefix)/\(folder)/\(file)",
+                        label: labelOf[folder] ?? 0))
             }
         }
-        guard !samples.isEmpty else { throw DataError.layout(path: dir, reason: "no .jpg, .jpeg or .png images in its class folders") }
+        guard !samples.isEmpty else {
+            throw DataError.layout(path: dir, reason: "no .jpg, .jpeg or .png images in its class folders")
+        }
         return samples
     }
     let train: [Sample], val: [Sample], test: [Sample]
@@ -321,8 +345,9 @@ func readImageFolder(spec: DatasetSpec, imageRoot: String) throws -> DatasetSpli
         val = train
         test = train
     }
-    return DatasetSplits(name: spec.name, imageRoot: imageRoot, train: train, val: val, test: test,
-                         classNames: classes.map(spec.classNames.apply))
+    return DatasetSplits(
+        name: spec.name, imageRoot: imageRoot, train: train, val: val, test: test,
+        classNames: classes.map(spec.classNames.apply))
 }
 
 // MARK: - Paths
@@ -343,7 +368,9 @@ func jpegFiles(in dir: String) throws -> [String] {
     do { entries = try FileManager.default.contentsOfDirectory(atPath: dir) } catch {
         throw DataError.layout(path: dir, reason: "cannot list the folder")
     }
-    return entries.filter { !$0.hasPrefix(".") && ImageFile.hasImageExtension($0) }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    return entries.filter { !$0.hasPrefix(".") && ImageFile.hasImageExtension($0) }.sorted {
+        $0.utf8.lexicographicallyPrecedes($1.utf8)
+    }
 }
 
 func joinPath(_ base: String, _ relative: String) -> String {
@@ -354,5 +381,6 @@ func joinPath(_ base: String, _ relative: String) -> String {
 
 /// A path made absolute against the working directory (`.` and `..` removed); unchanged when absolute.
 public func absolutePath(_ path: String) -> String {
-    ((path.hasPrefix("/") ? path : joinPath(FileManager.default.currentDirectoryPath, path)) as NSString).standardizingPath
+    ((path.hasPrefix("/") ? path : joinPath(FileManager.default.currentDirectoryPath, path)) as NSString)
+        .standardizingPath
 }

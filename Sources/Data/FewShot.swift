@@ -23,7 +23,9 @@ public struct FewShotLists: Codable, Equatable, Sendable {
         val = try c.decodeIfPresent([Sample].self, forKey: .val) ?? []
         dataset = try c.decodeIfPresent(String.self, forKey: .dataset) ?? ""
         seed = try c.decodeIfPresent(Int.self, forKey: .seed) ?? -1
-        if let given = try c.decodeIfPresent(Int.self, forKey: .shots) { shots = given } else {
+        if let given = try c.decodeIfPresent(Int.self, forKey: .shots) {
+            shots = given
+        } else {
             var perClass: [Int: Int] = [:]
             for sample in train { perClass[sample.label, default: 0] += 1 }
             shots = perClass.values.max() ?? 0
@@ -50,20 +52,20 @@ public struct FewShotLists: Codable, Equatable, Sendable {
         }
         let datasetJSON = quoted(dataset)
         let text = """
-        {
-          "dataset": \(datasetJSON),
-          "shots": \(shots),
-          "seed": \(seed),
-          "sampler": "dassl",
-          "train": [
-        \(entries(train))
-          ],
-          "val": [
-        \(entries(val))
-          ]
-        }
+            {
+              "dataset": \(datasetJSON),
+              "shots": \(shots),
+              "seed": \(seed),
+              "sampler": "dassl",
+              "train": [
+            \(entries(train))
+              ],
+              "val": [
+            \(entries(val))
+              ]
+            }
 
-        """
+            """
         do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
             throw DataError.fewShotFile(file: path, reason: "cannot write it: \(error.localizedDescription)")
         }
@@ -88,23 +90,32 @@ public struct FewShotLists: Codable, Equatable, Sendable {
     /// label (so a few-shot file can never smuggle test images, or wrong labels, into training).
     public func validate(against splits: DatasetSplits, file: String) throws {
         if !dataset.isEmpty && dataset != splits.name {
-            throw DataError.fewShotFile(file: file, reason: "made for dataset '\(excerpt(dataset))', not '\(splits.name)'")
+            throw DataError.fewShotFile(
+                file: file, reason: "made for dataset '\(excerpt(dataset))', not '\(splits.name)'")
         }
         for (list, samples, source) in [("train", train, splits.train), ("val", val, splits.val)] {
-            if let (i, bad) = samples.enumerated().first(where: { !(0..<splits.classNames.count).contains($0.element.label) }) {
-                throw DataError.fewShotFile(file: file, reason: "\(list)[\(i)] has label \(bad.label), "
-                                            + "but \(splits.name) has \(splits.classNames.count) classes")
+            if let (i, bad) = samples.enumerated().first(where: {
+                !(0..<splits.classNames.count).contains($0.element.label)
+            }) {
+                throw DataError.fewShotFile(
+                    file: file,
+                    reason: "\(list)[\(i)] has label \(bad.label), "
+                        + "but \(splits.name) has \(splits.classNames.count) classes")
             }
             var labels: [String: Int] = [:]
             for sample in source { labels[(sample.path as NSString).standardizingPath] = sample.label }
             for (i, sample) in samples.enumerated() {
                 guard let label = labels[(sample.path as NSString).standardizingPath] else {
-                    throw DataError.fewShotFile(file: file, reason: "\(list)[\(i)] \(Self.short(sample.path)) is not in "
-                                                + "the \(splits.name) \(list) split")
+                    throw DataError.fewShotFile(
+                        file: file,
+                        reason: "\(list)[\(i)] \(Self.short(sample.path)) is not in "
+                            + "the \(splits.name) \(list) split")
                 }
                 guard label == sample.label else {
-                    throw DataError.fewShotFile(file: file, reason: "\(list)[\(i)] \(Self.short(sample.path)) has label "
-                                                + "\(sample.label), but the \(list) split says \(label)")
+                    throw DataError.fewShotFile(
+                        file: file,
+                        reason: "\(list)[\(i)] \(Self.short(sample.path)) has label "
+                            + "\(sample.label), but the \(list) split says \(label)")
                 }
             }
         }
@@ -159,7 +170,8 @@ public func describeDecoding(_ error: DecodingError) -> String {
     case let .typeMismatch(type, context): return "\(path(context.codingPath)): expected \(type)"
     case let .valueNotFound(type, context): return "\(path(context.codingPath)): missing \(type)"
     case let .dataCorrupted(context):
-        return context.codingPath.isEmpty ? "not valid JSON" : "\(path(context.codingPath)): \(context.debugDescription)"
+        return context.codingPath.isEmpty
+            ? "not valid JSON" : "\(path(context.codingPath)): \(context.debugDescription)"
     @unknown default: return "\(error)"
     }
 }

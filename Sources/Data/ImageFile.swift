@@ -12,7 +12,9 @@ public enum ImageFile {
     }
 
     public static func decode(data: [UInt8], name: String = "<memory>") throws -> RGBImage {
-        if data.count >= 8 && Array(data.prefix(8)) == pngSignature { return try PNGImage.decode(data: data, name: name) }
+        if data.count >= 8 && Array(data.prefix(8)) == pngSignature {
+            return try PNGImage.decode(data: data, name: name)
+        }
         return try JPEG.decode(data: data, name: name)
     }
 
@@ -31,7 +33,8 @@ public enum PNGImage {
         var width: Int32 = 0, height: Int32 = 0
         var message = [CChar](repeating: 0, count: 256)
         let rc = data.withUnsafeBufferPointer { buffer in
-            cpng_decode_rgb(buffer.baseAddress, buffer.count, JPEG.maxPixels, &rgb, &width, &height, &message, message.count)
+            cpng_decode_rgb(
+                buffer.baseAddress, buffer.count, JPEG.maxPixels, &rgb, &width, &height, &message, message.count)
         }
         guard rc == 0, let rgb else {
             let reason = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)

@@ -20,7 +20,8 @@ public enum InputChecks {
                 throw DataError.listedImage(file: path, list: list, reason: "not a regular file")
             }
             guard let real = resolved(path), real.hasPrefix(prefix) else {
-                throw DataError.listedImage(file: path, list: list, reason: "leads outside the dataset's image folder \(root)")
+                throw DataError.listedImage(
+                    file: path, list: list, reason: "leads outside the dataset's image folder \(root)")
             }
         }
     }
@@ -28,13 +29,15 @@ public enum InputChecks {
     /// A split path must be relative and may not climb out of the image folder (`../x`, `a/../../x`).
     static func lexicallyInside(_ relative: String, list: String, file: String) throws {
         guard !relative.isEmpty, !relative.hasPrefix("/") else {
-            throw DataError.listedImage(file: file, list: list, reason: "split paths must be relative to the image folder")
+            throw DataError.listedImage(
+                file: file, list: list, reason: "split paths must be relative to the image folder")
         }
         var depth = 0
         for part in relative.split(separator: "/", omittingEmptySubsequences: true) {
             if part == ".." { depth -= 1 } else if part != "." { depth += 1 }
             if depth < 0 {
-                throw DataError.listedImage(file: file, list: list, reason: "the path leaves the dataset's image folder")
+                throw DataError.listedImage(
+                    file: file, list: list, reason: "the path leaves the dataset's image folder")
             }
         }
     }
@@ -47,8 +50,9 @@ public enum InputChecks {
         let missing = seen.indices.filter { !seen[$0] }
         if !missing.isEmpty {
             let names = missing.prefix(5).map { "\($0) '\(classNames[$0])'" }.joined(separator: ", ")
-            throw DataError.invalidArgument("\(list) has no image of \(missing.count) class(es): \(names)"
-                                            + (missing.count > 5 ? ", …" : ""))
+            throw DataError.invalidArgument(
+                "\(list) has no image of \(missing.count) class(es): \(names)"
+                    + (missing.count > 5 ? ", …" : ""))
         }
     }
 
@@ -58,8 +62,9 @@ public enum InputChecks {
         let testPaths = Set(test.map { normalized($0.path) })
         if let shared = train.first(where: { testPaths.contains(normalized($0.path)) }) {
             let count = train.filter { testPaths.contains(normalized($0.path)) }.count
-            throw DataError.invalidArgument("\(count) image(s) of \(trainList) are also in \(testList) (e.g. \(shared.path)); "
-                                            + "training on test images would make the test accuracy meaningless")
+            throw DataError.invalidArgument(
+                "\(count) image(s) of \(trainList) are also in \(testList) (e.g. \(shared.path)); "
+                    + "training on test images would make the test accuracy meaningless")
         }
     }
 

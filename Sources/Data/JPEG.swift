@@ -2,6 +2,7 @@
 // `Image.open(f).convert("RGB")` converts them (grayscale replicated, Adobe CMYK inverted).
 import CJPEG
 import Tensor
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -16,8 +17,9 @@ public struct RGBImage: Sendable, Equatable {
     public var pixels: [UInt8]
 
     public init(width: Int, height: Int, pixels: [UInt8]) {
-        precondition(width >= 0 && height >= 0 && pixels.count == width * height * 3,
-                     "RGBImage: \(pixels.count) bytes do not hold \(width)x\(height) RGB pixels")
+        precondition(
+            width >= 0 && height >= 0 && pixels.count == width * height * 3,
+            "RGBImage: \(pixels.count) bytes do not hold \(width)x\(height) RGB pixels")
         self.width = width
         self.height = height
         self.pixels = pixels
@@ -44,8 +46,9 @@ public enum JPEG {
         var width: Int32 = 0, height: Int32 = 0, components: Int32 = 0
         var message = [CChar](repeating: 0, count: 256)
         let rc = data.withUnsafeBufferPointer { buffer in
-            cjpeg_decode_rgb(buffer.baseAddress, buffer.count, maxPixels,
-                             &rgb, &width, &height, &components, &message, message.count)
+            cjpeg_decode_rgb(
+                buffer.baseAddress, buffer.count, maxPixels,
+                &rgb, &width, &height, &components, &message, message.count)
         }
         guard rc == 0, let rgb else {
             let reason = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -59,10 +62,12 @@ public enum JPEG {
 
     /// Encodes 8-bit pixels (1 component = grayscale, 3 = RGB, packed rows) as a baseline JPEG.
     /// Used by tests and demos to write datasets; training only decodes.
-    public static func encode(pixels: [UInt8], width: Int, height: Int, components: Int,
-                              quality: Int = 95) throws -> [UInt8] {
+    public static func encode(
+        pixels: [UInt8], width: Int, height: Int, components: Int,
+        quality: Int = 95
+    ) throws -> [UInt8] {
         guard width > 0, height > 0, components == 1 || components == 3,
-              pixels.count == width * height * components, (1...100).contains(quality)
+            pixels.count == width * height * components, (1...100).contains(quality)
         else {
             throw DataError.invalidArgument(
                 "JPEG.encode: \(pixels.count) bytes for \(width)x\(height)x\(components) at quality \(quality)")
@@ -71,8 +76,9 @@ public enum JPEG {
         var size = 0
         var message = [CChar](repeating: 0, count: 256)
         let rc = pixels.withUnsafeBufferPointer { buffer in
-            cjpeg_encode(buffer.baseAddress, Int32(width), Int32(height), Int32(components), Int32(quality),
-                         &jpeg, &size, &message, message.count)
+            cjpeg_encode(
+                buffer.baseAddress, Int32(width), Int32(height), Int32(components), Int32(quality),
+                &jpeg, &size, &message, message.count)
         }
         guard rc == 0, let jpeg else {
             let reason = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)

@@ -34,8 +34,8 @@ struct BicubicAxis {
 
     init(inputSize: Int, outputSize: Int) {
         let scale = Double(inputSize) / Double(outputSize)
-        let filterScale = max(scale, 1)           // widen the kernel only when shrinking (antialiasing)
-        let support = 2.0 * filterScale           // bicubic support is 2 input samples at scale 1
+        let filterScale = max(scale, 1) // widen the kernel only when shrinking (antialiasing)
+        let support = 2.0 * filterScale // bicubic support is 2 input samples at scale 1
         let kernelSize = Int(support.rounded(.up)) * 2 + 1
         var first = [Int](repeating: 0, count: outputSize)
         var taps = [Int](repeating: 0, count: outputSize)
@@ -88,13 +88,17 @@ struct BicubicAxis {
 /// `image.crop(region).resize((outWidth, outHeight), Image.BICUBIC)`, but only the output
 /// rectangle `window` is computed and returned ([window.height, window.width, 3]). Each output
 /// pixel depends only on its own taps, so skipping the rest changes no value.
-func resizeBicubic(_ image: RGBImage, region: CropBox, outWidth: Int, outHeight: Int,
-                   window: CropBox) -> [UInt8] {
-    precondition(region.left >= 0 && region.top >= 0 && region.width > 0 && region.height > 0
-                 && region.left + region.width <= image.width && region.top + region.height <= image.height,
-                 "resizeBicubic: region \(region) outside a \(image.width)x\(image.height) image")
-    precondition(window.left >= 0 && window.top >= 0 && window.left + window.width <= outWidth
-                 && window.top + window.height <= outHeight, "resizeBicubic: window \(window) outside the output")
+func resizeBicubic(
+    _ image: RGBImage, region: CropBox, outWidth: Int, outHeight: Int,
+    window: CropBox
+) -> [UInt8] {
+    precondition(
+        region.left >= 0 && region.top >= 0 && region.width > 0 && region.height > 0
+            && region.left + region.width <= image.width && region.top + region.height <= image.height,
+        "resizeBicubic: region \(region) outside a \(image.width)x\(image.height) image")
+    precondition(
+        window.left >= 0 && window.top >= 0 && window.left + window.width <= outWidth
+            && window.top + window.height <= outHeight, "resizeBicubic: window \(window) outside the output")
     // Pillow skips a pass whose size does not change (it would be the identity anyway).
     let horizontal = outWidth != region.width ? BicubicAxis(inputSize: region.width, outputSize: outWidth) : nil
     let vertical = outHeight != region.height ? BicubicAxis(inputSize: region.height, outputSize: outHeight) : nil
@@ -112,7 +116,7 @@ func resizeBicubic(_ image: RGBImage, region: CropBox, outWidth: Int, outHeight:
     image.pixels.withUnsafeBufferPointer { sourceBuffer in
         result.withUnsafeMutableBufferPointer { resultBuffer in
             guard let pixels = sourceBuffer.baseAddress, let out = resultBuffer.baseAddress else { return }
-            let source = pixels + (region.top * image.width + region.left) * 3   // region pixel (0, 0)
+            let source = pixels + (region.top * image.width + region.left) * 3 // region pixel (0, 0)
             let sourceStride = image.width * 3
             if verticalFirst {
                 // Region columns the window's output columns read, all of them vertically resampled.
@@ -120,20 +124,24 @@ func resizeBicubic(_ image: RGBImage, region: CropBox, outWidth: Int, outHeight:
                 var between = [UInt8](repeating: 0, count: window.height * columns.count * 3)
                 between.withUnsafeMutableBufferPointer { betweenBuffer in
                     guard let mid = betweenBuffer.baseAddress else { return }
-                    verticalPass(source + columns.lowerBound * 3, rowStride: sourceStride, firstRow: 0,
-                                 axis: vertical, outputRows: windowRows, rowBytes: columns.count * 3, into: mid)
-                    horizontalPass(mid, rowStride: columns.count * 3, firstColumn: columns.lowerBound,
-                                   rows: window.height, axis: horizontal, outputColumns: windowColumns, into: out)
+                    verticalPass(
+                        source + columns.lowerBound * 3, rowStride: sourceStride, firstRow: 0,
+                        axis: vertical, outputRows: windowRows, rowBytes: columns.count * 3, into: mid)
+                    horizontalPass(
+                        mid, rowStride: columns.count * 3, firstColumn: columns.lowerBound,
+                        rows: window.height, axis: horizontal, outputColumns: windowColumns, into: out)
                 }
             } else {
                 let rows = vertical?.inputRange(of: windowRows) ?? windowRows
                 var between = [UInt8](repeating: 0, count: rows.count * window.width * 3)
                 between.withUnsafeMutableBufferPointer { betweenBuffer in
                     guard let mid = betweenBuffer.baseAddress else { return }
-                    horizontalPass(source + rows.lowerBound * sourceStride, rowStride: sourceStride, firstColumn: 0,
-                                   rows: rows.count, axis: horizontal, outputColumns: windowColumns, into: mid)
-                    verticalPass(mid, rowStride: window.width * 3, firstRow: rows.lowerBound,
-                                 axis: vertical, outputRows: windowRows, rowBytes: window.width * 3, into: out)
+                    horizontalPass(
+                        source + rows.lowerBound * sourceStride, rowStride: sourceStride, firstColumn: 0,
+                        rows: rows.count, axis: horizontal, outputColumns: windowColumns, into: mid)
+                    verticalPass(
+                        mid, rowStride: window.width * 3, firstRow: rows.lowerBound,
+                        axis: vertical, outputRows: windowRows, rowBytes: window.width * 3, into: out)
                 }
             }
         }
@@ -153,8 +161,10 @@ extension BicubicAxis {
 
 /// Filters `rows` rows along x into `outputColumns.count` columns per row ([rows, columns, 3] at
 /// `output`). Input column i of a row is at `source + (i - firstColumn) * 3`; a nil axis copies.
-private func horizontalPass(_ source: UnsafePointer<UInt8>, rowStride: Int, firstColumn: Int, rows: Int,
-                            axis: BicubicAxis?, outputColumns: Range<Int>, into output: UnsafeMutablePointer<UInt8>) {
+private func horizontalPass(
+    _ source: UnsafePointer<UInt8>, rowStride: Int, firstColumn: Int, rows: Int,
+    axis: BicubicAxis?, outputColumns: Range<Int>, into output: UnsafeMutablePointer<UInt8>
+) {
     let outputStride = outputColumns.count * 3
     let rounding = Int32(1 << (BicubicAxis.precisionBits - 1))
     for r in 0..<rows {
@@ -189,8 +199,10 @@ private func horizontalPass(_ source: UnsafePointer<UInt8>, rowStride: Int, firs
 /// Filters along y into rows `outputRows` ([rows, rowBytes] at `output`). Input row i is at
 /// `source + (i - firstRow) * rowStride`; a nil axis copies. One accumulator row, tap by tap,
 /// so the inner loop runs over contiguous bytes.
-private func verticalPass(_ source: UnsafePointer<UInt8>, rowStride: Int, firstRow: Int, axis: BicubicAxis?,
-                          outputRows: Range<Int>, rowBytes: Int, into output: UnsafeMutablePointer<UInt8>) {
+private func verticalPass(
+    _ source: UnsafePointer<UInt8>, rowStride: Int, firstRow: Int, axis: BicubicAxis?,
+    outputRows: Range<Int>, rowBytes: Int, into output: UnsafeMutablePointer<UInt8>
+) {
     let rounding = Int32(1 << (BicubicAxis.precisionBits - 1))
     var sums = [Int32](repeating: 0, count: rowBytes)
     sums.withUnsafeMutableBufferPointer { sumBuffer in

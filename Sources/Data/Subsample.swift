@@ -17,12 +17,16 @@ public enum ClassSubset: String, Sendable, CaseIterable {
 
     /// `lists` restricted to this subset and relabelled; class names in the new label order.
     /// `.all` returns everything unchanged (Dassl returns its arguments as they are).
-    public func apply(train: [Sample], lists: [[Sample]], classNames: [String]) -> (lists: [[Sample]], classNames: [String]) {
+    public func apply(
+        train: [Sample], lists: [[Sample]], classNames: [String]
+    ) -> (lists: [[Sample]], classNames: [String]) {
         guard self != .all else { return (lists, classNames) }
         let kept = labels(train: train)
         var relabel: [Int: Int] = [:]
         for (new, old) in kept.enumerated() { relabel[old] = new }
-        let filtered = lists.map { list in list.compactMap { s in relabel[s.label].map { Sample(path: s.path, label: $0) } } }
+        let filtered = lists.map { list in
+            list.compactMap { s in relabel[s.label].map { Sample(path: s.path, label: $0) } }
+        }
         return (filtered, kept.map { classNames[$0] })
     }
 }

@@ -15,8 +15,10 @@ public enum SyntheticDataset {
     /// Writes `root/synthetic/` with `perClass` train, `perClass / 2` val and `testPerClass` test images
     /// per class (size × size JPEGs) and `root/synthetic.yaml`. Returns the dataset YAML path.
     @discardableResult
-    public static func write(root: String, classCount: Int = 6, perClass: Int = 16, testPerClass: Int = 10,
-                             size: Int = 40, seed: UInt64 = 1) throws -> String {
+    public static func write(
+        root: String, classCount: Int = 6, perClass: Int = 16, testPerClass: Int = 10,
+        size: Int = 40, seed: UInt64 = 1
+    ) throws -> String {
         let folder = root + "/synthetic"
         let fm = FileManager.default
         var splits: [String: [[Any]]] = ["train": [], "val": [], "test": []]

@@ -2,6 +2,7 @@
 // images: Resize(R, BICUBIC) + CenterCrop(R), or RandomResizedCrop(R, BICUBIC) + horizontal
 // flip; then ToTensor + Normalize(CLIP mean, std), written as CHW floats into a batch slot.
 import Tensor
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -38,8 +39,8 @@ extension SplitMix64: CropRandomSource {
 /// Independent random streams keyed by small tuples: SplitMix64's finaliser applied to each part
 /// in turn, so (seed, epoch, position) and (seed, epoch, position + 1) give unrelated streams.
 enum StreamKey {
-    static let permutation: UInt64 = 0x7065_726D_7574_6521  // "permute!"
-    static let augmentation: UInt64 = 0x6175_676D_656E_7421  // "augment!"
+    static let permutation: UInt64 = 0x7065_726D_7574_6521 // "permute!"
+    static let augmentation: UInt64 = 0x6175_676D_656E_7421 // "augment!"
 
     static func generator(_ domain: UInt64, _ parts: Int...) -> SplitMix64 {
         var h = mix(domain)
@@ -124,8 +125,9 @@ public enum ImageTransforms {
     public static func testPixels(_ image: RGBImage, resolution: Int) -> [UInt8] {
         let resized = resizedSize(width: image.width, height: image.height, shorterSide: resolution)
         let window = centerCropBox(width: resized.width, height: resized.height, size: resolution)
-        return resizeBicubic(image, region: CropBox(top: 0, left: 0, height: image.height, width: image.width),
-                             outWidth: resized.width, outHeight: resized.height, window: window)
+        return resizeBicubic(
+            image, region: CropBox(top: 0, left: 0, height: image.height, width: image.width),
+            outWidth: resized.width, outHeight: resized.height, window: window)
     }
 
     /// The train transform before normalisation: RandomResizedCrop(R, BICUBIC) then a horizontal
@@ -138,8 +140,9 @@ public enum ImageTransforms {
 
     /// `image.crop(box).resize((R, R), BICUBIC)`, mirrored left-right when `flip`.
     public static func cropResizeFlip(_ image: RGBImage, box: CropBox, resolution: Int, flip: Bool) -> [UInt8] {
-        var pixels = resizeBicubic(image, region: box, outWidth: resolution, outHeight: resolution,
-                                   window: CropBox(top: 0, left: 0, height: resolution, width: resolution))
+        var pixels = resizeBicubic(
+            image, region: box, outWidth: resolution, outHeight: resolution,
+            window: CropBox(top: 0, left: 0, height: resolution, width: resolution))
         if flip {
             pixels.withUnsafeMutableBufferPointer { buffer in
                 for y in 0..<resolution {
@@ -178,14 +181,18 @@ public enum ImageTransforms {
 
 /// Test transform of one image into a batch slot: [3, R, R] normalised floats at `destination`.
 public func writeTestImage(_ image: RGBImage, resolution: Int, into destination: UnsafeMutablePointer<Float>) {
-    ImageTransforms.normalize(ImageTransforms.testPixels(image, resolution: resolution),
-                              resolution: resolution, into: destination)
+    ImageTransforms.normalize(
+        ImageTransforms.testPixels(image, resolution: resolution),
+        resolution: resolution, into: destination)
 }
 
 /// Train transform of one image into a batch slot, with randomness from `rng`
 /// (use `ImageTransforms.augmentationRNG(seed:epoch:position:)`).
-public func writeTrainImage(_ image: RGBImage, resolution: Int, rng: inout SplitMix64,
-                            into destination: UnsafeMutablePointer<Float>) {
-    ImageTransforms.normalize(ImageTransforms.trainPixels(image, resolution: resolution, rng: &rng),
-                              resolution: resolution, into: destination)
+public func writeTrainImage(
+    _ image: RGBImage, resolution: Int, rng: inout SplitMix64,
+    into destination: UnsafeMutablePointer<Float>
+) {
+    ImageTransforms.normalize(
+        ImageTransforms.trainPixels(image, resolution: resolution, rng: &rng),
+        resolution: resolution, into: destination)
 }

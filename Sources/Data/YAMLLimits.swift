@@ -84,7 +84,8 @@ public enum YAMLLimits {
             case YAML_STREAM_END_EVENT:
                 return nil
             case YAML_SEQUENCE_START_EVENT, YAML_MAPPING_START_EVENT:
-                let anchor = event.type == YAML_SEQUENCE_START_EVENT
+                let anchor =
+                    event.type == YAML_SEQUENCE_START_EVENT
                     ? name(event.data.sequence_start.anchor) : name(event.data.mapping_start.anchor)
                 open.append(Frame(anchor: anchor, isMapping: event.type == YAML_MAPPING_START_EVENT))
                 if open.count > maxDepth { return "nests deeper than \(maxDepth) levels (line \(line))" }
@@ -99,7 +100,8 @@ public enum YAMLLimits {
                 if let reason = add(node, line: line) { return reason }
             case YAML_ALIAS_EVENT:
                 // An undefined alias is Yams's error to report; count it as one scalar.
-                let target = name(event.data.alias.anchor).flatMap { anchors[$0] }
+                let target =
+                    name(event.data.alias.anchor).flatMap { anchors[$0] }
                     ?? Anchored(size: 1, height: 1, isScalar: true)
                 if open.isEmpty && target.height > maxDepth {
                     return "nests deeper than \(maxDepth) levels (line \(line))"

@@ -89,8 +89,9 @@ public protocol Communicator: AnyObject, Sendable {
     func allreduce<T: CommScalar>(_ buffer: UnsafeMutableBufferPointer<T>, _ operation: ReduceOperation) throws
     /// Concatenates each rank's contribution in rank order (allgatherv). `counts[r]` is rank r's
     /// element count, identical on every rank; `gathered.count` must equal `counts.reduce(0, +)`.
-    func allgather<T: CommScalar>(_ contribution: UnsafeBufferPointer<T>,
-                                  into gathered: UnsafeMutableBufferPointer<T>, counts: [Int]) throws
+    func allgather<T: CommScalar>(
+        _ contribution: UnsafeBufferPointer<T>,
+        into gathered: UnsafeMutableBufferPointer<T>, counts: [Int]) throws
     func barrier() throws
     /// Ranks with the same color form a new communicator, ordered by key (ties by old rank).
     func split(color: Int, key: Int) throws -> Communicator
@@ -175,7 +176,7 @@ extension Communicator {
         parts.reserveCapacity(size)
         var start = 0
         for count in counts {
-            parts.append(Array(gathered[start ..< start + count]))
+            parts.append(Array(gathered[start..<start + count]))
             start += count
         }
         return parts
@@ -196,7 +197,7 @@ func failureLine(_ message: String, rank: Int, size: Int) -> String {
 }
 
 func writeFailureLine(_ line: String) {
-    fflush(nil)  // progress already printed to stdout must not be lost by the abort
+    fflush(nil) // progress already printed to stdout must not be lost by the abort
     FileHandle.standardError.write(Data(line.utf8))
 }
 
@@ -216,7 +217,8 @@ enum CollectiveArguments {
         }
         guard counts[rank] == contribution else {
             throw CommError.countMismatch(
-                call: call, detail: "rank \(rank) contributes \(contribution) elements but counts[\(rank)] is \(counts[rank])")
+                call: call,
+                detail: "rank \(rank) contributes \(contribution) elements but counts[\(rank)] is \(counts[rank])")
         }
         let total = counts.reduce(0, +)
         guard gathered == total else {

@@ -37,8 +37,9 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         size = Int(value)
 
         var node: MPI_Comm? = cmpi_comm_null()
-        try mpiCheck(MPI_Comm_split_type(comm, cmpi_comm_type_shared(), Int32(rank), cmpi_info_null(), &node),
-                     "MPI_Comm_split_type")
+        try mpiCheck(
+            MPI_Comm_split_type(comm, cmpi_comm_type_shared(), Int32(rank), cmpi_info_null(), &node),
+            "MPI_Comm_split_type")
         defer { MPI_Comm_free(&node) }
         try mpiCheck(MPI_Comm_rank(node, &value), "MPI_Comm_rank")
         localRank = Int(value)
@@ -79,27 +80,32 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     public func allreduce<T: CommScalar>(_ buffer: UnsafeMutableBufferPointer<T>, _ operation: ReduceOperation) throws {
         let count = try mpiCount(buffer.count, call: "MPI_Allreduce")
         let started = monotonicSeconds()
-        let rc = MPI_Allreduce(cmpi_in_place(), buffer.baseAddress, count, T.scalarKind.mpiDatatype,
-                               operation.mpiOp, comm)
+        let rc = MPI_Allreduce(
+            cmpi_in_place(), buffer.baseAddress, count, T.scalarKind.mpiDatatype,
+            operation.mpiOp, comm)
         stats.secondsInCollectives += monotonicSeconds() - started
         try mpiCheck(rc, "MPI_Allreduce")
         stats.allreduces += 1
         stats.bytesReduced += buffer.count * MemoryLayout<T>.stride
     }
 
-    public func allgather<T: CommScalar>(_ contribution: UnsafeBufferPointer<T>,
-                                         into gathered: UnsafeMutableBufferPointer<T>, counts: [Int]) throws {
-        try CollectiveArguments.checkGather(contribution: contribution.count, gathered: gathered.count,
-                                            counts: counts, rank: rank, size: size)
+    public func allgather<T: CommScalar>(
+        _ contribution: UnsafeBufferPointer<T>,
+        into gathered: UnsafeMutableBufferPointer<T>, counts: [Int]
+    ) throws {
+        try CollectiveArguments.checkGather(
+            contribution: contribution.count, gathered: gathered.count,
+            counts: counts, rank: rank, size: size)
         let call = "MPI_Allgatherv"
-        _ = try mpiCount(gathered.count, call: call)  // displacements are 32-bit too
+        _ = try mpiCount(gathered.count, call: call) // displacements are 32-bit too
         let receiveCounts = counts.map { Int32($0) }
         var displacements = [Int32](repeating: 0, count: size)
-        for r in 1 ..< max(1, size) { displacements[r] = displacements[r - 1] + receiveCounts[r - 1] }
+        for r in 1..<max(1, size) { displacements[r] = displacements[r - 1] + receiveCounts[r - 1] }
         let datatype = T.scalarKind.mpiDatatype
         let started = monotonicSeconds()
-        let rc = MPI_Allgatherv(contribution.baseAddress, Int32(contribution.count), datatype,
-                                gathered.baseAddress, receiveCounts, displacements, datatype, comm)
+        let rc = MPI_Allgatherv(
+            contribution.baseAddress, Int32(contribution.count), datatype,
+            gathered.baseAddress, receiveCounts, displacements, datatype, comm)
         stats.secondsInCollectives += monotonicSeconds() - started
         try mpiCheck(rc, call)
         stats.allgathers += 1
@@ -117,7 +123,8 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     public func split(color: Int, key: Int) throws -> Communicator {
         guard color >= 0 else { throw CommError.invalidColor(color: color) }
         guard let color32 = Int32(exactly: color), let key32 = Int32(exactly: key) else {
-            throw CommError.countMismatch(call: "MPI_Comm_split", detail: "color \(color) or key \(key) exceeds 32 bits")
+            throw CommError.countMismatch(
+                call: "MPI_Comm_split", detail: "color \(color) or key \(key) exceeds 32 bits")
         }
         var newComm: MPI_Comm? = cmpi_comm_null()
         try mpiCheck(MPI_Comm_split(comm, color32, key32, &newComm), "MPI_Comm_split")
@@ -134,7 +141,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     /// without one of its ranks.
     public func abort(code: Int32) -> Never {
         MPI_Abort(cmpi_comm_world(), code)
-        exit(code)  // MPI_Abort does not return; this only satisfies the type checker
+        exit(code) // MPI_Abort does not return; this only satisfies the type checker
     }
 }
 
@@ -225,8 +232,9 @@ final class MPISharedCounter: SharedCounter {
     init(comm: MPI_Comm, rank: Int) throws {
         var base: UnsafeMutableRawPointer?
         let bytes = rank == 0 ? MemoryLayout<Int64>.size : 0
-        try mpiCheck(MPI_Win_allocate(MPI_Aint(bytes), Int32(MemoryLayout<Int64>.size), cmpi_info_null(), comm, &base, &window),
-                     "MPI_Win_allocate")
+        try mpiCheck(
+            MPI_Win_allocate(MPI_Aint(bytes), Int32(MemoryLayout<Int64>.size), cmpi_info_null(), comm, &base, &window),
+            "MPI_Win_allocate")
         if rank == 0 {
             // Set through the window (the separate memory model), then everyone may take values.
             var zero: Int64 = 0

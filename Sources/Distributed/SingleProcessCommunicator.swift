@@ -31,10 +31,13 @@ public final class SingleProcessCommunicator: Communicator, @unchecked Sendable 
         stats.bytesReduced += buffer.count * MemoryLayout<T>.stride
     }
 
-    public func allgather<T: CommScalar>(_ contribution: UnsafeBufferPointer<T>,
-                                         into gathered: UnsafeMutableBufferPointer<T>, counts: [Int]) throws {
-        try CollectiveArguments.checkGather(contribution: contribution.count, gathered: gathered.count,
-                                            counts: counts, rank: rank, size: size)
+    public func allgather<T: CommScalar>(
+        _ contribution: UnsafeBufferPointer<T>,
+        into gathered: UnsafeMutableBufferPointer<T>, counts: [Int]
+    ) throws {
+        try CollectiveArguments.checkGather(
+            contribution: contribution.count, gathered: gathered.count,
+            counts: counts, rank: rank, size: size)
         if let source = contribution.baseAddress, let target = gathered.baseAddress, source != UnsafePointer(target) {
             target.update(from: source, count: contribution.count)
         }

@@ -18,7 +18,7 @@ public enum PNG {
         var header = Data()
         appendBigEndian(&header, UInt32(canvas.width))
         appendBigEndian(&header, UInt32(canvas.height))
-        header.append(contentsOf: [8, 2, 0, 0, 0])   // 8-bit, RGB, deflate, no filter method, no interlace
+        header.append(contentsOf: [8, 2, 0, 0, 0]) // 8-bit, RGB, deflate, no filter method, no interlace
         var out = Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
         chunk(&out, "IHDR", header)
         chunk(&out, "IDAT", Data(compressed.prefix(Int(compressedSize))))
@@ -44,6 +44,8 @@ public enum FigureError: Error, CustomStringConvertible {
     case encode(String)
     case input(String)
     public var description: String {
-        switch self { case .encode(let m), .input(let m): return m }
+        switch self {
+        case .encode(let m), .input(let m): return m
+        }
     }
 }

@@ -5,21 +5,22 @@
 // b images, K_N selected classes, T image tokens entering the layer, E extra tokens, d image
 // width, D text embedding width, a attention width (32), K classes.
 import Tensor
+
 #if canImport(Glibc)
 import Glibc
 #endif
 
 public final class CAVPTModule: @unchecked Sendable {
-    public let layer: Int                 // 1-based image layer
+    public let layer: Int // 1-based image layer
     let settings: CAVPTSettings
     // Q = MLP(G): Linear(D→d) [QuickGELU, Linear(d→d)]
     let query0: (weight: Var, bias: Var)
     let query2: (weight: Var, bias: Var)?
-    let extraTokens: Var                  // E_l [E, d]
-    let attnQ: Var, attnK: Var            // [a, d]
-    let attnV: Var                        // [d, d]
+    let extraTokens: Var // E_l [E, d]
+    let attnQ: Var, attnK: Var // [a, d]
+    let attnV: Var // [d, d]
     let lnA: (weight: Var, bias: Var)
-    let classifier: Var                   // [K, d]
+    let classifier: Var // [K, d]
     let lnB: (weight: Var, bias: Var)
     let out: (weight: Var, bias: Var)?
 
@@ -43,9 +44,13 @@ public final class CAVPTModule: @unchecked Sendable {
             return v
         }
         let a = settings.attentionWidth
-        query0 = (trained("query.0.weight", uniform([d, D], fanIn: D)), trained("query.0.bias", uniform([d], fanIn: D)))
-        query2 = settings.queryDepth >= 2
-            ? (trained("query.2.weight", uniform([d, d], fanIn: d)), trained("query.2.bias", uniform([d], fanIn: d))) : nil
+        query0 = (
+            trained("query.0.weight", uniform([d, D], fanIn: D)), trained("query.0.bias", uniform([d], fanIn: D))
+        )
+        query2 =
+            settings.queryDepth >= 2
+            ? (trained("query.2.weight", uniform([d, d], fanIn: d)), trained("query.2.bias", uniform([d], fanIn: d)))
+            : nil
         extraTokens = trained("kv_extra", .randn([settings.extraTokens, d], std: 0.02, seed: seeds.next()))
         attnQ = trained("attn.q.weight", uniform([a, d], fanIn: d))
         attnK = trained("attn.k.weight", uniform([a, d], fanIn: d))
@@ -53,7 +58,8 @@ public final class CAVPTModule: @unchecked Sendable {
         lnA = (trained("ln_a.weight", Tensor(shape: [d], repeating: 1)), trained("ln_a.bias", Tensor(zeros: [d])))
         classifier = trained("classifier.weight", uniform([K, d], fanIn: d))
         lnB = (trained("ln_b.weight", Tensor(shape: [d], repeating: 1)), trained("ln_b.bias", Tensor(zeros: [d])))
-        out = settings.outputProjection
+        out =
+            settings.outputProjection
             ? (trained("out.weight", uniform([d, d], fanIn: d)), trained("out.bias", uniform([d], fanIn: d))) : nil
         parameters = params
     }
@@ -61,18 +67,20 @@ public final class CAVPTModule: @unchecked Sendable {
     /// tokens: X_l [b, T, d] (class token + patches, no prompts); queryText: G [b·K_N, D], the text
     /// features of each image's selected classes in slot order.
     /// Returns the prompts [b, K_N, d] for this layer and the class-branch logits [b·K_N, K].
-    public func callAsFunction(tokens: Var, queryText: Var, selectedPerImage kN: Int) -> (prompts: Var, classLogits: Var) {
+    public func callAsFunction(
+        tokens: Var, queryText: Var, selectedPerImage kN: Int
+    ) -> (prompts: Var, classLogits: Var) {
         let (b, T, d) = (tokens.shape[0], tokens.shape[1], tokens.shape[2])
         // 1. Q = MLP(G)
         var q = linear(queryText, query0.weight, query0.bias)
         if let query2 { q = linear(quickGELU(q), query2.weight, query2.bias) }
         let queries = reshape(q, [b, kN, d])
         // 2. V = [stopgrad(X_l); E_l]
-        let keysValues = concatTokens([tokens.detached(), extraTokens], samples: b)       // [b, T+E, d]
+        let keysValues = concatTokens([tokens.detached(), extraTokens], samples: b) // [b, T+E, d]
         // 3. A = softmax((Q W_q)(V W_k)ᵀ / √a);  O = (A V) W_v
         let scale = 1 / Float(settings.attentionWidth).squareRoot()
         let scores = scale * bmm(linear(queries, attnQ), linear(keysValues, attnK), transB: true)
-        let o = linear(bmm(softmax(scores), keysValues), attnV)                           // [b, K_N, d]
+        let o = linear(bmm(softmax(scores), keysValues), attnV) // [b, K_N, d]
         // 4. Class branch: LN_a(O) W_cls
         let classLogits = linear(reshape(layerNorm(o, lnA.weight, lnA.bias), [b * kN, d]), classifier)
         // 5. Prompts: LN_b(O + R) [→ Linear]

@@ -15,8 +15,10 @@ public struct ClassPrompts: Sendable {
     public let contextLength: Int
 
     /// `tokenize` must return the padded 77-id sequence (SOT … EOT, 0-padded) of a string.
-    public init(classNames: [String], template: String, contextLength M: Int,
-                tokenize: (String) throws -> [Int]) throws {
+    public init(
+        classNames: [String], template: String, contextLength M: Int,
+        tokenize: (String) throws -> [Int]
+    ) throws {
         self.classNames = classNames
         contextLength = M
         templateTokens = try classNames.map { try tokenize(template.replacingOccurrences(of: "{}", with: $0)) }
@@ -24,7 +26,8 @@ public struct ClassPrompts: Sendable {
         contextTokens = try classNames.map { try tokenize("\(placeholder) \($0).") }
         if M > 0, let first = contextTokens.first, let xId = first.dropFirst().first {
             for (k, seq) in contextTokens.enumerated() where Array(seq[1...M]) != Array(repeating: xId, count: M) {
-                throw PromptError.tokenization("the CoOp prompt of class \"\(classNames[k])\" does not start with \(M) context tokens")
+                throw PromptError.tokenization(
+                    "the CoOp prompt of class \"\(classNames[k])\" does not start with \(M) context tokens")
             }
         }
     }
@@ -37,22 +40,23 @@ public struct ClassPrompts: Sendable {
 
 /// CoOp's learned context in front of each class name: prefix (SOT) + ctx + suffix (name, ".", EOT).
 public struct TextContextPrompts {
-    let prefix: Tensor        // [K, 1, w]
-    let suffix: Tensor        // [K, L' − 1 − M, w], truncated after the last EOT
+    let prefix: Tensor // [K, 1, w]
+    let suffix: Tensor // [K, L' − 1 − M, w], truncated after the last EOT
     let eot: [Int]
 
     public init(_ prompts: ClassPrompts, text: TextEncoder) throws {
         let M = prompts.contextLength
         eot = TextEncoder.eotPositions(prompts.contextTokens)
         let used = (eot.max() ?? 0) + 1
-        let embedded = try text.embed(prompts.contextTokens, length: used)   // [K, used, w]
+        let embedded = try text.embed(prompts.contextTokens, length: used) // [K, used, w]
         let K = prompts.classNames.count, w = text.width
         prefix = Tensor(uninitialized: [K, 1, w])
         suffix = Tensor(uninitialized: [K, used - 1 - M, w])
         for k in 0..<K {
             (prefix.data + k * w).update(from: embedded.data + k * used * w, count: w)
-            (suffix.data + k * (used - 1 - M) * w).update(from: embedded.data + (k * used + 1 + M) * w,
-                                                            count: (used - 1 - M) * w)
+            (suffix.data + k * (used - 1 - M) * w).update(
+                from: embedded.data + (k * used + 1 + M) * w,
+                count: (used - 1 - M) * w)
         }
     }
 

@@ -49,7 +49,7 @@ public struct MethodSettings: Sendable, Equatable {
     public static func preset(_ name: String) -> MethodSettings? {
         var m = MethodSettings()
         var paperCAVPT = CAVPTSettings()
-        paperCAVPT.layers = [-1]      // the last image layer, whatever the depth
+        paperCAVPT.layers = [-1] // the last image layer, whatever the depth
         switch name {
         case "zsclip": break
         case "coop": m.textPrompt = true
@@ -68,6 +68,8 @@ public struct MethodSettings: Sendable, Equatable {
         return m
     }
 
-    public static let presetNames = ["zsclip", "coop", "vpt_shallow", "vpt_deep", "vpt_cavpt",
-                                     "vlp_deep", "vlp_cavpt", "dpt_released"]
+    public static let presetNames = [
+        "zsclip", "coop", "vpt_shallow", "vpt_deep", "vpt_cavpt",
+        "vlp_deep", "vlp_cavpt", "dpt_released",
+    ]
 }

@@ -12,10 +12,10 @@ public final class PromptLearner: @unchecked Sendable {
     public let prompts: ClassPrompts
     /// Frozen template text features [K, D], computed once per run.
     public let templateFeatures: Tensor
-    public let textContext: Var?            // text.ctx [M, w]
+    public let textContext: Var? // text.ctx [M, w]
     let contextPrompts: TextContextPrompts?
-    public let visualPrompts: Var?          // visual.prompts [rows, P, d]
-    public let cavpt: [CAVPTModule]         // by ascending layer
+    public let visualPrompts: Var? // visual.prompts [rows, P, d]
+    public let cavpt: [CAVPTModule] // by ascending layer
     /// For each 0-based image layer, the row of visual.prompts it takes (nil: none).
     let promptRow: [Int?]
     /// Canonical name -> trained tensor, in a fixed order (checkpoints, allreduce packing).
@@ -37,8 +37,9 @@ public final class PromptLearner: @unchecked Sendable {
         var seeds = SplitMix64(seed: seed)
 
         if settings.textPrompt {
-            let ctx = Var(trainable: .randn([settings.textLength, model.text.width], std: 0.02, seed: seeds.next()),
-                          name: "text.ctx")
+            let ctx = Var(
+                trainable: .randn([settings.textLength, model.text.width], std: 0.02, seed: seeds.next()),
+                name: "text.ctx")
             textContext = ctx
             contextPrompts = try TextContextPrompts(prompts, text: model.text)
             params.append(("text.ctx", ctx))
@@ -58,16 +59,18 @@ public final class PromptLearner: @unchecked Sendable {
         }
         promptRow = rows
         if rowCount > 0 {
-            let vp = Var(trainable: .randn([rowCount, settings.visualLength, d], std: 0.02, seed: seeds.next()),
-                         name: "visual.prompts")
+            let vp = Var(
+                trainable: .randn([rowCount, settings.visualLength, d], std: 0.02, seed: seeds.next()),
+                name: "visual.prompts")
             visualPrompts = vp
             params.append(("visual.prompts", vp))
         } else {
             visualPrompts = nil
         }
         cavpt = cavptLayers.map {
-            CAVPTModule(layer: $0, settings: settings.cavpt, width: d, textDim: model.text.embedDim,
-                        classes: prompts.classNames.count, seed: seeds.next())
+            CAVPTModule(
+                layer: $0, settings: settings.cavpt, width: d, textDim: model.text.embedDim,
+                classes: prompts.classNames.count, seed: seeds.next())
         }
         for module in cavpt { params += module.parameters }
         parameters = params
@@ -77,14 +80,17 @@ public final class PromptLearner: @unchecked Sendable {
     static func resolveLayers(_ layers: [Int], depth: Int) throws -> [Int] {
         let resolved = layers.map { $0 < 0 ? depth + 1 + $0 : $0 }
         for (given, l) in zip(layers, resolved) where l < 1 || l > depth {
-            throw PromptError.configuration("cavpt.layers: layer \(given) does not exist in a \(depth)-layer image encoder")
+            throw PromptError.configuration(
+                "cavpt.layers: layer \(given) does not exist in a \(depth)-layer image encoder")
         }
         return Array(Set(resolved)).sorted()
     }
 
     /// Whether a trained tensor serves training only: CAVPT's class branch (`cavpt.{l}.classifier`)
     /// shapes the CAVPT loss over the training classes and plays no part in a prediction.
-    public static func isTrainingOnly(_ name: String) -> Bool { name.hasPrefix("cavpt.") && name.hasSuffix(".classifier.weight") }
+    public static func isTrainingOnly(_ name: String) -> Bool {
+        name.hasPrefix("cavpt.") && name.hasSuffix(".classifier.weight")
+    }
 
     /// Sets trained tensors by canonical name (e.g. from `--params` or a checkpoint); every given
     /// name must exist with the same shape. `forEvaluation` skips the training-only tensors, so a
@@ -93,14 +99,21 @@ public final class PromptLearner: @unchecked Sendable {
         let known = Dictionary(uniqueKeysWithValues: parameters)
         for (name, t) in tensors where !(forEvaluation && Self.isTrainingOnly(name)) {
             guard let v = known[name] else {
-                throw PromptError.parameter("unexpected trained tensor \"\(name)\" (this method trains: \(parameters.map(\.0).joined(separator: ", ")))")
+                throw PromptError.parameter(
+                    "unexpected trained tensor \"\(name)\" (this method trains: "
+                        + "\(parameters.map(\.0).joined(separator: ", ")))"
+                )
             }
             guard v.shape == t.shape else {
                 throw PromptError.parameter("trained tensor \"\(name)\" has shape \(t.shape), expected \(v.shape)")
             }
             v.value.assign(t)
         }
-        if requireAll, let missing = parameters.first(where: { tensors[$0.0] == nil && !(forEvaluation && Self.isTrainingOnly($0.0)) }) {
+        if requireAll,
+            let missing = parameters.first(where: {
+                tensors[$0.0] == nil && !(forEvaluation && Self.isTrainingOnly($0.0))
+            })
+        {
             throw PromptError.parameter("missing trained tensor \"\(missing.0)\"")
         }
     }
@@ -182,8 +195,10 @@ public final class PromptLearner: @unchecked Sendable {
     /// The prompted image encoder. Returns image features [b, D] and each CAVPT layer's class logits.
     /// `lastLayer` sees the last image block and the tokens entering it (class token, patches and
     /// whatever prompts that layer has), e.g. for its attention map.
-    public func imageFeatures(pixels: Tensor, selection: Selection, textFeatures: Var,
-                              lastLayer: ((ResidualBlock, Var) -> Void)? = nil) -> (Var, [Var]) {
+    public func imageFeatures(
+        pixels: Tensor, selection: Selection, textFeatures: Var,
+        lastLayer: ((ResidualBlock, Var) -> Void)? = nil
+    ) -> (Var, [Var]) {
         let image = model.image
         let b = pixels.shape[0], T = image.tokens, L = image.layers
         var x = image.embed(Var(pixels))
@@ -203,19 +218,21 @@ public final class PromptLearner: @unchecked Sendable {
             if cavptIndex < cavpt.count, cavpt[cavptIndex].layer == l + 1 {
                 let module = cavpt[cavptIndex]
                 cavptIndex += 1
-                let (prompts, logits) = module(tokens: sliceTokens(x, 0..<T), queryText: queryText!, selectedPerImage: kN)
+                let (prompts, logits) = module(
+                    tokens: sliceTokens(x, 0..<T), queryText: queryText!, selectedPerImage: kN)
                 classLogits.append(logits)
                 let input = concatTokens([x, prompts], samples: b)
                 if last { lastLayer?(image.blocks[l], input) }
                 x = image.blocks[l](input, outputs: .prefix(last ? 1 : carried))
             } else if let row = promptRow[l], let visualPrompts {
-                let rowPrompts = reshape(sliceLeading(visualPrompts, row..<(row + 1)),
-                                         [settings.visualLength, image.width])
+                let rowPrompts = reshape(
+                    sliceLeading(visualPrompts, row..<(row + 1)),
+                    [settings.visualLength, image.width])
                 let input = settings.visualPrompt == .none ? x : concatTokens([x, rowPrompts], samples: b)
                 if last { lastLayer?(image.blocks[l], input) }
                 switch settings.visualPrompt {
                 case .deep: x = image.blocks[l](input, outputs: .prefix(last ? 1 : carried))
-                case .shallow: x = image.blocks[l](input, outputs: last ? .prefix(1) : .all)   // carried on
+                case .shallow: x = image.blocks[l](input, outputs: last ? .prefix(1) : .all) // carried on
                 case .none: x = image.blocks[l](x, outputs: last ? .prefix(1) : .all)
                 }
             } else {
@@ -236,7 +253,7 @@ public final class PromptLearner: @unchecked Sendable {
         _ = imageFeatures(pixels: pixels, selection: selection, textFeatures: Var(textFeatures)) { block, input in
             probabilities = block.attentionProbabilities(input, queryRows: 1)
         }
-        let p = probabilities!                                   // [b, heads, 1, S]
+        let p = probabilities! // [b, heads, 1, S]
         let (b, heads, S) = (p.shape[0], p.shape[1], p.shape[3])
         let grid = model.image.resolution / model.image.patch
         let maps = Tensor(zeros: [b, grid, grid])
@@ -266,8 +283,10 @@ public final class PromptLearner: @unchecked Sendable {
     ///   globalBatch: B.   contributingPairs: the global count of L_ca entries (0: no CAVPT term).
     /// `text` replaces the text features the method would compute (the trainer passes a leaf holding
     /// the all-gathered features when the text side is sharded over ranks).
-    public func loss(pixels: Tensor, labels: [Int], selection: Selection, epoch: Int,
-                     globalBatch: Int, contributingPairs: Int, text given: Var? = nil) -> StepOutput {
+    public func loss(
+        pixels: Tensor, labels: [Int], selection: Selection, epoch: Int,
+        globalBatch: Int, contributingPairs: Int, text given: Var? = nil
+    ) -> StepOutput {
         let text = given ?? textFeatures()
         let (features, classLogits) = imageFeatures(pixels: pixels, selection: selection, textFeatures: text)
         let logits = model.logits(imageFeatures: features, textFeatures: text)
@@ -277,13 +296,16 @@ public final class PromptLearner: @unchecked Sendable {
             // General-knowledge guidance: zero-shot image · learned text + prompted image · template text.
             let zeroShotLearned = model.logits(imageFeatures: Var(plain), textFeatures: text)
             let promptedTemplate = model.logits(imageFeatures: features, textFeatures: Var(templateFeatures))
-            total = 0.1 * total
+            total =
+                0.1 * total
                 + perBatch * crossEntropy(zeroShotLearned, .hard(labels), reduction: .sum)
                 + perBatch * crossEntropy(promptedTemplate, .hard(labels), reduction: .sum)
         }
         var cavptShare: Float = 0
         if !classLogits.isEmpty && contributingPairs > 0 {
-            let ca = (settings.cavpt.alpha / Float(contributingPairs)) * classAwareLoss(classLogits, labels: labels, selection: selection)
+            let ca =
+                (settings.cavpt.alpha / Float(contributingPairs))
+                * classAwareLoss(classLogits, labels: labels, selection: selection)
             cavptShare = ca.value.scalar
             total = total + ca
         }
@@ -296,14 +318,16 @@ public final class PromptLearner: @unchecked Sendable {
     func classAwareLoss(_ classLogits: [Var], labels: [Int], selection: Selection) -> Var {
         let kN = selectedPerImage, K = classCount
         var terms: [Var] = []
-        for logits in classLogits {            // [b·K_N, K]
+        for logits in classLogits { // [b·K_N, K]
             switch settings.cavpt.nonTarget {
             case .ignore:
                 var rows: [Int] = [], targets: [Int] = []
                 for (i, slots) in selection.selected.enumerated() {
                     for (j, c) in slots.enumerated() where c == labels[i] { rows.append(i * kN + j); targets.append(c) }
                 }
-                if !rows.isEmpty { terms.append(crossEntropy(gatherRows(logits, rows), .hard(targets), reduction: .sum)) }
+                if !rows.isEmpty {
+                    terms.append(crossEntropy(gatherRows(logits, rows), .hard(targets), reduction: .sum))
+                }
             case .uniform:
                 let target = Tensor(shape: [labels.count * kN, K], repeating: 1 / Float(K))
                 for (i, slots) in selection.selected.enumerated() {

@@ -58,8 +58,10 @@ public func causalMask(_ S: Int) -> Tensor {
 }
 
 /// dx = y ⊙ (dy − Σ dy ⊙ y)
-@inline(__always) func softmaxBackwardRow(y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                                          dx: UnsafeMutablePointer<Float>, count k: Int) {
+@inline(__always) func softmaxBackwardRow(
+    y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+    dx: UnsafeMutablePointer<Float>, count k: Int
+) {
     var dot: Float = 0
     for j in 0..<k { dot += dy[j] * y[j] }
     for j in 0..<k { dx[j] = y[j] * (dy[j] - dot) }
@@ -91,8 +93,9 @@ public enum AttentionMask: Sendable {
 public func attention(_ q: Var, _ kv: Var, heads h: Int, mask: AttentionMask = .none) -> Var {
     let (n, Sq, d) = (q.value.shape[0], q.value.shape[1], q.value.shape[2])
     let Sk = kv.value.shape[1]
-    precondition(kv.value.shape[0] == n && kv.value.shape[2] == 2 * d && d % h == 0,
-                 "attention: q \(q.shape), kv \(kv.shape), heads \(h)")
+    precondition(
+        kv.value.shape[0] == n && kv.value.shape[2] == 2 * d && d % h == 0,
+        "attention: q \(q.shape), kv \(kv.shape), heads \(h)")
     let hd = d / h
     let scale = 1 / sqrtf(Float(hd))
     let (pq, pkv) = (q.value.data, kv.value.data)
@@ -103,9 +106,10 @@ public func attention(_ q: Var, _ kv: Var, heads h: Int, mask: AttentionMask = .
         // One sample's heads are h products with strides hd (columns) inside the packed rows.
         let qs = pq + s * Sq * d, ks = pkv + s * Sk * 2 * d, vs = ks + d
         let ps = probs.data + s * h * Sq * Sk
-        BLAS.gemmStridedBatched(count: h, transB: true, m: Sq, n: Sk, k: hd, alpha: scale,
-                                a: qs, lda: d, strideA: hd, b: ks, ldb: 2 * d, strideB: hd,
-                                c: ps, ldc: Sk, strideC: Sq * Sk)
+        BLAS.gemmStridedBatched(
+            count: h, transB: true, m: Sq, n: Sk, k: hd, alpha: scale,
+            a: qs, lda: d, strideA: hd, b: ks, ldb: 2 * d, strideB: hd,
+            c: ps, ldc: Sk, strideC: Sq * Sk)
         for head in 0..<h {
             for j in 0..<Sq {
                 let row = ps + (head * Sq + j) * Sk
@@ -114,28 +118,31 @@ public func attention(_ q: Var, _ kv: Var, heads h: Int, mask: AttentionMask = .
                 if visible < Sk { (row + visible).update(repeating: 0, count: Sk - visible) }
             }
         }
-        BLAS.gemmStridedBatched(count: h, m: Sq, n: hd, k: Sk,
-                                a: ps, lda: Sk, strideA: Sq * Sk, b: vs, ldb: 2 * d, strideB: hd,
-                                c: out.data + s * Sq * d, ldc: d, strideC: hd)
+        BLAS.gemmStridedBatched(
+            count: h, m: Sq, n: hd, k: Sk,
+            a: ps, lda: Sk, strideA: Sq * Sk, b: vs, ldb: 2 * d, strideB: hd,
+            c: out.data + s * Sq * d, ldc: d, strideC: hd)
     }
     return Var.op(out, [q, kv]) { dout in
         let (pq, pkv) = (q.value.data, kv.value.data)
         let dq = q.requiresGrad ? Tensor(uninitialized: q.value.shape) : nil
         let dkv = kv.requiresGrad ? Tensor(uninitialized: kv.value.shape) : nil
-        let dscores = Tensor(uninitialized: [h, Sq, Sk])   // reused per sample
+        let dscores = Tensor(uninitialized: [h, Sq, Sk]) // reused per sample
         let pds = dscores.data
         for s in 0..<n {
             let qs = pq + s * Sq * d, ks = pkv + s * Sk * 2 * d, vs = ks + d
             let ps = probs.data + s * h * Sq * Sk
             let dos = dout.data + s * Sq * d
             // dP = dO Vᵀ
-            BLAS.gemmStridedBatched(count: h, transB: true, m: Sq, n: Sk, k: hd,
-                                    a: dos, lda: d, strideA: hd, b: vs, ldb: 2 * d, strideB: hd,
-                                    c: pds, ldc: Sk, strideC: Sq * Sk)
-            if let dkv {   // dV = Pᵀ dO
-                BLAS.gemmStridedBatched(count: h, transA: true, m: Sk, n: hd, k: Sq,
-                                        a: ps, lda: Sk, strideA: Sq * Sk, b: dos, ldb: d, strideB: hd,
-                                        c: dkv.data + s * Sk * 2 * d + d, ldc: 2 * d, strideC: hd)
+            BLAS.gemmStridedBatched(
+                count: h, transB: true, m: Sq, n: Sk, k: hd,
+                a: dos, lda: d, strideA: hd, b: vs, ldb: 2 * d, strideB: hd,
+                c: pds, ldc: Sk, strideC: Sq * Sk)
+            if let dkv { // dV = Pᵀ dO
+                BLAS.gemmStridedBatched(
+                    count: h, transA: true, m: Sk, n: hd, k: Sq,
+                    a: ps, lda: Sk, strideA: Sq * Sk, b: dos, ldb: d, strideB: hd,
+                    c: dkv.data + s * Sk * 2 * d + d, ldc: 2 * d, strideC: hd)
             }
             // dS = P ⊙ (dP − Σ dP ⊙ P) · scale   (masked entries have P = 0, so dS = 0)
             for r in 0..<(h * Sq) {
@@ -144,15 +151,17 @@ public func attention(_ q: Var, _ kv: Var, heads h: Int, mask: AttentionMask = .
                 for j in 0..<Sk { dot += g[j] * p[j] }
                 for j in 0..<Sk { g[j] = p[j] * (g[j] - dot) * scale }
             }
-            if let dq {    // dQ = dS K
-                BLAS.gemmStridedBatched(count: h, m: Sq, n: hd, k: Sk,
-                                        a: pds, lda: Sk, strideA: Sq * Sk, b: ks, ldb: 2 * d, strideB: hd,
-                                        c: dq.data + s * Sq * d, ldc: d, strideC: hd)
+            if let dq { // dQ = dS K
+                BLAS.gemmStridedBatched(
+                    count: h, m: Sq, n: hd, k: Sk,
+                    a: pds, lda: Sk, strideA: Sq * Sk, b: ks, ldb: 2 * d, strideB: hd,
+                    c: dq.data + s * Sq * d, ldc: d, strideC: hd)
             }
-            if let dkv {   // dK = dSᵀ Q
-                BLAS.gemmStridedBatched(count: h, transA: true, m: Sk, n: hd, k: Sq,
-                                        a: pds, lda: Sk, strideA: Sq * Sk, b: qs, ldb: d, strideB: hd,
-                                        c: dkv.data + s * Sk * 2 * d, ldc: 2 * d, strideC: hd)
+            if let dkv { // dK = dSᵀ Q
+                BLAS.gemmStridedBatched(
+                    count: h, transA: true, m: Sk, n: hd, k: Sq,
+                    a: pds, lda: Sk, strideA: Sq * Sk, b: qs, ldb: d, strideB: hd,
+                    c: dkv.data + s * Sk * 2 * d, ldc: 2 * d, strideC: hd)
             }
         }
         if let dq { q.accumulate(dq) }

@@ -61,7 +61,7 @@ public final class Var: @unchecked Sendable {
         precondition(g.count == value.count, "gradient \(g.shape) does not fit \(value.shape)")
         if let existing = grad {
             if gradOwned {
-                existing.storage.bf16 = nil   // a bf16 copy written with the first gradient is stale now
+                existing.storage.bf16 = nil // a bf16 copy written with the first gradient is stale now
                 addInPlace(existing.data, g.data, count: g.count)
             } else {
                 // The first gradient may be shared with another Var (e.g. both inputs of an add):
@@ -103,7 +103,7 @@ public final class Var: @unchecked Sendable {
         for i in stride(from: order.count - 1, through: 0, by: -1) {
             guard let v = order[i] else { continue }
             order[i] = nil
-            guard let fn = v.backwardFn else { continue }   // leaves keep their gradient
+            guard let fn = v.backwardFn else { continue } // leaves keep their gradient
             if let g = v.grad { fn(g) }
             // Release the closure, its captured activations and the intermediate gradient now.
             v.backwardFn = nil
@@ -114,10 +114,12 @@ public final class Var: @unchecked Sendable {
 }
 
 @inline(__always) func addInPlace(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
-    ck_add_in_place(y, x, count)   // exact either way: one rounding per element
+    ck_add_in_place(y, x, count) // exact either way: one rounding per element
 }
 
-@inline(__always) func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                           into y: UnsafeMutablePointer<Float>, count: Int) {
+@inline(__always) func add(
+    _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+    into y: UnsafeMutablePointer<Float>, count: Int
+) {
     for i in 0..<count { y[i] = a[i] + b[i] }
 }

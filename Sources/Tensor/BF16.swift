@@ -2,6 +2,7 @@
 // activations that feed oneDNN, and the frozen weight matrix that is either fp32 or bf16.
 import CAlloc
 import CKernels
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -93,7 +94,8 @@ public func roundToBF16(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePoin
 
 /// fp32 → bf16 on the calling thread (AVX-512 BF16's conversion where the CPU has it; the same
 /// rounding as `bf16Bits`, except that it flushes subnormal inputs to zero).
-@inline(__always) func roundRangeToBF16(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<UInt16>, count: Int) {
+@inline(__always) func roundRangeToBF16(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<UInt16>, count: Int)
+{
     ck_round_bf16(src, dst, count)
 }
 

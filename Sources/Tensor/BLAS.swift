@@ -31,12 +31,14 @@ public enum BLAS {
     /// Row-major C[m,n] = alpha · op(A) · op(B) + beta · C, with op(X) = Xᵀ when trans is set.
     /// lda/ldb/ldc are row strides, so heads and shards of packed buffers need no copies.
     @inline(__always)
-    public static func gemm(transA: Bool = false, transB: Bool = false,
-                            m: Int, n: Int, k: Int, alpha: Float = 1,
-                            a: UnsafePointer<Float>, lda: Int,
-                            b: UnsafePointer<Float>, ldb: Int,
-                            beta: Float = 0,
-                            c: UnsafeMutablePointer<Float>, ldc: Int) {
+    public static func gemm(
+        transA: Bool = false, transB: Bool = false,
+        m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0,
+        c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         if m == 0 || n == 0 { return }
         if k == 0 {
             // An empty sum: C = beta·C (OpenBLAS rejects k = 0 with some leading dimensions).
@@ -54,9 +56,10 @@ public enum BLAS {
             counter.lock.unlock()
             if counter.timed { start = DispatchTime.now().uptimeNanoseconds }
         }
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    blasint(m), blasint(n), blasint(k), alpha,
-                    a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+        cblas_sgemm(
+            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+            blasint(m), blasint(n), blasint(k), alpha,
+            a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
         if let counter, counter.timed {
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             counter.lock.lock()
@@ -74,16 +77,19 @@ public enum BLAS {
     /// fixed strides (attention heads × samples). OpenBLAS 0.3.21 has no batched sgemm, and these
     /// products are too small to thread internally, so they run one after another.
     @inline(__always)
-    public static func gemmStridedBatched(count: Int, transA: Bool = false, transB: Bool = false,
-                                          m: Int, n: Int, k: Int, alpha: Float = 1,
-                                          a: UnsafePointer<Float>, lda: Int, strideA: Int,
-                                          b: UnsafePointer<Float>, ldb: Int, strideB: Int,
-                                          beta: Float = 0,
-                                          c: UnsafeMutablePointer<Float>, ldc: Int, strideC: Int) {
+    public static func gemmStridedBatched(
+        count: Int, transA: Bool = false, transB: Bool = false,
+        m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int, strideA: Int,
+        b: UnsafePointer<Float>, ldb: Int, strideB: Int,
+        beta: Float = 0,
+        c: UnsafeMutablePointer<Float>, ldc: Int, strideC: Int
+    ) {
         for i in 0..<count {
-            gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-                 a: a + i * strideA, lda: lda, b: b + i * strideB, ldb: ldb,
-                 beta: beta, c: c + i * strideC, ldc: ldc)
+            gemm(
+                transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                a: a + i * strideA, lda: lda, b: b + i * strideB, ldb: ldb,
+                beta: beta, c: c + i * strideC, ldc: ldc)
         }
     }
 }
@@ -96,8 +102,9 @@ extension Tensor {
         let n = transB ? br : bc
         precondition((transB ? bc : br) == k, "matmul: inner sizes differ: \(shape) · \(other.shape)")
         let out = Tensor(uninitialized: [m, n])
-        BLAS.gemm(transA: transA, transB: transB, m: m, n: n, k: k,
-                  a: data, lda: ac, b: other.data, ldb: bc, c: out.data, ldc: n)
+        BLAS.gemm(
+            transA: transA, transB: transB, m: m, n: n, k: k,
+            a: data, lda: ac, b: other.data, ldb: bc, c: out.data, ldc: n)
         return out
     }
 }

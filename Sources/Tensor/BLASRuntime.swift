@@ -2,6 +2,7 @@
 // re-exec that rescues a CPU OpenBLAS 0.3.21 does not recognise.
 import CBLAS
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,13 +23,15 @@ public enum BLASRuntime {
     }
 
     /// Generic fallbacks OpenBLAS's dynamic dispatch chooses when it cannot identify a CPU.
-    static let genericCores: Set<String> = ["prescott", "core2", "nehalem", "katmai", "coppermine",
-                                            "northwood", "banias", "atom", "unknown"]
+    static let genericCores: Set<String> = [
+        "prescott", "core2", "nehalem", "katmai", "coppermine",
+        "northwood", "banias", "atom", "unknown",
+    ]
 
     /// The best kernel family this CPU supports, from the instruction-set flags the kernel reports.
     public static func bestCoreForThisCPU() -> String? {
         guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let flagsLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+            let flagsLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
         else { return nil }
         let flags = Set(flagsLine.split(separator: " ").map(String.init))
         if flags.contains("avx512f") && flags.contains("avx512bw") && flags.contains("avx512vl") { return "SkylakeX" }
@@ -50,7 +53,9 @@ public enum BLASRuntime {
     public static func ensureFastKernels(arguments: [String]) {
         guard getenv("CAVPT_DIST_NO_REEXEC") == nil else { return }
         var restart = false
-        if getenv("OPENBLAS_CORETYPE") == nil, genericCores.contains(coreName.lowercased()), let best = bestCoreForThisCPU() {
+        if getenv("OPENBLAS_CORETYPE") == nil, genericCores.contains(coreName.lowercased()),
+            let best = bestCoreForThisCPU()
+        {
             setenv("OPENBLAS_CORETYPE", best, 1)
             setenv("CAVPT_DIST_REEXEC_FROM", coreName, 1)
             restart = true
@@ -64,8 +69,12 @@ public enum BLASRuntime {
         cArgs.append(nil)
         execv("/proc/self/exe", &cArgs)
         // execv only returns on failure: carry on (with slow kernels, if that was the reason), but say so.
-        if let best = getenv("OPENBLAS_CORETYPE").map({ String(cString: $0) }), getenv("CAVPT_DIST_REEXEC_FROM") != nil {
-            writeStandardError("warning: OpenBLAS chose \(coreName) kernels and restarting with OPENBLAS_CORETYPE=\(best) failed; matrix products will be slow\n")
+        if let best = getenv("OPENBLAS_CORETYPE").map({ String(cString: $0) }), getenv("CAVPT_DIST_REEXEC_FROM") != nil
+        {
+            writeStandardError(
+                "warning: OpenBLAS chose \(coreName) kernels and restarting with OPENBLAS_CORETYPE=\(best) failed; "
+                    + "matrix products will be slow\n"
+            )
         }
     }
 

@@ -51,8 +51,9 @@ public func * (s: Float, x: Var) -> Var {
 /// over samples). p's gradient sums over the broadcast leading entries.
 public func addBroadcast(_ x: Var, _ p: Var) -> Var {
     let inner = p.value.count
-    precondition(inner > 0 && x.value.count % inner == 0 && Array(x.shape.suffix(p.shape.count)) == p.shape,
-                 "addBroadcast: \(p.shape) is not a suffix of \(x.shape)")
+    precondition(
+        inner > 0 && x.value.count % inner == 0 && Array(x.shape.suffix(p.shape.count)) == p.shape,
+        "addBroadcast: \(p.shape) is not a suffix of \(x.shape)")
     let outer = x.value.count / inner
     let y = Tensor(uninitialized: x.value.shape)
     let (px, pp, py) = (x.value.data, p.value.data, y.data)

@@ -7,8 +7,10 @@
 /// checked entries. With Float32 kernels and eps = 1e-2 the truncation error is O(eps²) and the
 /// rounding error O(ulp(L)/eps) ≈ 1e-5 relative, so correct ops land near 1e-4 and tests allow 1e-2;
 /// a wrong backward (a missing term, a transposed product) is off by O(1).
-public func gradientCheck(_ inputs: [Tensor], trainable: [Bool], eps: Float = 1e-2, maxEntries: Int = 64,
-                          seed: UInt64 = 7, _ op: ([Var]) -> Var) -> [Float] {
+public func gradientCheck(
+    _ inputs: [Tensor], trainable: [Bool], eps: Float = 1e-2, maxEntries: Int = 64,
+    seed: UInt64 = 7, _ op: ([Var]) -> Var
+) -> [Float] {
     precondition(inputs.count == trainable.count)
     // Analytic.
     let vars = zip(inputs, trainable).map { $1 ? Var(trainable: $0.copy()) : Var($0.copy()) }
@@ -24,7 +26,9 @@ public func gradientCheck(_ inputs: [Tensor], trainable: [Bool], eps: Float = 1e
     for (k, input) in inputs.enumerated() where trainable[k] {
         let analytic = vars[k].grad ?? Tensor(zeros: input.shape)
         var rng = SplitMix64(seed: seed &+ UInt64(k))
-        let entries = input.count <= maxEntries ? Array(0..<input.count)
+        let entries =
+            input.count <= maxEntries
+            ? Array(0..<input.count)
             : (0..<maxEntries).map { _ in Int(rng.next() % UInt64(input.count)) }
         var maxDiff: Float = 0, maxRef: Float = 0
         for e in entries {

@@ -66,7 +66,7 @@ public enum RegularFile {
                 if errno == EINTR { continue }
                 throw RegularFileError(reason: "read failed: \(systemError())")
             }
-            if n == 0 { break }  // the file shrank while we read it
+            if n == 0 { break } // the file shrank while we read it
             filled += n
         }
         if filled < size { bytes.removeSubrange(filled...) }

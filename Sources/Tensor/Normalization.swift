@@ -1,5 +1,6 @@
 // LayerNorm over the last axis and L2 normalisation of rows, with their backward passes.
 import CKernels
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -15,32 +16,34 @@ public func layerNorm(_ x: Var, _ gamma: Var, _ beta: Var, eps: Float = 1e-5, bf
     precondition(gamma.value.count == d && beta.value.count == d, "layerNorm: γ/β \(gamma.shape) vs width \(d)")
     let y = Tensor(uninitialized: x.value.shape)
     let yb = bf16Copy ? y.attachBF16() : nil
-    let xhat = Tensor(uninitialized: x.value.shape)   // saved for backward
+    let xhat = Tensor(uninitialized: x.value.shape) // saved for backward
     let rstd = Tensor(uninitialized: [n])
     let (px, py, ph, pr, pg, pb) = (x.value.data, y.data, xhat.data, rstd.data, gamma.value.data, beta.value.data)
-    if let yb {   // bf16 path: the AVX-512 kernel writes y and its bf16 rounding in one pass
+    if let yb { // bf16 path: the AVX-512 kernel writes y and its bf16 rounding in one pass
         Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in
             let r = rows.lowerBound
             ck_layernorm(px + r * d, pg, pb, ph + r * d, pr + r, py + r * d, yb + r * d, rows.count, d, eps)
         }
     } else {
-        Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in for r in rows {
-            let row = px + r * d
-            var mean: Float = 0
-            for j in 0..<d { mean += row[j] }
-            mean /= Float(d)
-            var variance: Float = 0
-            for j in 0..<d { let c = row[j] - mean; variance += c * c }
-            variance /= Float(d)
-            let s = 1 / sqrtf(variance + eps)
-            pr[r] = s
-            let h = ph + r * d, out = py + r * d
-            for j in 0..<d {
-                let v = (row[j] - mean) * s
-                h[j] = v
-                out[j] = v * pg[j] + pb[j]
+        Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in
+            for r in rows {
+                let row = px + r * d
+                var mean: Float = 0
+                for j in 0..<d { mean += row[j] }
+                mean /= Float(d)
+                var variance: Float = 0
+                for j in 0..<d { let c = row[j] - mean; variance += c * c }
+                variance /= Float(d)
+                let s = 1 / sqrtf(variance + eps)
+                pr[r] = s
+                let h = ph + r * d, out = py + r * d
+                for j in 0..<d {
+                    let v = (row[j] - mean) * s
+                    h[j] = v
+                    out[j] = v * pg[j] + pb[j]
+                }
             }
-        } }
+        }
     }
     return Var.op(y, [x, gamma, beta]) { dy in
         // Reach the saved buffers through their tensors so the closure keeps them alive.
@@ -99,18 +102,22 @@ public func l2Normalize(_ x: Var) -> Var {
 /// LayerNorm's input gradient, row by row: dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)),
 /// dx̂ = dy ⊙ γ. `into` may be `dy` itself (each element is read before it is written).
 @inline(__always)
-func layerNormInputGradient(dy: UnsafePointer<Float>, xhat: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
-                            gamma: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>, rows n: Int, width d: Int) {
-    Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in for r in rows {
-        let gr = dy + r * d, h = xhat + r * d, out = dx + r * d
-        var m1: Float = 0, m2: Float = 0
-        for j in 0..<d {
-            let dh = gr[j] * gamma[j]
-            m1 += dh
-            m2 += dh * h[j]
+func layerNormInputGradient(
+    dy: UnsafePointer<Float>, xhat: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+    gamma: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>, rows n: Int, width d: Int
+) {
+    Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in
+        for r in rows {
+            let gr = dy + r * d, h = xhat + r * d, out = dx + r * d
+            var m1: Float = 0, m2: Float = 0
+            for j in 0..<d {
+                let dh = gr[j] * gamma[j]
+                m1 += dh
+                m2 += dh * h[j]
+            }
+            m1 /= Float(d); m2 /= Float(d)
+            let s = rstd[r]
+            for j in 0..<d { out[j] = s * (gr[j] * gamma[j] - m1 - h[j] * m2) }
         }
-        m1 /= Float(d); m2 /= Float(d)
-        let s = rstd[r]
-        for j in 0..<d { out[j] = s * (gr[j] * gamma[j] - m1 - h[j] * m2) }
-    } }
+    }
 }

@@ -2,6 +2,7 @@
 // and matmul primitives (bf16 × bf16 → fp32, or fp32) created once per shape and reused.
 import CDNNL
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -56,9 +57,12 @@ public enum OneDNN {
     public static var bf16Unsupported: String? {
         let bf16Bits = dnnl_cpu_isa_avx512_core_bf16.rawValue
         if isa.rawValue & bf16Bits == bf16Bits { return nil }
-        var reason = "runtime.precision bf16 needs AVX-512 BF16 (avx512_bf16) or AMX-BF16, and oneDNN finds neither: "
+        var reason =
+            "runtime.precision bf16 needs AVX-512 BF16 (avx512_bf16) or AMX-BF16, and oneDNN finds neither: "
             + "it would run \(isaName) kernels on this CPU"
-        if let cap = ProcessInfo.processInfo.environment["ONEDNN_MAX_CPU_ISA"] ?? ProcessInfo.processInfo.environment["DNNL_MAX_CPU_ISA"] {
+        if let cap = ProcessInfo.processInfo.environment["ONEDNN_MAX_CPU_ISA"]
+            ?? ProcessInfo.processInfo.environment["DNNL_MAX_CPU_ISA"]
+        {
             reason += " (capped by ONEDNN_MAX_CPU_ISA=\(cap))"
         }
         return reason + "; use runtime.precision fp32"
@@ -95,12 +99,14 @@ public enum OneDNN {
 
     final class Primitive {
         let primitive: dnnl_primitive_t
-        let memories: [dnnl_memory_t]     // src, weights, dst, bias? (handles set per call)
+        let memories: [dnnl_memory_t] // src, weights, dst, bias? (handles set per call)
         let scratchpad: dnnl_memory_t?
         let scratchBytes: Int
         let implementation: String
-        init(primitive: dnnl_primitive_t, memories: [dnnl_memory_t], scratchpad: dnnl_memory_t?,
-             scratchBytes: Int, implementation: String) {
+        init(
+            primitive: dnnl_primitive_t, memories: [dnnl_memory_t], scratchpad: dnnl_memory_t?,
+            scratchBytes: Int, implementation: String
+        ) {
             self.primitive = primitive; self.memories = memories; self.scratchpad = scratchpad
             self.scratchBytes = scratchBytes; self.implementation = implementation
         }
@@ -120,10 +126,11 @@ public enum OneDNN {
 
     /// Times a primitive was created for the frozen-weight product y[m, n] = x[m, k] Wᵀ (W [n, k]).
     static func creations(forwardM m: Int, n: Int, k: Int, bias: Bool) -> Int {
-        let key = Key(src: [Int64(m), Int64(k)], srcStrides: [Int64(k), 1], weights: [Int64(k), Int64(n)],
-                      weightStrides: [1, Int64(k)], dst: [Int64(m), Int64(n)], dstStrides: [Int64(n), 1],
-                      srcType: dnnl_bf16.rawValue, weightType: dnnl_bf16.rawValue, dstType: dnnl_f32.rawValue,
-                      bias: bias, alpha: 1, accumulate: false)
+        let key = Key(
+            src: [Int64(m), Int64(k)], srcStrides: [Int64(k), 1], weights: [Int64(k), Int64(n)],
+            weightStrides: [1, Int64(k)], dst: [Int64(m), Int64(n)], dstStrides: [Int64(n), 1],
+            srcType: dnnl_bf16.rawValue, weightType: dnnl_bf16.rawValue, dstType: dnnl_f32.rawValue,
+            bias: bias, alpha: 1, accumulate: false)
         lock.lock(); defer { lock.unlock() }
         return creations[key] ?? 0
     }
@@ -138,7 +145,9 @@ public enum OneDNN {
         var md = dnnl_memory_desc_t()
         var d = dims + Array(repeating: 0, count: 12 - dims.count)
         var s = strides + Array(repeating: 0, count: 12 - strides.count)
-        check(dnnl_memory_desc_init_by_strides(&md, Int32(dims.count), &d, type, &s), "dnnl_memory_desc_init_by_strides \(dims)")
+        check(
+            dnnl_memory_desc_init_by_strides(&md, Int32(dims.count), &d, type, &s),
+            "dnnl_memory_desc_init_by_strides \(dims)")
         return md
     }
 
@@ -156,14 +165,18 @@ public enum OneDNN {
         biasStrides[n - 1] = 1
         var biasMD = memoryDesc(biasDims, biasStrides, dnnl_f32)
         var desc = dnnl_matmul_desc_t()
-        let described = key.bias ? dnnl_matmul_desc_init(&desc, &srcMD, &weightMD, &biasMD, &dstMD)
-                                 : dnnl_matmul_desc_init(&desc, &srcMD, &weightMD, nil, &dstMD)
+        let described =
+            key.bias
+            ? dnnl_matmul_desc_init(&desc, &srcMD, &weightMD, &biasMD, &dstMD)
+            : dnnl_matmul_desc_init(&desc, &srcMD, &weightMD, nil, &dstMD)
         check(described, "dnnl_matmul_desc_init")
         var attr: dnnl_primitive_attr_t?
         check(dnnl_primitive_attr_create(&attr), "dnnl_primitive_attr_create")
         defer { dnnl_primitive_attr_destroy(attr) }
         // A user-managed scratchpad: each primitive keeps its own, so nothing is allocated per call.
-        check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "dnnl_primitive_attr_set_scratchpad_mode")
+        check(
+            dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user),
+            "dnnl_primitive_attr_set_scratchpad_mode")
         if key.alpha != 1 {
             var alpha = key.alpha
             check(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha), "dnnl_primitive_attr_set_output_scales")
@@ -176,7 +189,9 @@ public enum OneDNN {
             dnnl_post_ops_destroy(ops)
         }
         var pd: dnnl_primitive_desc_t?
-        let created = withUnsafePointer(to: &desc) { dnnl_primitive_desc_create(&pd, UnsafeRawPointer($0), attr, engine, nil) }
+        let created = withUnsafePointer(to: &desc) {
+            dnnl_primitive_desc_create(&pd, UnsafeRawPointer($0), attr, engine, nil)
+        }
         check(created, "dnnl_primitive_desc_create (matmul \(key.src) × \(key.weights) -> \(key.dst))")
         defer { dnnl_primitive_desc_destroy(pd) }
         var info: UnsafePointer<CChar>?
@@ -198,21 +213,26 @@ public enum OneDNN {
                 check(dnnl_memory_create(&scratchpad, smd, engine, nil), "dnnl_memory_create (scratchpad)")
             }
         }
-        let p = Primitive(primitive: prim!, memories: memories, scratchpad: scratchpad, scratchBytes: scratchBytes,
-                          implementation: info.map { String(cString: $0) } ?? "unknown")
+        let p = Primitive(
+            primitive: prim!, memories: memories, scratchpad: scratchpad, scratchBytes: scratchBytes,
+            implementation: info.map { String(cString: $0) } ?? "unknown")
         cache[key] = p
         creations[key, default: 0] += 1
         return p
     }
 
     /// Runs a cached primitive on the given buffers (src, weights, dst, bias).
-    static func execute(_ key: Key, src: UnsafeRawPointer, weights: UnsafeRawPointer,
-                        dst: UnsafeMutableRawPointer, bias: UnsafeRawPointer?) {
+    static func execute(
+        _ key: Key, src: UnsafeRawPointer, weights: UnsafeRawPointer,
+        dst: UnsafeMutableRawPointer, bias: UnsafeRawPointer?
+    ) {
         lock.lock()
         defer { lock.unlock() }
         let p = primitive(key)
-        let handles: [UnsafeMutableRawPointer?] = [UnsafeMutableRawPointer(mutating: src), UnsafeMutableRawPointer(mutating: weights),
-                                                   dst, bias.map { UnsafeMutableRawPointer(mutating: $0) }]
+        let handles: [UnsafeMutableRawPointer?] = [
+            UnsafeMutableRawPointer(mutating: src), UnsafeMutableRawPointer(mutating: weights),
+            dst, bias.map { UnsafeMutableRawPointer(mutating: $0) },
+        ]
         var args: [dnnl_exec_arg_t] = []
         let names = [DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS]
         for (i, m) in p.memories.enumerated() {

@@ -2,6 +2,7 @@
 // (cores ÷ ranks on the node), so a rank never oversubscribes the cores its GEMMs use.
 import CKernels
 import Dispatch
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,10 +25,12 @@ public enum Parallel {
             if onOpenMPTeam {
                 var job = Job(body: escapable, count: count, threads: threads)
                 let ran = withUnsafeMutablePointer(to: &job) { pointer in
-                    ck_parallel(threads, { context, t in
-                        let job = context!.assumingMemoryBound(to: Job.self).pointee
-                        job.body(job.count * Int(t) / job.threads..<job.count * (Int(t) + 1) / job.threads)
-                    }, pointer)
+                    ck_parallel(
+                        threads,
+                        { context, t in
+                            let job = context!.assumingMemoryBound(to: Job.self).pointee
+                            job.body(job.count * Int(t) / job.threads..<job.count * (Int(t) + 1) / job.threads)
+                        }, pointer)
                 }
                 if ran != 0 { return }
             }

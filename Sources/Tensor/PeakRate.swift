@@ -22,7 +22,7 @@ public enum PeakRate {
         guard flags.contains("avx512f"), kind == .fp32FMA || flags.contains("avx512_bf16") else { return nil }
         let iterations = 1 << 22
         @Sendable func run() { kind == .fp32FMA ? cdnnl_probe_fma512(iterations) : cdnnl_probe_bf16dot512(iterations) }
-        run()   // wake the units up to their clock
+        run() // wake the units up to their clock
         var best = 0.0
         let start = DispatchTime.now().uptimeNanoseconds
         repeat {
@@ -36,7 +36,8 @@ public enum PeakRate {
 
     static var cpuFlags: Set<String> {
         guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
+            let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+        else { return [] }
         return Set(line.split(separator: " ").map(String.init))
     }
 }

@@ -1,6 +1,7 @@
 // Float32 tensors: a shape over contiguous, 64-byte aligned storage; reshapes and
 // leading-axis slices are views that share it.
 import CAlloc
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -9,8 +9,9 @@ public func concatTokens(_ parts: [Var], samples n: Int) -> Var {
     let d = parts[0].value.lastDim
     let lengths = parts.map { $0.value.rank == 2 ? $0.value.shape[0] : $0.value.shape[1] }
     for (p, _) in zip(parts, lengths) {
-        precondition(p.value.lastDim == d && (p.value.rank == 2 || p.value.shape[0] == n),
-                     "concatTokens: part \(p.shape) does not fit [\(n), S, \(d)]")
+        precondition(
+            p.value.lastDim == d && (p.value.rank == 2 || p.value.shape[0] == n),
+            "concatTokens: part \(p.shape) does not fit [\(n), S, \(d)]")
     }
     let total = lengths.reduce(0, +)
     let y = Tensor(uninitialized: [n, total, d])
@@ -54,7 +55,7 @@ public func sliceTokens(_ x: Var, _ range: Range<Int>) -> Var {
     for s in 0..<n {
         (y.data + s * len * d).update(from: x.value.data + (s * S + range.lowerBound) * d, count: len * d)
     }
-    if let shadow = x.value.storage.bf16 {   // the bf16 copy comes along (runtime.precision bf16)
+    if let shadow = x.value.storage.bf16 { // the bf16 copy comes along (runtime.precision bf16)
         let (src, dst) = (shadow.base + x.value.offset, y.attachBF16())
         for s in 0..<n { (dst + s * len * d).update(from: src + (s * S + range.lowerBound) * d, count: len * d) }
     }
@@ -91,28 +92,32 @@ public func gatherRows(_ x: Var, _ indices: [Int]) -> Var {
 public func patchEmbed(_ pixels: Var, _ weight: Var) -> Var {
     let (n, C, H, W) = (pixels.value.shape[0], pixels.value.shape[1], pixels.value.shape[2], pixels.value.shape[3])
     let (d, p) = (weight.value.shape[0], weight.value.shape[2])
-    precondition(weight.value.shape[1] == C && H % p == 0 && W % p == 0,
-                 "patchEmbed: pixels \(pixels.shape) vs weight \(weight.shape)")
+    precondition(
+        weight.value.shape[1] == C && H % p == 0 && W % p == 0,
+        "patchEmbed: pixels \(pixels.shape) vs weight \(weight.shape)")
     let (gh, gw) = (H / p, W / p)
     let patches = n * gh * gw, cols = C * p * p
     let im = Tensor(uninitialized: [patches, cols])
     im2col(pixels.value.data, into: im.data, n: n, C: C, H: H, W: W, p: p)
     let y = Tensor(uninitialized: [n, gh * gw, d])
-    BLAS.gemm(transB: true, m: patches, n: d, k: cols, a: im.data, lda: cols,
-              b: weight.value.data, ldb: cols, c: y.data, ldc: d)
+    BLAS.gemm(
+        transB: true, m: patches, n: d, k: cols, a: im.data, lda: cols,
+        b: weight.value.data, ldb: cols, c: y.data, ldc: d)
     return Var.op(y, [pixels, weight]) { dy in
         if pixels.requiresGrad {
             let dim = Tensor(uninitialized: [patches, cols])
-            BLAS.gemm(m: patches, n: cols, k: d, a: dy.data, lda: d, b: weight.value.data, ldb: cols,
-                      c: dim.data, ldc: cols)
+            BLAS.gemm(
+                m: patches, n: cols, k: d, a: dy.data, lda: d, b: weight.value.data, ldb: cols,
+                c: dim.data, ldc: cols)
             let dx = Tensor(zeros: pixels.value.shape)
             col2im(dim.data, into: dx.data, n: n, C: C, H: H, W: W, p: p)
             pixels.accumulate(dx)
         }
         if weight.requiresGrad {
             let dw = Tensor(uninitialized: weight.value.shape)
-            BLAS.gemm(transA: true, m: d, n: cols, k: patches, a: dy.data, lda: d, b: im.data, ldb: cols,
-                      c: dw.data, ldc: cols)
+            BLAS.gemm(
+                transA: true, m: d, n: cols, k: patches, a: dy.data, lda: d, b: im.data, ldb: cols,
+                c: dw.data, ldc: cols)
             weight.accumulate(dw)
         }
     }

@@ -65,8 +65,10 @@ public enum Checkpoints {
     }
 
     /// Writes `dir/epoch-NNNN` (or `epoch-NNNN-step-SSSS`) atomically and keeps the newest `keep` checkpoints.
-    public static func write(_ state: CheckpointState, parameters: [(String, Tensor)], momentum: [String: Tensor],
-                             to dir: String, keep: Int) throws {
+    public static func write(
+        _ state: CheckpointState, parameters: [(String, Tensor)], momentum: [String: Tensor],
+        to dir: String, keep: Int
+    ) throws {
         var state = state
         let fm = FileManager.default
         try createDirectory(dir)
@@ -78,7 +80,8 @@ public enum Checkpoints {
         var written = false
         defer { if !written { try? fm.removeItem(atPath: temporary) } }
         let tensors = parameters + momentum.keys.sorted().map { ("momentum." + $0, momentum[$0]!) }
-        try SafeTensorsFile.write(tensors, metadata: ["format": "cavpt-dist checkpoint"], to: temporary + "/" + tensorsFile)
+        try SafeTensorsFile.write(
+            tensors, metadata: ["format": "cavpt-dist checkpoint"], to: temporary + "/" + tensorsFile)
         guard let crc = CRC32C.file(temporary + "/" + tensorsFile) else {
             throw TrainingError.checkpoint("cannot read back \(temporary)/\(tensorsFile)")
         }
@@ -89,7 +92,8 @@ public enum Checkpoints {
         try fsyncPath(temporary)
         if fm.fileExists(atPath: final) { try fm.removeItem(atPath: final) }
         guard rename(temporary, final) == 0 else {
-            throw TrainingError.checkpoint("cannot rename \(temporary) to \(final): \(String(cString: strerror(errno)))")
+            throw TrainingError.checkpoint(
+                "cannot rename \(temporary) to \(final): \(String(cString: strerror(errno)))")
         }
         written = true
         try fsyncPath(dir)
@@ -104,19 +108,24 @@ public enum Checkpoints {
         return names.compactMap { name in position(ofFolder: name).map { (name, $0) } }
             .sorted { ($0.1.epoch, $0.1.step) < ($1.1.epoch, $1.1.step) }
             .map { dir + "/" + $0.0 }
-            .filter { FileManager.default.fileExists(atPath: $0 + "/" + stateFile)
-                      && FileManager.default.fileExists(atPath: $0 + "/" + tensorsFile) }
+            .filter {
+                FileManager.default.fileExists(atPath: $0 + "/" + stateFile)
+                    && FileManager.default.fileExists(atPath: $0 + "/" + tensorsFile)
+            }
     }
 
     public static func read(_ path: String) throws -> Checkpoint {
         let data: Data
         do { data = Data(try RegularFile.read(path + "/" + stateFile)) } catch let error as RegularFileError {
-            throw TrainingError.checkpoint(error.missing ? "\(path): no \(stateFile); not a complete checkpoint"
-                                                         : "\(path)/\(stateFile): \(error.reason)")
+            throw TrainingError.checkpoint(
+                error.missing
+                    ? "\(path): no \(stateFile); not a complete checkpoint"
+                    : "\(path)/\(stateFile): \(error.reason)")
         }
         let state: CheckpointState
         do { state = try JSONDecoder().decode(CheckpointState.self, from: data) } catch let error as DecodingError {
-            throw TrainingError.checkpoint("\(path)/\(stateFile): unreadable checkpoint state (\(describeDecoding(error)))")
+            throw TrainingError.checkpoint(
+                "\(path)/\(stateFile): unreadable checkpoint state (\(describeDecoding(error)))")
         } catch {
             throw TrainingError.checkpoint("\(path)/\(stateFile): unreadable checkpoint state (not valid JSON)")
         }
@@ -127,8 +136,9 @@ public enum Checkpoints {
                 throw TrainingError.checkpoint("\(tensorsPath): cannot read it")
             }
             guard recorded == "crc32c:" + actual else {
-                throw TrainingError.checkpoint("\(tensorsPath): checksum mismatch (state.json records \(recorded), "
-                                               + "the file has crc32c:\(actual)); the checkpoint is damaged")
+                throw TrainingError.checkpoint(
+                    "\(tensorsPath): checksum mismatch (state.json records \(recorded), "
+                        + "the file has crc32c:\(actual)); the checkpoint is damaged")
             }
         }
         let file = try SafeTensorsFile(path: tensorsPath)
@@ -137,10 +147,14 @@ public enum Checkpoints {
             let tensor = try file.tensor(name)
             // train never checkpoints a non-finite state (the divergence guard stops first).
             guard allFinite(tensor) else {
-                throw TrainingError.checkpoint("\(tensorsPath): tensor \(name) holds NaN or infinity; the checkpoint is not usable")
+                throw TrainingError.checkpoint(
+                    "\(tensorsPath): tensor \(name) holds NaN or infinity; the checkpoint is not usable")
             }
-            if name.hasPrefix("momentum.") { momentum[String(name.dropFirst("momentum.".count))] = tensor }
-            else { parameters[name] = tensor }
+            if name.hasPrefix("momentum.") {
+                momentum[String(name.dropFirst("momentum.".count))] = tensor
+            } else {
+                parameters[name] = tensor
+            }
         }
         return Checkpoint(state: state, parameters: parameters, momentum: momentum, path: path)
     }
@@ -149,16 +163,24 @@ public enum Checkpoints {
     /// configured epochs.
     static func validate(_ state: CheckpointState, path: String) throws {
         let folder = (path as NSString).lastPathComponent
-        guard state.epoch >= 0 else { throw TrainingError.checkpoint("\(path)/\(stateFile): epoch \(state.epoch) is negative") }
-        if let named = position(ofFolder: folder), named.epoch != state.epoch || named.step != (state.progress?.steps ?? 0) {
-            throw TrainingError.checkpoint("\(path)/\(stateFile): epoch \(state.epoch)"
-                                           + (state.progress.map { " step \($0.steps)" } ?? "")
-                                           + " does not match the folder name \(folder)")
+        guard state.epoch >= 0 else {
+            throw TrainingError.checkpoint("\(path)/\(stateFile): epoch \(state.epoch) is negative")
+        }
+        if let named = position(ofFolder: folder),
+            named.epoch != state.epoch || named.step != (state.progress?.steps ?? 0)
+        {
+            throw TrainingError.checkpoint(
+                "\(path)/\(stateFile): epoch \(state.epoch)"
+                    + (state.progress.map { " step \($0.steps)" } ?? "")
+                    + " does not match the folder name \(folder)")
         }
         var saved = Config()
-        if (try? saved.merge(savedRun: state.config, source: path + "/" + stateFile)) != nil, state.epoch > saved.int("train.epochs") {
-            throw TrainingError.checkpoint("\(path)/\(stateFile): epoch \(state.epoch) is beyond the run's "
-                                           + "\(saved.int("train.epochs")) epochs")
+        if (try? saved.merge(savedRun: state.config, source: path + "/" + stateFile)) != nil,
+            state.epoch > saved.int("train.epochs")
+        {
+            throw TrainingError.checkpoint(
+                "\(path)/\(stateFile): epoch \(state.epoch) is beyond the run's "
+                    + "\(saved.int("train.epochs")) epochs")
         }
     }
 

@@ -48,8 +48,11 @@ public enum ConfigError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .unknownKey(let key, let source):
-            let near = ConfigSchema.keys.keys.filter { $0.hasSuffix("." + (key.split(separator: ".").last.map(String.init) ?? "")) }.sorted()
-            return "\(source): unknown config key '\(excerpt(key))'" + (near.isEmpty ? "" : " (did you mean \(near.joined(separator: " or "))?)")
+            let near = ConfigSchema.keys.keys.filter {
+                $0.hasSuffix("." + (key.split(separator: ".").last.map(String.init) ?? ""))
+            }.sorted()
+            return "\(source): unknown config key '\(excerpt(key))'"
+                + (near.isEmpty ? "" : " (did you mean \(near.joined(separator: " or "))?)")
         case .badValue(let key, let value, let expected, let source):
             return "\(source): config key '\(key)' must be \(expected), got '\(excerpt(value))'"
         case .syntax(let source, let detail): return "\(source): \(detail)"
@@ -60,7 +63,9 @@ public enum ConfigError: Error, CustomStringConvertible {
 
 /// Every key a configuration may set, with its type and default. Keys documented in README.md.
 public enum ConfigSchema {
-    public static let methods = ["zsclip", "coop", "vpt_shallow", "vpt_deep", "vpt_cavpt", "vlp_deep", "vlp_cavpt", "dpt_released", "custom"]
+    public static let methods = [
+        "zsclip", "coop", "vpt_shallow", "vpt_deep", "vpt_cavpt", "vlp_deep", "vlp_cavpt", "dpt_released", "custom",
+    ]
 
     public static let keys: [String: (ConfigKind, ConfigValue)] = [
         // What the run is.
@@ -124,7 +129,8 @@ public enum ConfigSchema {
         "method.name": "preset name (informative; `--method` picks the preset)",
         "method.textPrompt": "learn a CoOp text context",
         "method.textLength": "M, learned context tokens",
-        "method.visualPrompt": "`none`, `shallow` (prompts into layer 1, carried through) or `deep` (fresh prompts per layer)",
+        "method.visualPrompt":
+            "`none`, `shallow` (prompts into layer 1, carried through) or `deep` (fresh prompts per layer)",
         "method.visualLength": "P, visual prompt tokens per layer",
         "dataset.name": "the dataset's name (set by `--dataset` or the config's `dataset:` section)",
         "dataset.config": "the dataset definition file (set by `--dataset`)",
@@ -155,7 +161,9 @@ public enum ConfigSchema {
         "train.workers": "JPEG decoding threads per rank",
         "train.prefetch": "batches decoded ahead",
         "train.logEvery": "steps between progress lines",
-        "train.shardText": "split the learned-context text encoder over the ranks by class (`true`, `false`, or `auto` = with several ranks and at least 32 classes, or in bf16); same numbers, text time and memory ÷ N",
+        "train.shardText":
+            "split the learned-context text encoder over the ranks by class (`true`, `false`, or `auto` = with "
+            + "several ranks and at least 32 classes, or in bf16); same numbers, text time and memory ÷ N",
         "optim.momentum": "SGD momentum",
         "optim.weightDecay": "weight decay on every trained tensor",
         "optim.visual.lr": "learning rate of the visual prompts and CAVPT",
@@ -168,9 +176,13 @@ public enum ConfigSchema {
         "checkpoint.keep": "checkpoints kept (the newest, by epoch)",
         "eval.batchSize": "evaluation batch",
         "eval.split": "`test` or `val`: the list the final evaluation uses",
-        "eval.valEvery": "evaluate the few-shot val list every N epochs and the last (0 = never); logged as valAccuracy",
-        "runtime.blasThreads": "BLAS threads per rank (0 = cores on the node ÷ ranks on the node); oneDNN's threads follow it",
-        "runtime.precision": "`fp32` or `bf16` (frozen-weight products in bf16 through oneDNN; see [Precision](#precision)); also `--precision`",
+        "eval.valEvery":
+            "evaluate the few-shot val list every N epochs and the last (0 = never); logged as valAccuracy",
+        "runtime.blasThreads":
+            "BLAS threads per rank (0 = cores on the node ÷ ranks on the node); oneDNN's threads follow it",
+        "runtime.precision":
+            "`fp32` or `bf16` (frozen-weight products in bf16 through oneDNN; see [Precision](#precision)); also "
+            + "`--precision`",
     ]
 
     /// `config --list`: every key with its default and meaning, as a Markdown table or plain lines.
@@ -179,14 +191,17 @@ public enum ConfigSchema {
             if case .string(let s) = v, s.isEmpty { return "" }
             return YAMLTree.render(v).replacingOccurrences(of: "\"", with: "")
         }
-        let order = ["method", "dataset", "data", "model", "output", "cavpt", "train", "optim", "checkpoint", "eval", "runtime"]
+        let order = [
+            "method", "dataset", "data", "model", "output", "cavpt", "train", "optim", "checkpoint", "eval", "runtime",
+        ]
         let sorted = keys.keys.sorted { a, b in
             let (sa, sb) = (String(a.split(separator: ".")[0]), String(b.split(separator: ".")[0]))
             return (order.firstIndex(of: sa) ?? order.count, a) < (order.firstIndex(of: sb) ?? order.count, b)
         }
         if markdown {
             return "| key | default | meaning |\n|---|---|---|\n"
-                + sorted.map { "| `\($0)` | \(shown(keys[$0]!.1)) | \(meanings[$0] ?? "") |" }.joined(separator: "\n") + "\n"
+                + sorted.map { "| `\($0)` | \(shown(keys[$0]!.1)) | \(meanings[$0] ?? "") |" }.joined(separator: "\n")
+                + "\n"
         }
         let width = sorted.map(\.count).max() ?? 0
         let values = sorted.map { shown(keys[$0]!.1).isEmpty ? "-" : shown(keys[$0]!.1) }
@@ -224,7 +239,9 @@ public struct Config: Sendable, Equatable {
         do { node = try BoundedYAML.load(yaml: text) } catch let error as YAMLLimitError {
             throw ConfigError.syntax(source: source, detail: error.reason)
         } catch {
-            throw ConfigError.syntax(source: source, detail: "not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
+            throw ConfigError.syntax(
+                source: source,
+                detail: "not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
         }
         guard let node else { return }
         guard let map = node as? [String: Any] else {
@@ -239,7 +256,8 @@ public struct Config: Sendable, Equatable {
             }
         }
         walk("", map)
-        for (key, raw) in flat.sorted(by: { $0.0 < $1.0 }) where !ignored.contains(where: { key == $0 || key.hasPrefix($0 + ".") }) {
+        for (key, raw) in flat.sorted(by: { $0.0 < $1.0 })
+        where !ignored.contains(where: { key == $0 || key.hasPrefix($0 + ".") }) {
             try set(key, raw: raw, source: source)
         }
     }
@@ -258,7 +276,9 @@ public struct Config: Sendable, Equatable {
     /// itself serves as the dataset YAML) when it holds a full definition.
     public mutating func merge(savedRun text: String, source: String, definitionFile: String? = nil) throws {
         try merge(yaml: text, source: source, ignoring: ["dataset"])
-        guard let top = (try? BoundedYAML.load(yaml: text)) as? [String: Any], let dataset = top["dataset"] as? [String: Any] else { return }
+        guard let top = (try? BoundedYAML.load(yaml: text)) as? [String: Any],
+            let dataset = top["dataset"] as? [String: Any]
+        else { return }
         if let name = dataset["name"] as? String { try set("dataset.name", raw: name, source: source) }
         if dataset["layout"] != nil {
             if let definitionFile { try set("dataset.config", raw: definitionFile, source: source) }
@@ -301,15 +321,19 @@ public struct Config: Sendable, Equatable {
             value = .string(v)
         case .choice(let options):
             guard let v = Self.string(raw) ?? Self.integer(raw).map(String.init) ?? (raw as? Bool).map({ String($0) }),
-                  options.contains(v) else { throw bad() }
+                options.contains(v)
+            else { throw bad() }
             value = Self.integer(raw).map { .int($0) } ?? .string(v)
         case .intList:
-            if let v = Self.integer(raw) { value = .intList([v]) }
-            else if let list = raw as? [Any] {
+            if let v = Self.integer(raw) {
+                value = .intList([v])
+            } else if let list = raw as? [Any] {
                 let ints = list.compactMap(Self.integer)
                 guard ints.count == list.count else { throw bad() }
                 value = .intList(ints)
-            } else { throw bad() }
+            } else {
+                throw bad()
+            }
         }
         values[key] = value
         sources[key] = source
@@ -384,7 +408,9 @@ public struct Config: Sendable, Equatable {
     }
 
     /// Keys holding file or folder paths.
-    static let pathKeys: Set<String> = ["model.path", "model.vocab", "data.root", "data.fewshot", "output.dir", "dataset.config"]
+    static let pathKeys: Set<String> = [
+        "model.path", "model.vocab", "data.root", "data.fewshot", "output.dir", "dataset.config",
+    ]
 
     /// Keys (other than operational ones) whose values differ from `other`.
     public func differences(from other: Config) -> [String] {
@@ -420,7 +446,8 @@ indirect enum YAMLTree {
         guard case .map(let entries) = self else { return [] }
         var out: [String] = []
         for (key, value) in entries {
-            let name = key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) && !key.isEmpty
+            let name =
+                key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) && !key.isEmpty
                 ? key : Self.quoted(key)
             switch value {
             case .scalar(let v): out.append("\(indent)\(name): \(Self.render(v))")
@@ -438,8 +465,11 @@ indirect enum YAMLTree {
             // PyYAML reads 1e-05 as a string: give every float a decimal point.
             var text = String(d)
             if !text.contains(".") {
-                if let e = text.firstIndex(where: { $0 == "e" || $0 == "E" }) { text.insert(contentsOf: ".0", at: e) }
-                else { text += ".0" }
+                if let e = text.firstIndex(where: { $0 == "e" || $0 == "E" }) {
+                    text.insert(contentsOf: ".0", at: e)
+                } else {
+                    text += ".0"
+                }
             }
             return text
         default: return value.description
@@ -461,7 +491,9 @@ indirect enum YAMLTree {
                     out += String(format: "\\x%02X", scalar.value)
                 } else if scalar.value == 0x2028 || scalar.value == 0x2029 || scalar.value == 0xfeff {
                     out += String(format: "\\u%04X", scalar.value)
-                } else { out.unicodeScalars.append(scalar) }
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
             }
         }
         return out + "\""
@@ -471,14 +503,18 @@ indirect enum YAMLTree {
 extension DatasetSpec {
     /// The `dataset:` section of a definition, as `configs/datasets/*.yaml` writes it.
     var yamlTree: YAMLTree {
-        var entries: [(String, YAMLTree)] = [("name", .scalar(.string(name))), ("layout", .scalar(.string(layout.rawValue))),
-                                             ("folder", .scalar(.string(folder))), ("images", .scalar(.string(images)))]
+        var entries: [(String, YAMLTree)] = [
+            ("name", .scalar(.string(name))), ("layout", .scalar(.string(layout.rawValue))),
+            ("folder", .scalar(.string(folder))), ("images", .scalar(.string(images))),
+        ]
         if let splitFile { entries.append(("splitFile", .scalar(.string(splitFile)))) }
         if let classFile { entries.append(("classFile", .scalar(.string(classFile)))) }
         entries.append(("template", .scalar(.string(template))))
         var rules: [(String, YAMLTree)] = [("replaceUnderscores", .scalar(.bool(classNames.replaceUnderscores)))]
         if !classNames.rename.isEmpty {
-            rules.append(("rename", .map(classNames.rename.keys.sorted().map { ($0, .scalar(.string(classNames.rename[$0]!))) })))
+            rules.append(
+                ("rename", .map(classNames.rename.keys.sorted().map { ($0, .scalar(.string(classNames.rename[$0]!))) }))
+            )
         }
         entries.append(("classNames", .map(rules)))
         return .map(entries)

@@ -23,7 +23,8 @@ extension MethodSettings {
 extension LRSchedule {
     public init(config c: Config, group: ParameterGroup) {
         let p = "optim.\(group.rawValue)."
-        self.init(lr: c.double(p + "lr"), warmupEpochs: c.int(p + "warmupEpochs"),
-                  warmupLR: c.double(p + "warmupLR"), epochs: c.int("train.epochs"))
+        self.init(
+            lr: c.double(p + "lr"), warmupEpochs: c.int(p + "warmupEpochs"),
+            warmupLR: c.double(p + "warmupLR"), epochs: c.int("train.epochs"))
     }
 }

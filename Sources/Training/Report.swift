@@ -26,8 +26,10 @@ public enum ReportFormat: String, Sendable, CaseIterable { case markdown, csv, j
 
 public enum Report {
     /// Keys that never separate groups: where and how fast, plus what the grouping names itself.
-    static let ignored: Set<String> = ConfigSchema.operational.union(["train.seed", "dataset.name", "method.name",
-                                                                       "train.shots", "data.subsample", "eval.split"])
+    static let ignored: Set<String> = ConfigSchema.operational.union([
+        "train.seed", "dataset.name", "method.name",
+        "train.shots", "data.subsample", "eval.split",
+    ])
 
     /// Run directories under `paths` (a run directory itself, or folders searched for them).
     public static func collect(_ paths: [String]) throws -> [RunRecord] {
@@ -35,10 +37,13 @@ public enum Report {
         func walk(_ dir: String, depth: Int) {
             if FileManager.default.fileExists(atPath: dir + "/results.json") { directories.append(dir); return }
             guard depth < 12, let entries = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
-            for entry in entries.sorted() where !entry.hasPrefix(".") && entry != "checkpoints" && entry != "evaluations" {
+            for entry in entries.sorted()
+            where !entry.hasPrefix(".") && entry != "checkpoints" && entry != "evaluations" {
                 var isFolder: ObjCBool = false
                 let path = dir + "/" + entry
-                if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue { walk(path, depth: depth + 1) }
+                if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
+                    walk(path, depth: depth + 1)
+                }
             }
         }
         for path in paths {
@@ -49,7 +54,8 @@ public enum Report {
             walk(absolutePath(path), depth: 0)
         }
         guard !directories.isEmpty else {
-            throw TrainingError.input("no finished runs (folders with results.json) under \(paths.joined(separator: ", "))")
+            throw TrainingError.input(
+                "no finished runs (folders with results.json) under \(paths.joined(separator: ", "))")
         }
         return try directories.map(read)
     }
@@ -62,24 +68,28 @@ public enum Report {
         var c = Config()
         try c.merge(savedRun: text, source: dir + "/config.yaml")
         guard let data = try? Data(RegularFile.read(dir + "/results.json", maxBytes: 64 << 20)),
-              let results = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
-              let accuracy = (results["accuracy"] as? NSNumber)?.doubleValue else {
+            let results = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+            let accuracy = (results["accuracy"] as? NSNumber)?.doubleValue
+        else {
             throw TrainingError.input("\(dir)/results.json: unreadable or without an accuracy")
         }
         var settings: [String: String] = [:]
         for (key, value) in c.values where !ignored.contains(key) { settings[key] = value.description }
         var evaluations: [(String, String, String, Double)] = []
         let folder = dir + "/evaluations"
-        for name in ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted() where name.hasSuffix(".json") {
+        for name in ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted()
+        where name.hasSuffix(".json") {
             guard let bytes = try? Data(RegularFile.read(folder + "/" + name, maxBytes: 64 << 20)),
-                  let e = (try? JSONSerialization.jsonObject(with: bytes)) as? [String: Any],
-                  let target = e["dataset"] as? String, let acc = (e["accuracy"] as? NSNumber)?.doubleValue else { continue }
+                let e = (try? JSONSerialization.jsonObject(with: bytes)) as? [String: Any],
+                let target = e["dataset"] as? String, let acc = (e["accuracy"] as? NSNumber)?.doubleValue
+            else { continue }
             evaluations.append((target, e["subsample"] as? String ?? "all", e["split"] as? String ?? "test", acc))
         }
-        return RunRecord(directory: dir, dataset: c.string("dataset.name"), method: c.string("method.name"),
-                         shots: (results["shots"] as? NSNumber)?.intValue ?? c.int("train.shots"), seed: c.int("train.seed"),
-                         subsample: c.string("data.subsample"), settings: settings, accuracy: accuracy,
-                         macroF1: (results["macroF1"] as? NSNumber)?.doubleValue ?? .nan, evaluations: evaluations)
+        return RunRecord(
+            directory: dir, dataset: c.string("dataset.name"), method: c.string("method.name"),
+            shots: (results["shots"] as? NSNumber)?.intValue ?? c.int("train.shots"), seed: c.int("train.seed"),
+            subsample: c.string("data.subsample"), settings: settings, accuracy: accuracy,
+            macroF1: (results["macroF1"] as? NSNumber)?.doubleValue ?? .nan, evaluations: evaluations)
     }
 
     /// A row of a table: a method with the settings that set it apart from the method's other rows.
@@ -105,13 +115,15 @@ public enum Report {
             let mine = runs.filter { $0.method == method }
             let keys = Set(mine.flatMap(\.settings.keys))
             distinguishing[method] = keys.filter { key in
-                Dictionary(grouping: mine, by: { "\($0.dataset)|\($0.shots)|\($0.subsample)" }).values.contains { group in
+                Dictionary(grouping: mine, by: { "\($0.dataset)|\($0.shots)|\($0.subsample)" }).values.contains {
+                    group in
                     Set(group.map { $0.settings[key] ?? "" }).count > 1
                 }
             }.sorted()
         }
         return runs.map { run in
-            let label = (distinguishing[run.method] ?? []).map { "\($0)=\(run.settings[$0] ?? "")" }.joined(separator: ", ")
+            let label = (distinguishing[run.method] ?? []).map { "\($0)=\(run.settings[$0] ?? "")" }.joined(
+                separator: ", ")
             return Row(method: run.method, shots: run.shots, label: label)
         }
     }
@@ -133,7 +145,10 @@ public enum Report {
         for (run, row) in zip(runs, rows) {
             let key = "\(run.dataset)|\(row)|\(run.subsample)|\(run.seed)|\(run.settings.sorted { $0.key < $1.key })"
             if let other = seen[key] {
-                throw TrainingError.input("two runs of the same configuration and seed \(run.seed): \(other) and \(run.directory); report one of them")
+                throw TrainingError.input(
+                    "two runs of the same configuration and seed \(run.seed): \(other) and \(run.directory); report "
+                        + "one of them"
+                )
             }
             seen[key] = run.directory
         }
@@ -145,7 +160,8 @@ public enum Report {
         try checkDuplicates(runs, rows: rowOf)
         func cell(_ s: Statistic?) -> String {
             guard let s else { return "—" }
-            return String(format: "%.2f ± %.2f", s.mean * 100, (ci95 ? s.ci95 : s.std) * 100) + (s.count == 3 ? "" : " (n=\(s.count))")
+            return String(format: "%.2f ± %.2f", s.mean * 100, (ci95 ? s.ci95 : s.std) * 100)
+                + (s.count == 3 ? "" : " (n=\(s.count))")
         }
         var tables: [(title: String, header: [String], rows: [[String]], json: [[String: Any]])] = []
 
@@ -161,15 +177,23 @@ public enum Report {
                     let values = fewShot.filter { $0.1 == row && $0.0.dataset == d }.map(\.0.accuracy)
                     let s = values.isEmpty ? nil : Statistic(values)
                     cells.append(cell(s))
-                    if let s { means.append(s.mean); entry[d] = ["mean": s.mean * 100, "std": s.std * 100, "ci95": s.ci95 * 100, "seeds": s.count] }
+                    if let s {
+                        means.append(s.mean);
+                        entry[d] = ["mean": s.mean * 100, "std": s.std * 100, "ci95": s.ci95 * 100, "seeds": s.count]
+                    }
                 }
-                let average = means.count == datasets.count ? String(format: "%.2f", means.reduce(0, +) / Double(means.count) * 100) : "—"
+                let average =
+                    means.count == datasets.count
+                    ? String(format: "%.2f", means.reduce(0, +) / Double(means.count) * 100) : "—"
                 if means.count == datasets.count { entry["average"] = means.reduce(0, +) / Double(means.count) * 100 }
                 lines.append([row.title, String(row.shots)] + cells + [average])
                 json.append(entry)
             }
-            tables.append(("Few-shot classification: test accuracy (%), mean ± \(ci95 ? "95% CI" : "std") over seeds",
-                           ["method", "shots"] + datasets + ["average"], lines, json))
+            tables.append(
+                (
+                    "Few-shot classification: test accuracy (%), mean ± \(ci95 ? "95% CI" : "std") over seeds",
+                    ["method", "shots"] + datasets + ["average"], lines, json
+                ))
         }
 
         // Base-to-new: trained on base, evaluated on new.
@@ -183,7 +207,9 @@ public enum Report {
                 for d in datasets {
                     let mine = based.filter { $0.1 == row && $0.0.dataset == d }.map(\.0)
                     let b = mine.map(\.accuracy)
-                    let n = mine.compactMap { r in r.evaluations.first { $0.dataset == d && $0.subsample == "new" && $0.split == "test" }?.accuracy }
+                    let n = mine.compactMap { r in
+                        r.evaluations.first { $0.dataset == d && $0.subsample == "new" && $0.split == "test" }?.accuracy
+                    }
                     guard !b.isEmpty, n.count == b.count else { cells += ["—", "—", "—"]; continue }
                     let (sb, sn) = (Statistic(b), Statistic(n))
                     let hm = harmonicMean(sb.mean, sn.mean)
@@ -194,54 +220,82 @@ public enum Report {
                 var average = ["—", "—", "—"]
                 if bases.count == datasets.count {
                     let (mb, mn) = (bases.reduce(0, +) / Double(bases.count), news.reduce(0, +) / Double(news.count))
-                    average = [String(format: "%.2f", mb * 100), String(format: "%.2f", mn * 100), String(format: "%.2f", harmonicMean(mb, mn) * 100)]
+                    average = [
+                        String(format: "%.2f", mb * 100), String(format: "%.2f", mn * 100),
+                        String(format: "%.2f", harmonicMean(mb, mn) * 100),
+                    ]
                     entry["average"] = ["base": mb * 100, "new": mn * 100, "hm": harmonicMean(mb, mn) * 100]
                 }
                 lines.append([row.title, String(row.shots)] + cells + average)
                 json.append(entry)
             }
-            let header = ["method", "shots"] + (datasets + ["average"]).flatMap { ["\($0) base", "\($0) new", "\($0) HM"] }
-            tables.append(("Base-to-new generalisation: accuracy (%) on base and new classes, HM of the seed means", header, lines, json))
+            let header =
+                ["method", "shots"] + (datasets + ["average"]).flatMap { ["\($0) base", "\($0) new", "\($0) HM"] }
+            tables.append(
+                (
+                    "Base-to-new generalisation: accuracy (%) on base and new classes, HM of the seed means", header,
+                    lines, json
+                ))
         }
 
         // Cross-dataset: evaluations of a run on other datasets.
-        let transfers = zip(runs, rowOf).filter { pair in pair.0.evaluations.contains { $0.dataset != pair.0.dataset && $0.subsample == "all" } }
+        let transfers = zip(runs, rowOf).filter { pair in
+            pair.0.evaluations.contains { $0.dataset != pair.0.dataset && $0.subsample == "all" }
+        }
         if !transfers.isEmpty {
-            let targets = orderedDatasets(transfers.flatMap { pair in pair.0.evaluations.filter { $0.dataset != pair.0.dataset }.map(\.dataset) })
+            let targets = orderedDatasets(
+                transfers.flatMap { pair in pair.0.evaluations.filter { $0.dataset != pair.0.dataset }.map(\.dataset) })
             var lines: [[String]] = [], json: [[String: Any]] = []
-            let keys = Set(transfers.map { "\($0.0.dataset)\u{1}\($0.1.method)\u{1}\($0.1.shots)\u{1}\($0.1.label)" }).sorted()
+            let keys = Set(transfers.map { "\($0.0.dataset)\u{1}\($0.1.method)\u{1}\($0.1.shots)\u{1}\($0.1.label)" })
+                .sorted()
             for key in keys {
-                let mine = transfers.filter { "\($0.0.dataset)\u{1}\($0.1.method)\u{1}\($0.1.shots)\u{1}\($0.1.label)" == key }
+                let mine = transfers.filter {
+                    "\($0.0.dataset)\u{1}\($0.1.method)\u{1}\($0.1.shots)\u{1}\($0.1.label)" == key
+                }
                 let row = mine[0].1, source = mine[0].0.dataset
                 var cells = [cell(Statistic(mine.map(\.0.accuracy)))]
-                var entry: [String: Any] = ["method": row.method, "settings": row.label, "source": source,
-                                            source: Statistic(mine.map(\.0.accuracy)).mean * 100]
+                var entry: [String: Any] = [
+                    "method": row.method, "settings": row.label, "source": source,
+                    source: Statistic(mine.map(\.0.accuracy)).mean * 100,
+                ]
                 var means: [Double] = []
                 for t in targets {
-                    let values = mine.compactMap { pair in pair.0.evaluations.first { $0.dataset == t && $0.subsample == "all" && $0.split == "test" }?.accuracy }
+                    let values = mine.compactMap { pair in
+                        pair.0.evaluations.first { $0.dataset == t && $0.subsample == "all" && $0.split == "test" }?
+                            .accuracy
+                    }
                     let s = values.isEmpty ? nil : Statistic(values)
                     cells.append(cell(s))
                     if let s { means.append(s.mean); entry[t] = s.mean * 100 }
                 }
-                let average = means.count == targets.count ? String(format: "%.2f", means.reduce(0, +) / Double(means.count) * 100) : "—"
+                let average =
+                    means.count == targets.count
+                    ? String(format: "%.2f", means.reduce(0, +) / Double(means.count) * 100) : "—"
                 lines.append([row.title, source] + cells + [average])
                 json.append(entry)
             }
-            tables.append(("Cross-dataset transfer: test accuracy (%) of runs evaluated on other datasets (eval --run R --dataset D)",
-                           ["method", "source", "source test"] + targets + ["target average"], lines, json))
+            tables.append(
+                (
+                    "Cross-dataset transfer: test accuracy (%) of runs evaluated on other datasets (eval --run R "
+                        + "--dataset D)",
+                    ["method", "source", "source test"] + targets + ["target average"], lines, json
+                ))
         }
 
         switch format {
         case .json:
             let object = tables.map { ["title": $0.title, "rows": $0.json] as [String: Any] }
-            return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self) + "\n"
+            return String(
+                decoding: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]),
+                as: UTF8.self) + "\n"
         case .csv:
             return tables.map { t in
                 ([t.header] + t.rows).map { $0.map(csvField).joined(separator: ",") }.joined(separator: "\n")
             }.joined(separator: "\n\n") + "\n"
         case .markdown:
             return tables.map { t in
-                "### \(t.title)\n\n| " + t.header.joined(separator: " | ") + " |\n|" + t.header.map { _ in "---" }.joined(separator: "|")
+                "### \(t.title)\n\n| " + t.header.joined(separator: " | ") + " |\n|"
+                    + t.header.map { _ in "---" }.joined(separator: "|")
                     + "|\n" + t.rows.map { "| " + $0.joined(separator: " | ") + " |" }.joined(separator: "\n")
             }.joined(separator: "\n\n") + "\n"
         }
@@ -251,12 +305,18 @@ public enum Report {
 
     /// The paper's dataset order first, then the others by name.
     static func orderedDatasets(_ names: [String]) -> [String] {
-        let paper = ["eurosat", "caltech101", "oxford_flowers", "food101", "fgvc_aircraft", "dtd", "oxford_pets", "stanford_cars",
-                     "sun397", "ucf101", "imagenet", "imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"]
-        return Set(names).sorted { (paper.firstIndex(of: $0) ?? paper.count, $0) < (paper.firstIndex(of: $1) ?? paper.count, $1) }
+        let paper = [
+            "eurosat", "caltech101", "oxford_flowers", "food101", "fgvc_aircraft", "dtd", "oxford_pets",
+            "stanford_cars",
+            "sun397", "ucf101", "imagenet", "imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r",
+        ]
+        return Set(names).sorted {
+            (paper.firstIndex(of: $0) ?? paper.count, $0) < (paper.firstIndex(of: $1) ?? paper.count, $1)
+        }
     }
 
     static func csvField(_ s: String) -> String {
-        s.contains(",") || s.contains("\"") || s.contains("\n") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+        s.contains(",") || s.contains("\"") || s.contains("\n")
+            ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
     }
 }

@@ -16,14 +16,20 @@ public final class RunDirectoryLock: @unchecked Sendable {
     public init(directory: String) throws {
         path = directory + "/" + Self.fileName
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw TrainingError.input("cannot open the run lock \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw TrainingError.input("cannot open the run lock \(path): \(String(cString: strerror(errno)))")
+        }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let busy = errno == EWOULDBLOCK
-            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            let holder =
+                (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+                ?? ""
             close(fd)
-            throw TrainingError.input(busy
-                ? "\(directory) is in use by another cavpt-dist process\(holder.isEmpty ? "" : " (\(holder))"); wait for it or choose another --output"
-                : "cannot lock \(path): \(String(cString: strerror(errno)))")
+            throw TrainingError.input(
+                busy
+                    ? "\(directory) is in use by another cavpt-dist process\(holder.isEmpty ? "" : " (\(holder))"); "
+                        + "wait for it or choose another --output"
+                    : "cannot lock \(path): \(String(cString: strerror(errno)))")
         }
         let owner = "pid \(getpid()) on \(ProcessInfo.processInfo.hostName)\n"
         _ = ftruncate(fd, 0)
@@ -35,7 +41,9 @@ public final class RunDirectoryLock: @unchecked Sendable {
 
 public enum RunDirectory {
     /// What makes a folder a run directory.
-    static let runFiles = ["config.yaml", "metrics.jsonl", "results.json", "fewshot.json", "checkpoints", "status.json"]
+    static let runFiles = [
+        "config.yaml", "metrics.jsonl", "results.json", "fewshot.json", "checkpoints", "status.json",
+    ]
 
     /// Creates and locks `directory` for a run in `mode`. A fresh run refuses a folder that holds
     /// anything; `overwrite` clears a run directory (and refuses to clear a folder that is not one);
@@ -48,7 +56,9 @@ public enum RunDirectory {
         }
         try createDirectory(directory)
         let lock = try RunDirectoryLock(directory: directory)
-        let entries = ((try? fm.contentsOfDirectory(atPath: directory)) ?? []).filter { $0 != RunDirectoryLock.fileName }.sorted()
+        let entries = ((try? fm.contentsOfDirectory(atPath: directory)) ?? []).filter {
+            $0 != RunDirectoryLock.fileName
+        }.sorted()
         // A log alone is what an attempt that failed before training leaves (a bad model, a refused
         // precision): a fresh run may take the folder and append to that log.
         let started = entries.filter { $0 != "log.txt" && $0 != "launcher.log" }
@@ -58,21 +68,27 @@ public enum RunDirectory {
         case .fresh:
             if !started.isEmpty {
                 let what = entries.contains("config.yaml") ? "already holds a run" : "is not empty"
-                throw TrainingError.input("\(directory) \(what) (\(summary(started))); pass --resume to continue it, "
-                                          + "--overwrite to replace it, or choose another --output")
+                throw TrainingError.input(
+                    "\(directory) \(what) (\(summary(started))); pass --resume to continue it, "
+                        + "--overwrite to replace it, or choose another --output")
             }
             openLog(directory)
         case .overwrite:
             defer { openLog(directory) }
-            let foreign = entries.filter { !runFiles.contains($0) && !$0.hasPrefix("events.out.tfevents") && $0 != "log.txt"
-                                           && $0 != "launcher.log" && $0 != "evaluations" }
+            let foreign = entries.filter {
+                !runFiles.contains($0) && !$0.hasPrefix("events.out.tfevents") && $0 != "log.txt"
+                    && $0 != "launcher.log" && $0 != "evaluations"
+            }
             if !entries.isEmpty && !entries.contains("config.yaml") || !foreign.isEmpty {
-                throw TrainingError.input("\(directory) does not look like a cavpt-dist run directory (\(summary(foreign.isEmpty ? entries : foreign))); "
-                                          + "refusing to clear it for --overwrite")
+                throw TrainingError.input(
+                    "\(directory) does not look like a cavpt-dist run directory "
+                        + "(\(summary(foreign.isEmpty ? entries : foreign))); "
+                        + "refusing to clear it for --overwrite")
             }
             for entry in entries {
                 do { try fm.removeItem(atPath: directory + "/" + entry) } catch {
-                    throw TrainingError.input("--overwrite: cannot remove \(directory)/\(entry): \(error.localizedDescription)")
+                    throw TrainingError.input(
+                        "--overwrite: cannot remove \(directory)/\(entry): \(error.localizedDescription)")
                 }
             }
         }
@@ -83,7 +99,8 @@ public enum RunDirectory {
     /// starting with its time and command line.
     static func openLog(_ directory: String) {
         RunLog.open(directory + "/log.txt")
-        RunLog.append("# \(ISO8601DateFormatter().string(from: Date())) \(CommandLine.arguments.joined(separator: " "))\n")
+        RunLog.append(
+            "# \(ISO8601DateFormatter().string(from: Date())) \(CommandLine.arguments.joined(separator: " "))\n")
     }
 
     static func summary(_ entries: [String]) -> String {
@@ -101,7 +118,8 @@ public enum RunDirectory {
         var kept: [Substring] = []
         for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
             guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let e = (object["epoch"] as? NSNumber)?.intValue, e <= epoch else { continue }
+                let e = (object["epoch"] as? NSNumber)?.intValue, e <= epoch
+            else { continue }
             kept.append(line)
         }
         let text = kept.map { $0 + "\n" }.joined()
@@ -118,7 +136,9 @@ final class AppendOnlyFile: @unchecked Sendable {
     init(path: String) throws {
         self.path = path
         fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw TrainingError.input("cannot open \(path) for writing: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw TrainingError.input("cannot open \(path) for writing: \(String(cString: strerror(errno)))")
+        }
     }
 
     deinit { close(fd) }

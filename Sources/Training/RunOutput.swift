@@ -18,8 +18,10 @@ public final class RunOutput: @unchecked Sendable {
     /// Opens the run directory (rank 0): creates it, takes its lock for the life of this object,
     /// and writes the effective config (and few-shot lists). With a lock taken by the caller
     /// (`RunDirectory.prepare`), pass it in; `nil` takes none (tests, tools).
-    public init(directory: String, config: Config, dataset: DatasetSpec? = nil, fewshot: FewShotLists?,
-                lock: RunDirectoryLock? = nil, quiet: Bool = false) throws {
+    public init(
+        directory: String, config: Config, dataset: DatasetSpec? = nil, fewshot: FewShotLists?,
+        lock: RunDirectoryLock? = nil, quiet: Bool = false
+    ) throws {
         self.directory = directory
         var config = config
         if config.string("output.dir").isEmpty { try config.set("output.dir", raw: directory, source: "run directory") }
@@ -46,12 +48,15 @@ public final class RunOutput: @unchecked Sendable {
         flushStandardOutput()
     }
 
-    func progress(epoch: Int, epochs: Int, step: Int, steps: Int, loss: Double, accuracy: Double, lr: Double?,
-                  textLR: Double?, imagesPerSecond: Double, elapsed: Double) {
+    func progress(
+        epoch: Int, epochs: Int, step: Int, steps: Int, loss: Double, accuracy: Double, lr: Double?,
+        textLR: Double?, imagesPerSecond: Double, elapsed: Double
+    ) {
         let remainingSteps = Double(steps - step) + Double(epochs - epoch - 1) * Double(steps)
         let eta = elapsed / Double(max(step, 1)) * remainingSteps
-        var line = String(format: "epoch %d/%d  step %d/%d  loss %.4f  acc %.1f%%", epoch + 1, epochs, step, steps,
-                          loss, accuracy * 100)
+        var line = String(
+            format: "epoch %d/%d  step %d/%d  loss %.4f  acc %.1f%%", epoch + 1, epochs, step, steps,
+            loss, accuracy * 100)
         switch (lr, textLR) {
         case let (visual?, text?): line += String(format: "  lr %.2e (text %.2e)", visual, text)
         case let (visual?, nil): line += String(format: "  lr %.2e", visual)
@@ -92,14 +97,17 @@ public final class RunOutput: @unchecked Sendable {
     /// Checkpoints the trainer after `epochsDone` epochs and, inside the next one, `progress.steps` steps.
     @discardableResult
     func checkpoint(_ trainer: Trainer, progress: EpochProgress? = nil) throws -> String {
-        let state = CheckpointState(epoch: trainer.epochsDone, seed: config.int("train.seed"),
-                                    configHash: configHash(config), config: recordedConfig,
-                                    rngKeys: ["seed": config.int("train.seed"), "epoch": trainer.epochsDone],
-                                    ranks: trainer.comm.size, version: cavptDistVersion, progress: progress)
-        try Checkpoints.write(state, parameters: trainer.learner.parameters.map { ($0.0, $0.1.value) },
-                              momentum: trainer.optimizer.buffers, to: checkpointDirectory,
-                              keep: config.int("checkpoint.keep"))
-        let path = checkpointDirectory + "/" + Checkpoints.folderName(epoch: trainer.epochsDone, step: progress?.steps ?? 0)
+        let state = CheckpointState(
+            epoch: trainer.epochsDone, seed: config.int("train.seed"),
+            configHash: configHash(config), config: recordedConfig,
+            rngKeys: ["seed": config.int("train.seed"), "epoch": trainer.epochsDone],
+            ranks: trainer.comm.size, version: cavptDistVersion, progress: progress)
+        try Checkpoints.write(
+            state, parameters: trainer.learner.parameters.map { ($0.0, $0.1.value) },
+            momentum: trainer.optimizer.buffers, to: checkpointDirectory,
+            keep: config.int("checkpoint.keep"))
+        let path =
+            checkpointDirectory + "/" + Checkpoints.folderName(epoch: trainer.epochsDone, step: progress?.steps ?? 0)
         say("checkpoint: \(path)")
         return path
     }
@@ -108,13 +116,16 @@ public final class RunOutput: @unchecked Sendable {
     func crashDuringCheckpoint(_ trainer: Trainer) -> Never {
         let partial = checkpointDirectory + "/" + Checkpoints.folderName(epoch: trainer.epochsDone) + ".tmp"
         try? createDirectory(partial)
-        _ = FileManager.default.createFile(atPath: partial + "/state.safetensors", contents: Data(repeating: 7, count: 100))
+        _ = FileManager.default.createFile(
+            atPath: partial + "/state.safetensors", contents: Data(repeating: 7, count: 100))
         raise(SIGKILL)
         fatalError("unreachable")
     }
 
     /// results.json: accuracy, macro-F1, per-class accuracy, timing and versions.
-    public func writeResults(_ result: EvaluationResult, classNames: [String], split: String, extra: [String: Any]) throws {
+    public func writeResults(
+        _ result: EvaluationResult, classNames: [String], split: String, extra: [String: Any]
+    ) throws {
         var perClass: [String: Any] = [:]
         for (name, acc) in zip(classNames, result.confusion.perClassAccuracy) { perClass[name] = acc ?? NSNull() }
         var record: [String: Any] = [
@@ -123,8 +134,10 @@ public final class RunOutput: @unchecked Sendable {
             "accuracy": result.confusion.accuracy, "macroF1": result.confusion.macroF1,
             "perClassAccuracy": perClass, "evaluated": Int(result.confusion.total),
             "precision": config.string("runtime.precision"),
-            "versions": ["cavpt-dist": cavptDistVersion, "openblasCore": BLASRuntime.coreName,
-                         "onednn": OneDNN.version, "onednnISA": OneDNN.isaName],
+            "versions": [
+                "cavpt-dist": cavptDistVersion, "openblasCore": BLASRuntime.coreName,
+                "onednn": OneDNN.version, "onednnISA": OneDNN.isaName,
+            ],
         ]
         var timing: [String: Any] = ["evaluationSeconds": result.seconds]
         for (k, v) in extra {
@@ -134,8 +147,11 @@ public final class RunOutput: @unchecked Sendable {
         let data = try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
         try writeDurably(data, to: directory + "/results.json")
         let accuracy = result.confusion.accuracy * 100
-        try events?.scalars([("\(split)/accuracy", accuracy), ("\(split)/error_rate", 100 - accuracy),
-                             ("\(split)/macro_f1", result.confusion.macroF1 * 100)], step: config.int("train.epochs"))
+        try events?.scalars(
+            [
+                ("\(split)/accuracy", accuracy), ("\(split)/error_rate", 100 - accuracy),
+                ("\(split)/macro_f1", result.confusion.macroF1 * 100),
+            ], step: config.int("train.epochs"))
     }
 }
 

@@ -42,8 +42,10 @@ public struct RunData: Sendable {
     /// Where the few-shot lists came from: the `--fewshot` file, or "" when sampled with the run's seed.
     public var fewshotFile: String = ""
 
-    public init(datasetName: String, imageRoot: String, classNames: [String], template: String, train: [Sample],
-                val: [Sample], test: [Sample], fewshot: FewShotLists?, trainListName: String, spec: DatasetSpec? = nil) {
+    public init(
+        datasetName: String, imageRoot: String, classNames: [String], template: String, train: [Sample],
+        val: [Sample], test: [Sample], fewshot: FewShotLists?, trainListName: String, spec: DatasetSpec? = nil
+    ) {
         self.datasetName = datasetName; self.imageRoot = imageRoot; self.classNames = classNames
         self.template = template; self.train = train; self.val = val; self.test = test
         self.fewshot = fewshot; self.trainListName = trainListName; self.spec = spec
@@ -95,17 +97,23 @@ public enum RunSetup {
     /// definition (`dataset: {name:, layout:, …}`) makes the file itself the dataset config.
     static func datasetSection(in file: String) throws -> (nameOrFile: String?, overrides: [(String, Any)]) {
         guard let text = try? RegularFile.text(file),
-              let top = (try? BoundedYAML.load(yaml: text)) as? [String: Any],
-              let section = top["dataset"] as? [String: Any] else { return (nil, []) }
+            let top = (try? BoundedYAML.load(yaml: text)) as? [String: Any],
+            let section = top["dataset"] as? [String: Any]
+        else { return (nil, []) }
         if section["layout"] != nil { return (file, []) }
         guard let name = section["name"] as? String else {
-            throw ConfigError.syntax(source: file, detail: "dataset: needs a name (or a full definition with layout, folder, …)")
+            throw ConfigError.syntax(
+                source: file, detail: "dataset: needs a name (or a full definition with layout, folder, …)")
         }
         var overrides: [(String, Any)] = []
         for key in section.keys.sorted() where key != "name" {
             guard ConfigSchema.datasetOverrides.contains(key) else {
-                throw ConfigError.syntax(source: file, detail: "dataset.\(key) cannot override the named dataset '\(name)' "
-                                         + "(overridable: \(ConfigSchema.datasetOverrides.joined(separator: ", "))); give a full definition with layout instead")
+                throw ConfigError.syntax(
+                    source: file,
+                    detail: "dataset.\(key) cannot override the named dataset '\(name)' "
+                        + "(overridable: \(ConfigSchema.datasetOverrides.joined(separator: ", "))); give a full "
+                        + "definition with layout instead"
+                )
             }
             overrides.append((key, section[key]!))
         }
@@ -118,8 +126,9 @@ public enum RunSetup {
         func value(_ key: String) -> String? { let v = c.string("dataset." + key); return v.isEmpty ? nil : v }
         if let template = value("template") {
             guard template.contains("{}") else {
-                throw ConfigError.badValue("dataset.template", value: template, expected: "a template with {} for the class name",
-                                           source: c.sources["dataset.template"] ?? "config")
+                throw ConfigError.badValue(
+                    "dataset.template", value: template, expected: "a template with {} for the class name",
+                    source: c.sources["dataset.template"] ?? "config")
             }
             spec.template = template
         }
@@ -133,8 +142,10 @@ public enum RunSetup {
     /// The dataset definition a recorded run configuration holds (`dataset:` with a layout), or nil
     /// (configurations written before 0.2 name the dataset YAML instead).
     public static func recordedDataset(in text: String, file: String) throws -> DatasetSpec? {
-        guard let top = (try? BoundedYAML.load(yaml: text)) as? [String: Any], let section = top["dataset"] as? [String: Any],
-              section["layout"] != nil else { return nil }
+        guard let top = (try? BoundedYAML.load(yaml: text)) as? [String: Any],
+            let section = top["dataset"] as? [String: Any],
+            section["layout"] != nil
+        else { return nil }
         return try DatasetSpec(yaml: text, file: file)
     }
 
@@ -177,7 +188,8 @@ public enum RunSetup {
     public static func model(_ c: Config) throws -> (CLIPModel, CLIPTokenizer) {
         let path = c.string("model.path")
         guard !path.isEmpty else {
-            throw ConfigError.missing("model.path", hint: "pass --model PATH (a .safetensors file or a folder with model.safetensors)")
+            throw ConfigError.missing(
+                "model.path", hint: "pass --model PATH (a .safetensors file or a folder with model.safetensors)")
         }
         let precision = try Self.precision(c)
         let (_, tensors) = try loadCLIPWeights(path: path)
@@ -185,7 +197,11 @@ public enum RunSetup {
         let vocab = c.string("model.vocab")
         let tokenizer = try CLIPTokenizer(try findVocabulary(modelPath: path, override: vocab.isEmpty ? nil : vocab))
         guard tokenizer.vocabularySize <= model.text.vocabularySize else {
-            throw TrainingError.input("the tokenizer's vocabulary (\(tokenizer.vocabularySize) ids) is larger than the model's token embedding (\(model.text.vocabularySize) rows); pass the vocabulary this model was trained with (--vocab)")
+            throw TrainingError.input(
+                "the tokenizer's vocabulary (\(tokenizer.vocabularySize) ids) is larger than the model's token "
+                    + "embedding (\(model.text.vocabularySize) rows); pass the vocabulary this model was trained "
+                    + "with (--vocab)"
+            )
         }
         return (model, tokenizer)
     }
@@ -197,7 +213,8 @@ public enum RunSetup {
 
     public static func checkedPrecision(_ name: String) throws -> Precision {
         guard let precision = Precision(rawValue: name) else {
-            throw ConfigError.badValue("runtime.precision", value: name, expected: "one of fp32, bf16", source: "--precision")
+            throw ConfigError.badValue(
+                "runtime.precision", value: name, expected: "one of fp32, bf16", source: "--precision")
         }
         if precision == .bf16, let reason = OneDNN.bf16Unsupported { throw TrainingError.input(reason) }
         return precision
@@ -233,12 +250,14 @@ public enum RunSetup {
         // Base-to-new (DESIGN §6b): the labels of the few-shot train list decide the halves; the
         // few-shot lists are kept whole (fewshot.json stays reusable), the run sees one half.
         let subset = ClassSubset(rawValue: c.string("data.subsample")) ?? .all
-        let (kept, classNames) = subset.apply(train: lists.train, lists: [lists.train, lists.val, splits.test],
-                                              classNames: splits.classNames)
-        var data = RunData(datasetName: spec.name, imageRoot: splits.imageRoot, classNames: classNames,
-                           template: spec.template, train: kept[0], val: kept[1], test: kept[2],
-                           fewshot: lists, trainListName: subset == .all ? listName : "\(listName), \(subset.rawValue) classes",
-                           spec: spec)
+        let (kept, classNames) = subset.apply(
+            train: lists.train, lists: [lists.train, lists.val, splits.test],
+            classNames: splits.classNames)
+        var data = RunData(
+            datasetName: spec.name, imageRoot: splits.imageRoot, classNames: classNames,
+            template: spec.template, train: kept[0], val: kept[1], test: kept[2],
+            fewshot: lists, trainListName: subset == .all ? listName : "\(listName), \(subset.rawValue) classes",
+            spec: spec)
         data.fewshotFile = fewshotFile.isEmpty ? "" : absolutePath(fewshotFile)
         return data
     }
@@ -250,8 +269,9 @@ public enum RunSetup {
         var warnings: [String] = []
         if training {
             try InputChecks.trainingList(data.train, classNames: data.classNames, list: data.trainListName)
-            try InputChecks.disjoint(train: data.train, test: data.test, trainList: data.trainListName,
-                                     testList: "the \(data.datasetName) test split")
+            try InputChecks.disjoint(
+                train: data.train, test: data.test, trainList: data.trainListName,
+                testList: "the \(data.datasetName) test split")
             try InputChecks.images(data.train, imageRoot: data.imageRoot, list: data.trainListName)
             if data.val.isEmpty && evalSplit != "val" {
                 warnings.append("the few-shot val list is empty (the dataset has no val split)")
@@ -269,14 +289,22 @@ public enum RunSetup {
     /// What results.json records about the model: architecture, the weights file and its CRC-32C.
     public static func modelRecord(_ c: Config, model: CLIPModel) -> [String: Any] {
         let (i, t) = (model.image, model.text)
-        let known: [String: String] = ["768/12/32/224": "ViT-B/32", "768/12/16/224": "ViT-B/16", "1024/24/14/224": "ViT-L/14",
-                                       "1024/24/14/336": "ViT-L/14@336px"]
+        let known: [String: String] = [
+            "768/12/32/224": "ViT-B/32", "768/12/16/224": "ViT-B/16", "1024/24/14/224": "ViT-L/14",
+            "1024/24/14/336": "ViT-L/14@336px",
+        ]
         let key = "\(i.width)/\(i.layers)/\(i.patch)/\(i.resolution)"
         let file = (try? resolveWeightsFile(c.string("model.path"))) ?? c.string("model.path")
         return [
-            "architecture": known[key] ?? "ViT (width \(i.width), \(i.layers) layers, patch \(i.patch), \(i.resolution) px)",
-            "vision": ["width": i.width, "layers": i.layers, "heads": i.heads, "patch": i.patch, "resolution": i.resolution],
-            "text": ["width": t.width, "layers": t.layers, "heads": t.heads, "vocabulary": t.vocabularySize, "context": t.contextLength],
+            "architecture": known[key]
+                ?? "ViT (width \(i.width), \(i.layers) layers, patch \(i.patch), \(i.resolution) px)",
+            "vision": [
+                "width": i.width, "layers": i.layers, "heads": i.heads, "patch": i.patch, "resolution": i.resolution,
+            ],
+            "text": [
+                "width": t.width, "layers": t.layers, "heads": t.heads, "vocabulary": t.vocabularySize,
+                "context": t.contextLength,
+            ],
             "embedDim": i.embedDim, "weights": absolutePath(file), "weightsCRC32C": CRC32C.file(file) ?? "unreadable",
         ]
     }
@@ -288,17 +316,23 @@ public enum RunSetup {
         return groups.sorted { $0.rawValue > $1.rawValue }.compactMap { group in
             let warmup = c.int("optim.\(group.rawValue).warmupEpochs")
             guard epochs > 0, epochs <= warmup else { return nil }
-            return "train.epochs (\(epochs)) ≤ optim.\(group.rawValue).warmupEpochs (\(warmup)): the \(group.rawValue) learning rate "
-                + "stays at optim.\(group.rawValue).warmupLR (\(c.double("optim.\(group.rawValue).warmupLR"))) for the whole run"
+            return
+                "train.epochs (\(epochs)) ≤ optim.\(group.rawValue).warmupEpochs (\(warmup)): the \(group.rawValue) "
+                + "learning rate "
+                + "stays at optim.\(group.rawValue).warmupLR (\(c.double("optim.\(group.rawValue).warmupLR"))) for "
+                + "the whole run"
         }
     }
 
-    public static func learner(_ c: Config, model: CLIPModel, tokenizer: CLIPTokenizer,
-                               classNames: [String], template: String) throws -> PromptLearner {
+    public static func learner(
+        _ c: Config, model: CLIPModel, tokenizer: CLIPTokenizer,
+        classNames: [String], template: String
+    ) throws -> PromptLearner {
         let settings = MethodSettings(config: c)
         if settings.cavpt.queries == .learned && !settings.textPrompt && settings.usesCAVPT {
-            throw ConfigError.badValue("cavpt.queries", value: "learned", expected: "template when method.textPrompt is false",
-                                       source: c.sources["cavpt.queries"] ?? "config")
+            throw ConfigError.badValue(
+                "cavpt.queries", value: "learned", expected: "template when method.textPrompt is false",
+                source: c.sources["cavpt.queries"] ?? "config")
         }
         let prompts = try ClassPrompts(classNames: classNames, template: template, contextLength: settings.textLength) {
             tokenizer.tokenize($0, contextLength: model.text.contextLength)

@@ -60,7 +60,9 @@ public struct EpochProgress: Codable, Sendable, Equatable {
 public enum StopSignals {
     public static func install() throws {
         let rc = csignals_install()
-        guard rc == 0 else { throw TrainingError.input("sigaction(SIGTERM, SIGINT, SIGUSR1) failed: \(String(cString: strerror(rc)))") }
+        guard rc == 0 else {
+            throw TrainingError.input("sigaction(SIGTERM, SIGINT, SIGUSR1) failed: \(String(cString: strerror(rc)))")
+        }
     }
 
     /// Back to the default actions (a signal after training, during evaluation, ends the process).
@@ -142,11 +144,19 @@ extension RunOutput {
         switch stop {
         case let .diverged(epoch, step, reason, lastCheckpoint):
             try? FileManager.default.removeItem(atPath: directory + "/results.json")
-            try writeStatus("diverged", details: ["epoch": epoch, "step": step, "error": stop.description,
-                                                  "reason": reason, "lastCheckpoint": lastCheckpoint ?? NSNull()])
+            try writeStatus(
+                "diverged",
+                details: [
+                    "epoch": epoch, "step": step, "error": stop.description,
+                    "reason": reason, "lastCheckpoint": lastCheckpoint ?? NSNull(),
+                ])
         case let .preempted(epoch, step, signal, ranks, checkpoint):
-            try writeStatus("preempted", details: ["epoch": epoch, "step": step, "signal": signal, "ranksSignalled": ranks,
-                                                   "checkpoint": checkpoint ?? NSNull(), "resume": resumeCommand])
+            try writeStatus(
+                "preempted",
+                details: [
+                    "epoch": epoch, "step": step, "signal": signal, "ranksSignalled": ranks,
+                    "checkpoint": checkpoint ?? NSNull(), "resume": resumeCommand,
+                ])
         }
     }
 

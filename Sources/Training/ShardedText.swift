@@ -22,8 +22,9 @@ public struct ShardedText {
         let counts = (0..<comm.size).map { EpochPlan.shard(0..<K, rank: $0, size: comm.size).count * D }
         let all = Tensor(uninitialized: [K, D])
         let mine = local?.value ?? Tensor(zeros: [0, D])
-        try comm.allgather(UnsafeBufferPointer(start: mine.data, count: mine.count),
-                           into: UnsafeMutableBufferPointer(start: all.data, count: all.count), counts: counts)
+        try comm.allgather(
+            UnsafeBufferPointer(start: mine.data, count: mine.count),
+            into: UnsafeMutableBufferPointer(start: all.data, count: all.count), counts: counts)
         return ShardedText(local: local, leaf: Var(trainable: all, name: "text features"), classes: classes)
     }
 

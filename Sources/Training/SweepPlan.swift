@@ -6,8 +6,8 @@ import Foundation
 import Yams
 
 public struct SweepJob: Sendable, Equatable {
-    public var dataset: String          // as given (a name or a YAML path)
-    public var datasetName: String      // the definition's name (the folder)
+    public var dataset: String // as given (a name or a YAML path)
+    public var datasetName: String // the definition's name (the folder)
     public var method: String
     public var seed: Int
     public var shots: Int
@@ -39,10 +39,13 @@ public struct SweepPlan: Sendable {
         do { parsed = try BoundedYAML.load(yaml: text) } catch let error as YAMLLimitError {
             throw ConfigError.syntax(source: source, detail: error.reason)
         } catch {
-            throw ConfigError.syntax(source: source, detail: "not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
+            throw ConfigError.syntax(
+                source: source,
+                detail: "not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
         }
         guard let top = parsed as? [String: Any] else {
-            throw ConfigError.syntax(source: source, detail: "a sweep plan is a mapping (datasets, methods, seeds, shots, set, grid)")
+            throw ConfigError.syntax(
+                source: source, detail: "a sweep plan is a mapping (datasets, methods, seeds, shots, set, grid)")
         }
         func strings(_ key: String) throws -> [String]? {
             guard let value = top[key] else { return nil }
@@ -52,23 +55,31 @@ public struct SweepPlan: Sendable {
         func integers(_ key: String) throws -> [Int]? {
             guard let items = try strings(key) else { return nil }
             return try items.map { item in
-                guard let v = Int(item) else { throw ConfigError.badValue(key, value: item, expected: "an integer", source: source) }
+                guard let v = Int(item) else {
+                    throw ConfigError.badValue(key, value: item, expected: "an integer", source: source)
+                }
                 return v
             }
         }
         for key in top.keys where !["datasets", "methods", "seeds", "shots", "set", "grid"].contains(key) {
-            throw ConfigError.syntax(source: source, detail: "unknown sweep key '\(key)' (known: datasets, methods, seeds, shots, set, grid)")
+            throw ConfigError.syntax(
+                source: source, detail: "unknown sweep key '\(key)' (known: datasets, methods, seeds, shots, set, grid)"
+            )
         }
         if let v = try strings("datasets") { datasets = v }
         if let v = try strings("methods") { methods = v }
         if let v = try integers("seeds") { seeds = v }
         if let v = try integers("shots") { shots = v }
         if let section = top["set"] {
-            guard let map = section as? [String: Any] else { throw ConfigError.syntax(source: source, detail: "set: must map keys to values") }
+            guard let map = section as? [String: Any] else {
+                throw ConfigError.syntax(source: source, detail: "set: must map keys to values")
+            }
             for key in map.keys.sorted() { sets.append("\(key)=\(Self.yamlValue(map[key]!))") }
         }
         if let section = top["grid"] {
-            guard let map = section as? [String: Any] else { throw ConfigError.syntax(source: source, detail: "grid: must map keys to lists of values") }
+            guard let map = section as? [String: Any] else {
+                throw ConfigError.syntax(source: source, detail: "grid: must map keys to lists of values")
+            }
             for key in map.keys.sorted() {
                 guard let values = map[key] as? [Any], !values.isEmpty else {
                     throw ConfigError.syntax(source: source, detail: "grid.\(key) must be a non-empty list of values")
@@ -99,12 +110,18 @@ public struct SweepPlan: Sendable {
             for method in methods {
                 for shot in shots {
                     for combination in combinations {
-                        let label = combination.isEmpty ? "default"
+                        let label =
+                            combination.isEmpty
+                            ? "default"
                             : combination.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
-                                .map { $0.isLetter || $0.isNumber || "=,.-_".contains($0) ? $0 : "_" }.reduce("") { $0 + String($1) }
+                                .map { $0.isLetter || $0.isNumber || "=,.-_".contains($0) ? $0 : "_" }.reduce("") {
+                                    $0 + String($1)
+                                }
                         for seed in seeds {
-                            var job = SweepJob(dataset: dataset, datasetName: name, method: method, seed: seed, shots: shot,
-                                               grid: combination, folder: "\(root)/\(name)/\(method)/\(shot)shot/\(label)/seed\(seed)", cost: 0)
+                            var job = SweepJob(
+                                dataset: dataset, datasetName: name, method: method, seed: seed, shots: shot,
+                                grid: combination, folder: "\(root)/\(name)/\(method)/\(shot)shot/\(label)/seed\(seed)",
+                                cost: 0)
                             let config = try resolve(job, overrides(for: job))
                             job.cost = max(1, config.int("train.epochs")) * shot
                             out.append(job)

@@ -9,8 +9,10 @@ public final class TensorBoardWriter: @unchecked Sendable {
     let file: AppendOnlyFile
 
     /// Starts `directory/events.out.tfevents.<seconds>.<host>` with its file_version event.
-    public init(directory: String, wallTime: Double = Date().timeIntervalSince1970,
-                host: String = ProcessInfo.processInfo.hostName) throws {
+    public init(
+        directory: String, wallTime: Double = Date().timeIntervalSince1970,
+        host: String = ProcessInfo.processInfo.hostName
+    ) throws {
         let name = String(format: "events.out.tfevents.%010d.", Int(wallTime)) + host.filter { $0 != "/" }
         path = directory + "/" + name
         file = try AppendOnlyFile(path: path)
@@ -21,12 +23,15 @@ public final class TensorBoardWriter: @unchecked Sendable {
     }
 
     /// One scalar (TensorBoard reads it as a float32).
-    public func scalar(_ tag: String, _ value: Double, step: Int, wallTime: Double = Date().timeIntervalSince1970) throws {
+    public func scalar(
+        _ tag: String, _ value: Double, step: Int, wallTime: Double = Date().timeIntervalSince1970
+    ) throws {
         try scalars([(tag, value)], step: step, wallTime: wallTime)
     }
 
     /// Several scalars of one step, one event each.
-    public func scalars(_ values: [(String, Double)], step: Int, wallTime: Double = Date().timeIntervalSince1970) throws {
+    public func scalars(_ values: [(String, Double)], step: Int, wallTime: Double = Date().timeIntervalSince1970) throws
+    {
         var records = Data()
         for (tag, value) in values {
             var scalar = ProtoWriter()

@@ -60,9 +60,12 @@ public final class Trainer: @unchecked Sendable {
         self.learner = learner
         self.data = data
         self.output = output
-        optimizer = SGD(parameters: learner.parameters, momentum: Float(config.double("optim.momentum")),
-                        weightDecay: Float(config.double("optim.weightDecay")))
-        schedules = [.visual: LRSchedule(config: config, group: .visual), .text: LRSchedule(config: config, group: .text)]
+        optimizer = SGD(
+            parameters: learner.parameters, momentum: Float(config.double("optim.momentum")),
+            weightDecay: Float(config.double("optim.weightDecay")))
+        schedules = [
+            .visual: LRSchedule(config: config, group: .visual), .text: LRSchedule(config: config, group: .text),
+        ]
         gradientCount = learner.parameters.reduce(0) { $0 + $1.1.value.count }
         packed = Tensor(zeros: [gradientCount + slots])
     }
@@ -97,7 +100,8 @@ public final class Trainer: @unchecked Sendable {
     }
 
     var stepsPerEpoch: Int {
-        EpochPlan(trainCount: data.train.count, batchSize: config.int("train.batchSize"), seed: 0, epoch: 0).globalBatches.count
+        EpochPlan(trainCount: data.train.count, batchSize: config.int("train.batchSize"), seed: 0, epoch: 0)
+            .globalBatches.count
     }
 
     /// The parameter groups that have trained tensors (only their learning rates are reported).
@@ -115,8 +119,9 @@ public final class Trainer: @unchecked Sendable {
             epochsDone = checkpoint.state.epoch
             if let progress = checkpoint.state.progress {
                 guard epochsDone < epochs, (1..<max(stepsPerEpoch, 1)).contains(progress.steps) else {
-                    throw TrainingError.checkpoint("\(checkpoint.path): step \(progress.steps) of epoch \(epochsDone + 1) "
-                                                   + "is not inside this run's \(epochs) epochs of \(stepsPerEpoch) steps")
+                    throw TrainingError.checkpoint(
+                        "\(checkpoint.path): step \(progress.steps) of epoch \(epochsDone + 1) "
+                            + "is not inside this run's \(epochs) epochs of \(stepsPerEpoch) steps")
                 }
                 resumeProgress = progress
             }
@@ -126,8 +131,9 @@ public final class Trainer: @unchecked Sendable {
         try comm.broadcast(&header, root: 0)
         epochsDone = Int(header[0])
         if comm.rank != 0, header[2] > 0 {
-            resumeProgress = EpochProgress(steps: Int(header[2]), lossSum: 0, correct: 0, images: 0, seconds: 0,
-                                           communicationSeconds: 0, allreduces: 0)
+            resumeProgress = EpochProgress(
+                steps: Int(header[2]), lossSum: 0, correct: 0, images: 0, seconds: 0,
+                communicationSeconds: 0, allreduces: 0)
         }
         try broadcastTensors(learner.parameters.map(\.1.value))
         if header[1] > 0 {
@@ -175,8 +181,9 @@ public final class Trainer: @unchecked Sendable {
             switch end {
             case let .diverged(step, reason):
                 try output?.log(epoch: stats, of: epochs, extra: ["diverged": true, "error": reason])
-                throw TrainingStop.diverged(epoch: epochsDone + 1, step: step, reason: reason,
-                                            lastCheckpoint: output?.newestCheckpoint)
+                throw TrainingStop.diverged(
+                    epoch: epochsDone + 1, step: step, reason: reason,
+                    lastCheckpoint: output?.newestCheckpoint)
             case let .stopRequested(step, ranks) where step < stepsPerEpoch:
                 // Mid-epoch: checkpoint this step boundary with the epoch's statistics so far.
                 try checkConsistency()
@@ -193,17 +200,21 @@ public final class Trainer: @unchecked Sendable {
             let valEvery = config.int("eval.valEvery")
             if valEvery > 0, !data.val.isEmpty, epochsDone % valEvery == 0 || epochsDone == epochs {
                 stats.valAccuracy = try evaluate(samples: data.val, listName: "few-shot val list").confusion.accuracy
-                output?.say(String(format: "epoch %d/%d  val accuracy %.2f%% (%d images)", epochsDone, epochs,
-                                   stats.valAccuracy! * 100, data.val.count))
+                output?.say(
+                    String(
+                        format: "epoch %d/%d  val accuracy %.2f%% (%d images)", epochsDone, epochs,
+                        stats.valAccuracy! * 100, data.val.count))
             }
             var checkpointDue = every > 0 && (epochsDone % every == 0 || epochsDone == epochs)
-            if case .stopRequested = end { checkpointDue = true }   // the epoch's last step: an epoch boundary
+            if case .stopRequested = end { checkpointDue = true } // the epoch's last step: an epoch boundary
             var path: String?
             if let output {
                 try guarded {
                     try output.log(epoch: stats, of: epochs)
                     if checkpointDue {
-                        if fault?.kind == .crashDuringCheckpoint, fault?.epoch == epochsDone { output.crashDuringCheckpoint(self) }
+                        if fault?.kind == .crashDuringCheckpoint, fault?.epoch == epochsDone {
+                            output.crashDuringCheckpoint(self)
+                        }
                         path = try output.checkpoint(self)
                     }
                 }
@@ -228,13 +239,15 @@ public final class Trainer: @unchecked Sendable {
             if let output, every == 0 { path = try output.checkpoint(self) }
             throw preempted(epoch: epochs, step: stepsPerEpoch, ranks: Int(requests), checkpoint: path)
         }
-        if !isolatesFailures { StopSignals.restore() }   // evaluation is short and not resumable mid-way: a signal now ends the process
+        // Evaluation is short and not resumable mid-way: a signal now ends the process.
+        if !isolatesFailures { StopSignals.restore() }
     }
 
     func preempted(epoch: Int, step: Int, ranks: Int, checkpoint: String?) -> TrainingStop {
         let own = StopSignals.pending
-        return .preempted(epoch: epoch, step: step, signal: own != 0 ? StopSignals.name(own) : "a signal to another rank",
-                          ranks: ranks, checkpoint: checkpoint)
+        return .preempted(
+            epoch: epoch, step: step, signal: own != 0 ? StopSignals.name(own) : "a signal to another rank",
+            ranks: ranks, checkpoint: checkpoint)
     }
 
     /// How an epoch's loop ended: all steps done, a stop agreed at a step boundary (1-based step
@@ -248,18 +261,23 @@ public final class Trainer: @unchecked Sendable {
 
     /// One epoch from step `progress.steps` (0 for a fresh epoch): its statistics, how it ended, and
     /// its running sums (what a mid-epoch checkpoint keeps).
-    func trainEpoch(_ epoch: Int, resuming progress: EpochProgress?,
-                    fault: FaultInjection?) throws -> (EpochStats, EpochEnd, EpochProgress) {
-        let plan = EpochPlan(trainCount: data.train.count, batchSize: config.int("train.batchSize"),
-                             seed: config.int("train.seed"), epoch: epoch)
+    func trainEpoch(
+        _ epoch: Int, resuming progress: EpochProgress?,
+        fault: FaultInjection?
+    ) throws -> (EpochStats, EpochEnd, EpochProgress) {
+        let plan = EpochPlan(
+            trainCount: data.train.count, batchSize: config.int("train.batchSize"),
+            seed: config.int("train.seed"), epoch: epoch)
         let steps = plan.globalBatches.count
-        let loader = try BatchLoader.training(samples: data.train, imageRoot: data.imageRoot, listName: data.trainListName,
-                                              plan: plan, rank: comm.rank, size: comm.size,
-                                              resolution: learner.model.image.resolution,
-                                              workers: config.int("train.workers"), prefetch: config.int("train.prefetch"),
-                                              firstBatch: progress?.steps ?? 0)
+        let loader = try BatchLoader.training(
+            samples: data.train, imageRoot: data.imageRoot, listName: data.trainListName,
+            plan: plan, rank: comm.rank, size: comm.size,
+            resolution: learner.model.image.resolution,
+            workers: config.int("train.workers"), prefetch: config.int("train.prefetch"),
+            firstBatch: progress?.steps ?? 0)
         defer { loader.cancel() }
-        let rates = Dictionary(uniqueKeysWithValues: ParameterGroup.allCases.map { ($0, Float(learningRate($0, epoch: epoch))) })
+        let rates = Dictionary(
+            uniqueKeysWithValues: ParameterGroup.allCases.map { ($0, Float(learningRate($0, epoch: epoch))) })
         let start = Date()
         let commStart = comm.stats.secondsInCollectives
         var lossSum = progress?.lossSum ?? 0, correct = progress?.correct ?? 0, images = progress?.images ?? 0
@@ -272,17 +290,22 @@ public final class Trainer: @unchecked Sendable {
                 do { next = try loader.next() } catch {
                     // Take part in this step with an empty shard; its allreduce tells the group.
                     if pendingFailure == nil { pendingFailure = "\(error)" }
-                    next = step < steps ? Batch.empty(index: step, globalCount: plan.globalBatches[step].count,
-                                                      resolution: learner.model.image.resolution) : nil
+                    next =
+                        step < steps
+                        ? Batch.empty(
+                            index: step, globalCount: plan.globalBatches[step].count,
+                            resolution: learner.model.image.resolution) : nil
                 }
             } else {
                 next = try loader.next()
             }
             guard let batch = next else { break }
-            if let fault, fault.kind == .signalSelf, fault.rank == comm.rank, fault.epoch == epoch + 1, fault.step == step + 1 {
-                raise(fault.signal)   // test hook: a real signal arriving while this step computes
+            if let fault, fault.kind == .signalSelf, fault.rank == comm.rank, fault.epoch == epoch + 1,
+                fault.step == step + 1
+            {
+                raise(fault.signal) // test hook: a real signal arriving while this step computes
             }
-            if let fault, fault.kind == .slowSteps { usleep(UInt32(fault.step) * 1000) }   // test hook: long steps
+            if let fault, fault.kind == .slowSteps { usleep(UInt32(fault.step) * 1000) } // test hook: long steps
             let result: StepResult
             do { result = try trainStep(batch, epoch: epoch, rates: rates) } catch let nonFinite as NonFiniteStep {
                 step += 1
@@ -300,27 +323,31 @@ public final class Trainer: @unchecked Sendable {
             step += 1
             if let output, step % config.int("train.logEvery") == 0 || step == steps {
                 let elapsed = (progress?.seconds ?? 0) + Date().timeIntervalSince(start)
-                output.progress(epoch: epoch, epochs: epochs, step: step, steps: steps, loss: lossSum / Double(step),
-                                accuracy: images > 0 ? correct / images : 0,
-                                lr: trainedGroups.contains(.visual) ? Double(rates[.visual]!) : nil,
-                                textLR: trainedGroups.contains(.text) ? Double(rates[.text]!) : nil,
-                                imagesPerSecond: images / max(elapsed, 1e-9), elapsed: elapsed)
+                output.progress(
+                    epoch: epoch, epochs: epochs, step: step, steps: steps, loss: lossSum / Double(step),
+                    accuracy: images > 0 ? correct / images : 0,
+                    lr: trainedGroups.contains(.visual) ? Double(rates[.visual]!) : nil,
+                    textLR: trainedGroups.contains(.text) ? Double(rates[.text]!) : nil,
+                    imagesPerSecond: images / max(elapsed, 1e-9), elapsed: elapsed)
             }
             if result.stopRequests > 0 {
                 end = .stopRequested(step: step, ranks: result.stopRequests)
                 break
             }
         }
-        let stats = EpochStats(epoch: epoch, loss: step > 0 ? lossSum / Double(step) : 0, accuracy: images > 0 ? correct / images : 0,
-                               images: Int(images), seconds: (progress?.seconds ?? 0) + Date().timeIntervalSince(start),
-                               communicationSeconds: (progress?.communicationSeconds ?? 0)
-                                   + comm.stats.secondsInCollectives - commStart,
-                               learningRates: Dictionary(uniqueKeysWithValues: rates.filter { trainedGroups.contains($0.key) }
-                                                             .map { ($0.key.rawValue, Double($0.value)) }),
-                               steps: step, resumedAtStep: progress?.steps,
-                               cavptLoss: learner.settings.usesCAVPT && step > 0 ? cavptSum / Double(step) : nil)
-        var sums = EpochProgress(steps: step, lossSum: lossSum, correct: correct, images: images, seconds: stats.seconds,
-                                 communicationSeconds: stats.communicationSeconds, allreduces: 0)
+        let stats = EpochStats(
+            epoch: epoch, loss: step > 0 ? lossSum / Double(step) : 0, accuracy: images > 0 ? correct / images : 0,
+            images: Int(images), seconds: (progress?.seconds ?? 0) + Date().timeIntervalSince(start),
+            communicationSeconds: (progress?.communicationSeconds ?? 0)
+                + comm.stats.secondsInCollectives - commStart,
+            learningRates: Dictionary(
+                uniqueKeysWithValues: rates.filter { trainedGroups.contains($0.key) }
+                    .map { ($0.key.rawValue, Double($0.value)) }),
+            steps: step, resumedAtStep: progress?.steps,
+            cavptLoss: learner.settings.usesCAVPT && step > 0 ? cavptSum / Double(step) : nil)
+        var sums = EpochProgress(
+            steps: step, lossSum: lossSum, correct: correct, images: images, seconds: stats.seconds,
+            communicationSeconds: stats.communicationSeconds, allreduces: 0)
         sums.cavptLossSum = cavptSum
         return (stats, end, sums)
     }
@@ -344,8 +371,10 @@ public final class Trainer: @unchecked Sendable {
     /// gradient, or the updated trained tensors, are not finite.
     public func trainStep(_ batch: Batch, epoch: Int, rates: [ParameterGroup: Float]) throws -> StepResult {
         let b = batch.labels.count
-        let selection = b > 0 ? learner.select(pixels: batch.pixels, epoch: epoch)
-                              : PromptLearner.Selection(plainFeatures: nil, selected: [])
+        let selection =
+            b > 0
+            ? learner.select(pixels: batch.pixels, epoch: epoch)
+            : PromptLearner.Selection(plainFeatures: nil, selected: [])
         // L_ca's normaliser is global: under `ignore` it depends on every rank's data.
         var pairs = learner.contributingPairs(globalBatch: batch.globalCount)
         if learner.pairCountNeedsReduction {
@@ -358,8 +387,9 @@ public final class Trainer: @unchecked Sendable {
         // the loss uses, and that leaf's gradient (summed over ranks) flows back into this rank's slice.
         let sharded = shardsText ? try ShardedText.gather(learner, comm: comm) : nil
         if b > 0 {
-            let out = learner.loss(pixels: batch.pixels, labels: batch.labels, selection: selection, epoch: epoch,
-                                   globalBatch: batch.globalCount, contributingPairs: pairs, text: sharded?.leaf)
+            let out = learner.loss(
+                pixels: batch.pixels, labels: batch.labels, selection: selection, epoch: epoch,
+                globalBatch: batch.globalCount, contributingPairs: pairs, text: sharded?.leaf)
             out.loss.backward()
             g[gradientCount] = out.loss.value.scalar
             g[gradientCount + 1] = Float(out.correct)
@@ -379,11 +409,13 @@ public final class Trainer: @unchecked Sendable {
         try comm.allreduce(UnsafeMutableBufferPointer(start: g, count: gradientCount + slots), .sum)
         if g[gradientCount + 5] > 0 { try agreeOnFailure() }
         let loss = Double(g[gradientCount])
-        let result = StepResult(loss: loss, correct: Double(g[gradientCount + 1]), images: Double(g[gradientCount + 2]),
-                                stopRequests: Int(g[gradientCount + 3]), cavptLoss: Double(g[gradientCount + 4]))
+        let result = StepResult(
+            loss: loss, correct: Double(g[gradientCount + 1]), images: Double(g[gradientCount + 2]),
+            stopRequests: Int(g[gradientCount + 3]), cavptLoss: Double(g[gradientCount + 4]))
         if !loss.isFinite {
             for (_, p) in learner.parameters { p.zeroGrad() }
-            throw NonFiniteStep(reason: "the loss is " + (loss.isNaN ? "NaN" : loss > 0 ? "+inf" : "-inf"), result: result)
+            throw NonFiniteStep(
+                reason: "the loss is " + (loss.isNaN ? "NaN" : loss > 0 ? "+inf" : "-inf"), result: result)
         }
         if let name = firstNonFinite(learner.parameters.map { ($0.0, $0.1.value.count) }, in: g) {
             for (_, p) in learner.parameters { p.zeroGrad() }
@@ -400,10 +432,13 @@ public final class Trainer: @unchecked Sendable {
         for (_, p) in learner.parameters { p.zeroGrad() }
         // A finite gradient can still overflow the update (lr 1e30, weight decay 1e10, momentum 5).
         for (name, p) in learner.parameters where !allFinite(p.value) {
-            throw NonFiniteStep(reason: "\(name) is not finite after the SGD update (learning rate \(rates[.of(name)]!))", result: result)
+            throw NonFiniteStep(
+                reason: "\(name) is not finite after the SGD update (learning rate \(rates[.of(name)]!))",
+                result: result)
         }
         for (name, buffer) in optimizer.buffers where !allFinite(buffer) {
-            throw NonFiniteStep(reason: "the momentum buffer of \(name) is not finite after the SGD update", result: result)
+            throw NonFiniteStep(
+                reason: "the momentum buffer of \(name) is not finite after the SGD update", result: result)
         }
         return result
     }
@@ -431,7 +466,10 @@ public final class Trainer: @unchecked Sendable {
         }
         let all = try comm.allgather(Int64(bitPattern: checksum))
         if let bad = all.firstIndex(where: { $0 != all[0] }) {
-            throw TrainingError.diverged("trained tensors differ between rank 0 and rank \(bad) after epoch \(epochsDone); ranks must run identical builds and configs")
+            throw TrainingError.diverged(
+                "trained tensors differ between rank 0 and rank \(bad) after epoch \(epochsDone); ranks must run "
+                    + "identical builds and configs"
+            )
         }
     }
 
@@ -441,10 +479,11 @@ public final class Trainer: @unchecked Sendable {
     /// (and, with `recordTop` = k > 0, every sample's k best classes with probabilities).
     public func evaluate(samples: [Sample], listName: String, recordTop: Int = 0) throws -> EvaluationResult {
         let start = Date()
-        let loader = try BatchLoader.evaluation(samples: samples, imageRoot: data.imageRoot, listName: listName,
-                                                batchSize: config.int("eval.batchSize"), rank: comm.rank, size: comm.size,
-                                                resolution: learner.model.image.resolution,
-                                                workers: config.int("train.workers"), prefetch: config.int("train.prefetch"))
+        let loader = try BatchLoader.evaluation(
+            samples: samples, imageRoot: data.imageRoot, listName: listName,
+            batchSize: config.int("eval.batchSize"), rank: comm.rank, size: comm.size,
+            resolution: learner.model.image.resolution,
+            workers: config.int("train.workers"), prefetch: config.int("train.prefetch"))
         let textFeatures = learner.evaluationTextFeatures()
         var confusion = ConfusionMatrix(classes: learner.classCount)
         let k = min(recordTop, learner.classCount)
@@ -452,7 +491,7 @@ public final class Trainer: @unchecked Sendable {
         var top = [Double](repeating: 0, count: k > 0 ? samples.count * k * 2 : 0)
         evaluation: while true {
             var next: Batch?
-            do { next = try loader.next() } catch where isolatesFailures {
+            do { next = try loader.next() } catch  where isolatesFailures {
                 if pendingFailure == nil { pendingFailure = "\(error)" }
                 break evaluation
             }
@@ -461,16 +500,21 @@ public final class Trainer: @unchecked Sendable {
             let logits = learner.predict(pixels: batch.pixels, textFeatures: textFeatures)
             // A NaN anywhere upstream (a trained tensor, a weight) would still argmax to some class.
             guard allFinite(logits) else {
-                let problem = TrainingError.diverged("evaluation on the \(listName): the model's predictions are not finite "
-                                                     + "(NaN or infinity in the trained tensors or the weights); no accuracy is reported")
+                let problem = TrainingError.diverged(
+                    "evaluation on the \(listName): the model's predictions are not finite "
+                        + "(NaN or infinity in the trained tensors or the weights); no accuracy is reported")
                 if isolatesFailures { pendingFailure = pendingFailure ?? "\(problem)"; break evaluation }
                 throw problem
             }
             let predictions = argmaxRows(logits)
-            for (truth, predicted) in zip(batch.labels, predictions) { confusion.add(truth: truth, predicted: predicted) }
+            for (truth, predicted) in zip(batch.labels, predictions) {
+                confusion.add(truth: truth, predicted: predicted)
+            }
             if k > 0 {
                 for (row, position) in batch.positions.enumerated() {
-                    for (j, entry) in topClasses(logits.data + row * logits.lastDim, count: logits.lastDim, k: k).enumerated() {
+                    for (j, entry) in topClasses(logits.data + row * logits.lastDim, count: logits.lastDim, k: k)
+                        .enumerated()
+                    {
                         top[(position * k + j) * 2] = Double(entry.0)
                         top[(position * k + j) * 2 + 1] = entry.1
                     }
@@ -488,7 +532,9 @@ public final class Trainer: @unchecked Sendable {
         var result = EvaluationResult(confusion: confusion, seconds: Date().timeIntervalSince(start))
         if k > 0 {
             try comm.allreduceSum(&top)
-            result.top = (0..<samples.count).map { i in (0..<k).map { j in (Int(top[(i * k + j) * 2]), top[(i * k + j) * 2 + 1]) } }
+            result.top = (0..<samples.count).map { i in
+                (0..<k).map { j in (Int(top[(i * k + j) * 2]), top[(i * k + j) * 2 + 1]) }
+            }
         }
         return result
     }
@@ -532,14 +578,17 @@ struct FaultInjection {
     static func fromEnvironment() -> FaultInjection? {
         guard let spec = ProcessInfo.processInfo.environment["CAVPT_DIST_FAULT"] else { return nil }
         let parts = spec.split(separator: ":").map(String.init)
-        if parts.count == 4, parts[0] == "kill-rank", parts[2] == "after-epoch", let r = Int(parts[1]), let e = Int(parts[3]) {
+        if parts.count == 4, parts[0] == "kill-rank", parts[2] == "after-epoch", let r = Int(parts[1]),
+            let e = Int(parts[3])
+        {
             return FaultInjection(kind: .killRank, rank: r, epoch: e)
         }
         if parts.count == 2, parts[0] == "crash-checkpoint", let e = Int(parts[1]) {
             return FaultInjection(kind: .crashDuringCheckpoint, rank: 0, epoch: e)
         }
         if parts.count == 7, parts[0] == "signal-self", parts[3] == "epoch", parts[5] == "step", let r = Int(parts[1]),
-           let signal = StopSignals.number(parts[2]), let e = Int(parts[4]), let s = Int(parts[6]) {
+            let signal = StopSignals.number(parts[2]), let e = Int(parts[4]), let s = Int(parts[6])
+        {
             return FaultInjection(kind: .signalSelf, rank: r, epoch: e, step: s, signal: signal)
         }
         if parts.count == 2, parts[0] == "slow-steps", let ms = Int(parts[1]), ms >= 0 {

@@ -11,7 +11,9 @@ import Training
 
 struct Attention: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Class-token attention maps of the last image layer (head mean, with that layer's prompts) for trained runs and zero-shot CLIP, side by side.",
+        abstract:
+            "Class-token attention maps of the last image layer (head mean, with that layer's prompts) for trained "
+            + "runs and zero-shot CLIP, side by side.",
         discussion: """
             Columns: the original image, zero-shot CLIP (with --model and --dataset, or --classes), then \
             one per --run (or --method with --params). Rows: the images, centre-cropped as the model \
@@ -33,14 +35,19 @@ struct Attention: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Images (JPEG or PNG).") var images: [String] = []
     @Option(help: "safetensors with normalised F32 `pixels` [n,3,R,R] instead of --images.") var pixels: String?
     @Option(help: "The picture: FILE.png, FILE.jpg, or a folder (attention.png in it).") var out: String?
-    @Option(name: .customLong("save-maps"), help: "Write the raw maps as safetensors (`attention`, then `attention.1`, …).")
+    @Option(
+        name: .customLong("save-maps"), help: "Write the raw maps as safetensors (`attention`, then `attention.1`, …).")
     var saveMaps: String?
     @Option(help: "Pixel size of each cell of the picture.") var cell: Int = 224
 
     func validate() throws {
-        if runs.isEmpty && model == nil { throw ValidationError("give --run DIR (repeatable) and/or --model M for zero-shot CLIP") }
+        if runs.isEmpty && model == nil {
+            throw ValidationError("give --run DIR (repeatable) and/or --model M for zero-shot CLIP")
+        }
         if images.isEmpty == (pixels == nil) { throw ValidationError("give either --images IMG… or --pixels FILE") }
-        if out == nil && saveMaps == nil { throw ValidationError("give --out FILE.png|FILE.jpg|DIR and/or --save-maps FILE") }
+        if out == nil && saveMaps == nil {
+            throw ValidationError("give --out FILE.png|FILE.jpg|DIR and/or --save-maps FILE")
+        }
         if (method == nil) != (params == nil) { throw ValidationError("--method and --params go together") }
         if (method != nil || model != nil) && runs.isEmpty && dataset == nil && classes == nil {
             throw ValidationError("with --model, give --dataset N (or --classes FILE) for the class names")
@@ -61,14 +68,18 @@ struct Attention: ParsableCommand {
                 let config = try RunSetup.config(options)
                 let (names, prompt) = try classNamesAndTemplate(config)
                 let (clip, tokenizer) = try RunSetup.model(config)
-                columns.append(Column(label: "zero-shot CLIP",
-                                      learner: try RunSetup.learner(config, model: clip, tokenizer: tokenizer, classNames: names, template: prompt)))
+                columns.append(
+                    Column(
+                        label: "zero-shot CLIP",
+                        learner: try RunSetup.learner(
+                            config, model: clip, tokenizer: tokenizer, classNames: names, template: prompt)))
                 if let method, let params {
                     var withMethod = options
                     withMethod.method = method
                     withMethod.sets = sets
                     let c = try RunSetup.config(withMethod)
-                    let learner = try RunSetup.learner(c, model: clip, tokenizer: tokenizer, classNames: names, template: prompt)
+                    let learner = try RunSetup.learner(
+                        c, model: clip, tokenizer: tokenizer, classNames: names, template: prompt)
                     try learner.load(try readTensors(params), requireAll: true, forEvaluation: true)
                     columns.append(Column(label: method, learner: learner))
                 }
@@ -81,8 +92,10 @@ struct Attention: ParsableCommand {
                 if let vocab { try c.set("model.vocab", raw: vocab, source: "--vocab") }
                 let data = try RunSetup.data(c, definition: definition)
                 let (clip, tokenizer) = try RunSetup.model(c)
-                let learner = try RunSetup.learner(c, model: clip, tokenizer: tokenizer, classNames: data.classNames, template: data.template)
-                _ = try loadTrainedTensors(into: learner, run: run, checkpoint: nil, epochs: c.int("train.epochs"), warn: true)
+                let learner = try RunSetup.learner(
+                    c, model: clip, tokenizer: tokenizer, classNames: data.classNames, template: data.template)
+                _ = try loadTrainedTensors(
+                    into: learner, run: run, checkpoint: nil, epochs: c.int("train.epochs"), warn: true)
                 columns.append(Column(label: c.string("method.name"), learner: learner))
             }
             let R = columns[0].learner.model.image.resolution
@@ -94,24 +107,42 @@ struct Attention: ParsableCommand {
             for column in columns {
                 var chunks: [Tensor] = []
                 for start in stride(from: 0, to: input.count, by: 32) {
-                    chunks.append(column.learner.classTokenAttention(pixels: input.pixels.slice(start..<min(start + 32, input.count))))
+                    chunks.append(
+                        column.learner.classTokenAttention(
+                            pixels: input.pixels.slice(start..<min(start + 32, input.count))))
                 }
                 maps.append(concatenate(chunks))
             }
             if let saveMaps {
-                let named = maps.enumerated().map { ($0.offset == 0 ? "attention" : "attention.\($0.offset)", $0.element) }
-                try SafeTensorsFile.write(named, metadata: ["columns": columns.map(\.label).joined(separator: "|")], to: saveMaps)
+                let named = maps.enumerated().map {
+                    ($0.offset == 0 ? "attention" : "attention.\($0.offset)", $0.element)
+                }
+                try SafeTensorsFile.write(
+                    named, metadata: ["columns": columns.map(\.label).joined(separator: "|")], to: saveMaps)
                 print("attention maps: \(saveMaps) (\(columns.count) × \(maps[0].shape))")
             }
             if let out {
-                let picture = try AttentionFigure.draw(images: input.display, maps: maps, labels: columns.map(\.label), cell: cell)
+                let picture = try AttentionFigure.draw(
+                    images: input.display, maps: maps, labels: columns.map(\.label), cell: cell)
                 let ext = (out as NSString).pathExtension.lowercased()
-                let path = ["png", "jpg", "jpeg"].contains(ext) ? out : (out as NSString).appendingPathComponent("attention.png")
-                if path != out { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
-                let data: Data = path.lowercased().hasSuffix(".png") ? try PNG.encode(picture)
-                    : Data(try JPEG.encode(pixels: picture.pixels, width: picture.width, height: picture.height, components: 3, quality: 92))
+                let path =
+                    ["png", "jpg", "jpeg"].contains(ext)
+                    ? out : (out as NSString).appendingPathComponent("attention.png")
+                if path != out {
+                    try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                }
+                let data: Data =
+                    path.lowercased().hasSuffix(".png")
+                    ? try PNG.encode(picture)
+                    : Data(
+                        try JPEG.encode(
+                            pixels: picture.pixels, width: picture.width, height: picture.height, components: 3,
+                            quality: 92))
                 try writeDurably(data, to: path)
-                print("attention: \(path) (\(input.count) image(s) × \(columns.count) column(s): \(columns.map(\.label).joined(separator: ", ")))")
+                print(
+                    "attention: \(path) (\(input.count) image(s) × \(columns.count) column(s): "
+                        + "\(columns.map(\.label).joined(separator: ", ")))"
+                )
             }
         }
     }
@@ -131,13 +162,18 @@ struct Attention: ParsableCommand {
             guard all.rank == 4, all.shape[1] == 3, all.shape[2] == R, all.shape[3] == R else {
                 throw TrainingError.input("\(pixels): \"pixels\" has shape \(all.shape), expected [n, 3, \(R), \(R)]")
             }
-            let mean: [Float] = [0.48145466, 0.4578275, 0.40821073], std: [Float] = [0.26862954, 0.26130258, 0.27577711]
+            let mean: [Float] = [0.48145466, 0.4578275, 0.40821073],
+                std: [Float] = [0.26862954, 0.26130258, 0.27577711]
             let display = (0..<all.shape[0]).map { i -> [UInt8] in
                 var rgb = [UInt8](repeating: 0, count: R * R * 3)
-                for y in 0..<R { for x in 0..<R { for c in 0..<3 {
-                    let v = all.data[((i * 3 + c) * R + y) * R + x] * std[c] + mean[c]
-                    rgb[(y * R + x) * 3 + c] = UInt8(max(0, min(255, (v * 255).rounded())))
-                } } }
+                for y in 0..<R {
+                    for x in 0..<R {
+                        for c in 0..<3 {
+                            let v = all.data[((i * 3 + c) * R + y) * R + x] * std[c] + mean[c]
+                            rgb[(y * R + x) * 3 + c] = UInt8(max(0, min(255, (v * 255).rounded())))
+                        }
+                    }
+                }
                 return rgb
             }
             return (all, all.shape[0], display)
@@ -189,10 +225,14 @@ enum AttentionFigure {
                         // Bilinear upsampling of the grid (cell centres at (k + ½)·cell/grid).
                         let gx = (Double(px) + 0.5) * Double(grid) / Double(cell) - 0.5
                         let gy = (Double(py) + 0.5) * Double(grid) / Double(cell) - 0.5
-                        let (x0, y0) = (max(0, min(grid - 1, Int(gx.rounded(.down)))), max(0, min(grid - 1, Int(gy.rounded(.down)))))
+                        let (x0, y0) = (
+                            max(0, min(grid - 1, Int(gx.rounded(.down)))), max(0, min(grid - 1, Int(gy.rounded(.down))))
+                        )
                         let (x1, y1) = (min(grid - 1, x0 + 1), min(grid - 1, y0 + 1))
                         let (fx, fy) = (max(0, min(1, gx - Double(x0))), max(0, min(1, gy - Double(y0))))
-                        let v = Double(values[y0 * grid + x0]) * (1 - fx) * (1 - fy) + Double(values[y0 * grid + x1]) * fx * (1 - fy)
+                        let v =
+                            Double(values[y0 * grid + x0]) * (1 - fx) * (1 - fy) + Double(values[y0 * grid + x1]) * fx
+                            * (1 - fy)
                             + Double(values[y1 * grid + x0]) * (1 - fx) * fy + Double(values[y1 * grid + x1]) * fx * fy
                         let color = heatColor(hi > lo ? (v - Double(lo)) / Double(hi - lo) : 0.5)
                         let k = (py * cell + px) * 3

@@ -7,7 +7,9 @@ import Training
 struct ConfigCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "config",
-        abstract: "List every configuration key with its default and meaning, or print the effective configuration of train options.",
+        abstract:
+            "List every configuration key with its default and meaning, or print the effective configuration of "
+            + "train options.",
         discussion: "Without --list, the options are those of `train` and the result is the YAML a run would record.")
 
     @Flag(help: "List every key, its default and its meaning.") var list = false

@@ -26,26 +26,31 @@ struct Demo: ParsableCommand {
         try reportingErrors {
             guard ranks >= 1 else { throw ValidationError("--ranks must be at least 1") }
             guard (2...SyntheticDataset.classes.count).contains(classes), shots >= 1, testPerClass >= 1 else {
-                throw ValidationError("--classes must be 2…\(SyntheticDataset.classes.count), --shots and --test-per-class at least 1")
+                throw ValidationError(
+                    "--classes must be 2…\(SyntheticDataset.classes.count), --shots and --test-per-class at least 1")
             }
             let root = URL(fileURLWithPath: dir).standardizedFileURL.path
             let modelDir = root + "/model", dataDir = root + "/data"
             try FileManager.default.createDirectory(atPath: modelDir, withIntermediateDirectories: true)
             let vocabularySize = try DemoVocabulary.write(to: modelDir)
-            try SafeTensorsFile.write(RandomCLIP.make(.tiny(vocabularySize: vocabularySize), seed: 2024)
-                                        .sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
-                                      metadata: ["note": "random weights for the cavpt-dist demo"],
-                                      to: modelDir + "/model.safetensors")
+            try SafeTensorsFile.write(
+                RandomCLIP.make(.tiny(vocabularySize: vocabularySize), seed: 2024)
+                    .sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+                metadata: ["note": "random weights for the cavpt-dist demo"],
+                to: modelDir + "/model.safetensors")
             try? FileManager.default.removeItem(atPath: dataDir)
-            let datasetYAML = try SyntheticDataset.write(root: dataDir, classCount: classes, perClass: shots,
-                                                         testPerClass: testPerClass)
+            let datasetYAML = try SyntheticDataset.write(
+                root: dataDir, classCount: classes, perClass: shots,
+                testPerClass: testPerClass)
             print("demo: tiny random CLIP in \(modelDir), synthetic \(classes)-class dataset in \(dataDir)")
-            let trainArguments = ["train", "--dataset", datasetYAML, "--method", method, "--data-root", dataDir,
-                                  "--model", modelDir, "--output", root + "/run", "--seed", "1",
-                                  "--set", "train.epochs=\(epochs)", "--set", "train.shots=\(shots)", "--set", "train.batchSize=16",
-                                  "--set", "optim.visual.warmupEpochs=1", "--set", "optim.text.warmupEpochs=1",
-                                  "--set", "optim.text.lr=0.01", "--set", "checkpoint.every=10",
-                                  "--set", "eval.batchSize=20", "--set", "train.logEvery=100"]
+            let trainArguments = [
+                "train", "--dataset", datasetYAML, "--method", method, "--data-root", dataDir,
+                "--model", modelDir, "--output", root + "/run", "--seed", "1",
+                "--set", "train.epochs=\(epochs)", "--set", "train.shots=\(shots)", "--set", "train.batchSize=16",
+                "--set", "optim.visual.warmupEpochs=1", "--set", "optim.text.warmupEpochs=1",
+                "--set", "optim.text.lr=0.01", "--set", "checkpoint.every=10",
+                "--set", "eval.batchSize=20", "--set", "train.logEvery=100",
+            ]
             let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
             var command = [executable] + trainArguments
             if ranks > 1 {
@@ -61,16 +66,22 @@ struct Demo: ParsableCommand {
             if prepareOnly { return }
             // The baseline the training has to beat: zero-shot accuracy of the (random) CLIP.
             var options = RunOptions()
-            options.dataset = datasetYAML; options.method = "zsclip"; options.dataRoot = dataDir; options.model = modelDir
+            options.dataset = datasetYAML; options.method = "zsclip"; options.dataRoot = dataDir;
+            options.model = modelDir
             let config = try RunSetup.config(options)
             let data = try RunSetup.data(config)
             let (clip, tokenizer) = try RunSetup.model(config)
-            let zeroShot = try RunSetup.learner(config, model: clip, tokenizer: tokenizer, classNames: data.classNames,
-                                                template: data.template)
-            let baseline = try Trainer(comm: SingleProcessCommunicator(), config: config, learner: zeroShot, data: data, output: nil)
-                .evaluate(samples: data.test, listName: "test split")
-            print(String(format: "demo: zero-shot accuracy of the random CLIP %.2f%% (chance %.2f%%); now training %@",
-                         baseline.confusion.accuracy * 100, 100 / Double(classes), method))
+            let zeroShot = try RunSetup.learner(
+                config, model: clip, tokenizer: tokenizer, classNames: data.classNames,
+                template: data.template)
+            let baseline = try Trainer(
+                comm: SingleProcessCommunicator(), config: config, learner: zeroShot, data: data, output: nil
+            )
+            .evaluate(samples: data.test, listName: "test split")
+            print(
+                String(
+                    format: "demo: zero-shot accuracy of the random CLIP %.2f%% (chance %.2f%%); now training %@",
+                    baseline.confusion.accuracy * 100, 100 / Double(classes), method))
             flushStandardOutput()
             // Replace this process with the training job: its output and exit status are the demo's.
             var cArgs: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) }

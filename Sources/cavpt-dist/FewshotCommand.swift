@@ -17,7 +17,10 @@ struct Fewshot: ParsableCommand {
     @Option(help: "A dataset from configs/datasets (e.g. eurosat, dtd, imagefolder).")
     var dataset: String?
 
-    @Option(help: "A YAML file with a `dataset:` section (a dataset definition or `dataset: {name: NAME}`), optionally `train.shots`.")
+    @Option(
+        help: ArgumentHelp(
+            "A YAML file with a `dataset:` section (a dataset definition or `dataset: {name: NAME}`), optionally "
+                + "`train.shots`."))
     var config: String?
 
     @Option(help: "The folder holding the dataset folders, laid out as for CoOp.")
@@ -57,10 +60,13 @@ struct Fewshot: ParsableCommand {
             let splits = try loadDataset(spec: spec, dataRoot: dataRoot)
             let lists = sampleFewShot(splits: splits, shots: shots, seed: seed)
             let folder = (out as NSString).deletingLastPathComponent
-            if !folder.isEmpty { try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+            if !folder.isEmpty {
+                try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            }
             try lists.write(to: out)
-            print("\(out): \(lists.train.count) train and \(lists.val.count) val images of \(splits.classNames.count) "
-                  + "\(spec.name) classes (\(shots) shots, seed \(seed))")
+            print(
+                "\(out): \(lists.train.count) train and \(lists.val.count) val images of \(splits.classNames.count) "
+                    + "\(spec.name) classes (\(shots) shots, seed \(seed))")
         } catch let error as ExitCode {
             throw error
         } catch {

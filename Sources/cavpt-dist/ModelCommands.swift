@@ -36,21 +36,32 @@ struct Gradients: ParsableCommand {
             let config = try RunSetup.config(options)
             let classNames = try readClassNames(classes)
             let (clip, tokenizer) = try RunSetup.model(config)
-            let learner = try RunSetup.learner(config, model: clip, tokenizer: tokenizer, classNames: classNames, template: template)
+            let learner = try RunSetup.learner(
+                config, model: clip, tokenizer: tokenizer, classNames: classNames, template: template)
             if let params { try learner.load(try readTensors(params), requireAll: true) }
             let batch = try readBatch(pixels: pixels, labels: labels, model: clip, classes: classNames.count)
             let n = batch.labels.count
             let selection = learner.select(pixels: batch.pixels, epoch: epoch)
-            let pairs = learner.pairCountNeedsReduction ? learner.contributingPairs(selection, labels: batch.labels)
-                                                        : learner.contributingPairs(globalBatch: n)
-            let result = learner.loss(pixels: batch.pixels, labels: batch.labels, selection: selection, epoch: epoch,
-                                      globalBatch: n, contributingPairs: pairs)
+            let pairs =
+                learner.pairCountNeedsReduction
+                ? learner.contributingPairs(selection, labels: batch.labels)
+                : learner.contributingPairs(globalBatch: n)
+            let result = learner.loss(
+                pixels: batch.pixels, labels: batch.labels, selection: selection, epoch: epoch,
+                globalBatch: n, contributingPairs: pairs)
             result.loss.backward()
             var tensors: [(String, Tensor)] = [("loss", result.loss.value.reshaped([1]))]
             for (name, p) in learner.parameters { tensors.append((name, p.grad ?? Tensor(zeros: p.shape))) }
-            try SafeTensorsFile.write(tensors, metadata: ["method": config.string("method.name"), "epoch": String(epoch),
-                                                         "precision": clip.precision.rawValue], to: out)
-            print(String(format: "gradients: %@: loss %.6g, %d trained tensor(s)", out, Double(result.loss.value.scalar), tensors.count - 1))
+            try SafeTensorsFile.write(
+                tensors,
+                metadata: [
+                    "method": config.string("method.name"), "epoch": String(epoch),
+                    "precision": clip.precision.rawValue,
+                ], to: out)
+            print(
+                String(
+                    format: "gradients: %@: loss %.6g, %d trained tensor(s)", out, Double(result.loss.value.scalar),
+                    tensors.count - 1))
         }
     }
 }
@@ -60,7 +71,9 @@ func readClassNames(_ path: String) throws -> [String] {
     do { text = try RegularFile.text(path) } catch let error as RegularFileError {
         throw TrainingError.input("\(path): cannot read the class-name file: \(error.reason)")
     }
-    let names = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    let names = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+        !$0.isEmpty
+    }
     guard !names.isEmpty else { throw TrainingError.input("\(path): no class names (one per line)") }
     return names
 }
@@ -73,13 +86,15 @@ func readTensors(_ path: String) throws -> [String: Tensor] {
 }
 
 /// `pixels` [n,3,R,R] at the model's resolution and `labels` [n] in 0..<classes.
-func readBatch(pixels: String, labels: String, model: CLIPModel, classes: Int) throws -> (pixels: Tensor, labels: [Int]) {
+func readBatch(pixels: String, labels: String, model: CLIPModel, classes: Int) throws -> (pixels: Tensor, labels: [Int])
+{
     let pixelFile = try SafeTensorsFile(path: pixels)
     guard pixelFile.contains("pixels") else { throw TrainingError.input("\(pixels): no tensor named \"pixels\"") }
     let p = try pixelFile.tensor("pixels")
     let R = model.image.resolution
     guard p.rank == 4, p.shape[1] == 3, p.shape[2] == R, p.shape[3] == R else {
-        throw TrainingError.input("\(pixels): \"pixels\" has shape \(p.shape), expected [n, 3, \(R), \(R)] for this model")
+        throw TrainingError.input(
+            "\(pixels): \"pixels\" has shape \(p.shape), expected [n, 3, \(R), \(R)] for this model")
     }
     let labelFile = try SafeTensorsFile(path: labels)
     guard labelFile.contains("labels") else { throw TrainingError.input("\(labels): no tensor named \"labels\"") }
@@ -108,7 +123,9 @@ struct Features: ParsableCommand {
     @Option(help: "Arithmetic of the frozen-weight products: fp32 or bf16.") var precision: String = "fp32"
 
     func validate() throws {
-        guard images.isEmpty != (pixels == nil) else { throw ValidationError("give either --images JPG... or --pixels FILE") }
+        guard images.isEmpty != (pixels == nil) else {
+            throw ValidationError("give either --images JPG... or --pixels FILE")
+        }
     }
 
     func run() throws {
@@ -121,10 +138,13 @@ struct Features: ParsableCommand {
             var stored: Tensor?
             if let pixels {
                 let file = try SafeTensorsFile(path: pixels)
-                guard file.contains("pixels") else { throw TrainingError.input("\(pixels): no tensor named \"pixels\"") }
+                guard file.contains("pixels") else {
+                    throw TrainingError.input("\(pixels): no tensor named \"pixels\"")
+                }
                 let all = try file.tensor("pixels")
                 guard all.rank == 4, all.shape[1] == 3, all.shape[2] == R, all.shape[3] == R else {
-                    throw TrainingError.input("\(pixels): \"pixels\" has shape \(all.shape), expected [n, 3, \(R), \(R)] for this model")
+                    throw TrainingError.input(
+                        "\(pixels): \"pixels\" has shape \(all.shape), expected [n, 3, \(R), \(R)] for this model")
                 }
                 stored = all
                 count = all.shape[0]
@@ -143,12 +163,15 @@ struct Features: ParsableCommand {
                 } else {
                     batch = Tensor(uninitialized: [range.count, 3, R, R])
                     for (i, path) in images[range].enumerated() {
-                        writeTestImage(try ImageFile.decode(path: path), resolution: R, into: batch.data + i * 3 * R * R)
+                        writeTestImage(
+                            try ImageFile.decode(path: path), resolution: R, into: batch.data + i * 3 * R * R)
                     }
                 }
                 let features = clip.image(Var(batch)).value
                 (imageFeatures.data + start * clip.image.embedDim).update(from: features.data, count: features.count)
-                if let savedPixels { (savedPixels.data + start * 3 * R * R).update(from: batch.data, count: batch.count) }
+                if let savedPixels {
+                    (savedPixels.data + start * 3 * R * R).update(from: batch.data, count: batch.count)
+                }
             }
             var outputs: [(String, Tensor)] = [("image_features", imageFeatures)]
             if !texts.isEmpty {
@@ -156,7 +179,8 @@ struct Features: ParsableCommand {
                 let tokens = texts.map { tokenizer.tokenize($0, contextLength: clip.text.contextLength) }
                 let textFeatures = try clip.text(tokens: tokens).value
                 outputs.append(("text_features", textFeatures))
-                outputs.append(("logits", clip.logits(imageFeatures: Var(imageFeatures), textFeatures: Var(textFeatures)).value))
+                outputs.append(
+                    ("logits", clip.logits(imageFeatures: Var(imageFeatures), textFeatures: Var(textFeatures)).value))
             }
             if let savedPixels { outputs.append(("pixels", savedPixels)) }
             try SafeTensorsFile.write(outputs, metadata: ["model": model, "precision": precision], to: out)

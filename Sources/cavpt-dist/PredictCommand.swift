@@ -10,7 +10,9 @@ import Training
 
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Top-5 classes with probabilities for each image, with a trained run (--run DIR) or zero-shot CLIP (--model M --dataset N).",
+        abstract:
+            "Top-5 classes with probabilities for each image, with a trained run (--run DIR) or zero-shot CLIP "
+            + "(--model M --dataset N).",
         discussion: """
             IMAGE may be a file or a folder (its images, sorted by name). The classes are the run's \
             (or, with --dataset, that dataset's); their names come from the dataset's split files, so \
@@ -30,13 +32,17 @@ struct Predict: ParsableCommand {
     @Argument(help: "Images or folders of images.") var images: [String] = []
 
     func validate() throws {
-        if runDirectory != nil && checkpoint != nil { throw ValidationError("give --run DIR or --checkpoint DIR, not both") }
+        if runDirectory != nil && checkpoint != nil {
+            throw ValidationError("give --run DIR or --checkpoint DIR, not both")
+        }
         if runDirectory == nil && checkpoint == nil && (model == nil || dataset == nil) {
             throw ValidationError("give --run DIR (or --checkpoint DIR), or --model M --dataset N for zero-shot CLIP")
         }
         if images.isEmpty { throw ValidationError("give at least one IMAGE (a file or a folder)") }
         if top < 1 { throw ValidationError("--top must be at least 1, got \(top)") }
-        if let subsample, ClassSubset(rawValue: subsample) == nil { throw ValidationError("--subsample must be all, base or new, got '\(subsample)'") }
+        if let subsample, ClassSubset(rawValue: subsample) == nil {
+            throw ValidationError("--subsample must be all, base or new, got '\(subsample)'")
+        }
     }
 
     func run() throws {
@@ -59,8 +65,11 @@ struct Predict: ParsableCommand {
             if let subsample { try c.set("data.subsample", raw: subsample, source: "--subsample") }
             let data = try RunSetup.data(c, definition: definition)
             let (clip, tokenizer) = try RunSetup.model(c)
-            let learner = try RunSetup.learner(c, model: clip, tokenizer: tokenizer, classNames: data.classNames, template: data.template)
-            _ = try loadTrainedTensors(into: learner, run: runDirectory, checkpoint: savedCheckpoint, epochs: c.int("train.epochs"), warn: true)
+            let learner = try RunSetup.learner(
+                c, model: clip, tokenizer: tokenizer, classNames: data.classNames, template: data.template)
+            _ = try loadTrainedTensors(
+                into: learner, run: runDirectory, checkpoint: savedCheckpoint, epochs: c.int("train.epochs"), warn: true
+            )
             let files = try imageFiles(images)
             let textFeatures = learner.evaluationTextFeatures()
             let R = clip.image.resolution
@@ -73,12 +82,24 @@ struct Predict: ParsableCommand {
                 }
                 let logits = learner.predict(pixels: pixels, textFeatures: textFeatures)
                 for (i, path) in chunk.enumerated() {
-                    let best = topClasses(logits.data + i * logits.lastDim, count: logits.lastDim, k: min(top, logits.lastDim))
-                    print("\(path): " + best.map { String(format: "%@ %.1f%%", data.classNames[$0.0], $0.1 * 100) }.joined(separator: ", "))
+                    let best = topClasses(
+                        logits.data + i * logits.lastDim, count: logits.lastDim, k: min(top, logits.lastDim))
+                    print(
+                        "\(path): "
+                            + best.map { String(format: "%@ %.1f%%", data.classNames[$0.0], $0.1 * 100) }.joined(
+                                separator: ", "))
                     if out != nil {
-                        let record: [String: Any] = ["path": path, "prediction": best[0].0, "predictedClass": data.classNames[best[0].0],
-                                                     "top": best.map { ["label": $0.0, "class": data.classNames[$0.0], "probability": $0.1] as [String: Any] }]
-                        lines.append(String(decoding: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
+                        let record: [String: Any] = [
+                            "path": path, "prediction": best[0].0, "predictedClass": data.classNames[best[0].0],
+                            "top": best.map {
+                                ["label": $0.0, "class": data.classNames[$0.0], "probability": $0.1] as [String: Any]
+                            },
+                        ]
+                        lines.append(
+                            String(
+                                decoding: try JSONSerialization.data(
+                                    withJSONObject: record, options: [.sortedKeys, .withoutEscapingSlashes]),
+                                as: UTF8.self))
                     }
                 }
             }
@@ -101,7 +122,9 @@ func imageFiles(_ arguments: [String]) throws -> [String] {
                 let lower = name.lowercased()
                 return !name.hasPrefix(".") && ImageFile.hasImageExtension(lower)
             }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-            guard !found.isEmpty else { throw TrainingError.input("\(argument): no .jpg, .jpeg or .png images in the folder") }
+            guard !found.isEmpty else {
+                throw TrainingError.input("\(argument): no .jpg, .jpeg or .png images in the folder")
+            }
             files += found.map { (argument as NSString).appendingPathComponent($0) }
         } else {
             files.append(argument)

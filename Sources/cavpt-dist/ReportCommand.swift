@@ -6,7 +6,9 @@ import Training
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
-        abstract: "Tables from finished runs: few-shot accuracy (methods × datasets + average), base-to-new (base, new, HM) and cross-dataset transfer, mean ± std over seeds.",
+        abstract:
+            "Tables from finished runs: few-shot accuracy (methods × datasets + average), base-to-new (base, new, "
+            + "HM) and cross-dataset transfer, mean ± std over seeds.",
         discussion: """
             RUNS are run directories or folders holding them (searched recursively). Runs are grouped \
             by dataset, method, shots, class subset and every other configuration value; only seeds \
@@ -22,7 +24,9 @@ struct ReportCommand: ParsableCommand {
     @Option(help: "Write the tables here instead of printing them.") var out: String?
 
     func validate() throws {
-        if ReportFormat(rawValue: format) == nil { throw ValidationError("--format must be markdown, csv or json, got '\(format)'") }
+        if ReportFormat(rawValue: format) == nil {
+            throw ValidationError("--format must be markdown, csv or json, got '\(format)'")
+        }
     }
 
     func run() throws {

@@ -13,7 +13,9 @@ import Training
 
 struct Sweep: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train every job of a sweep (datasets × methods × seeds × shots × grid) in one MPI job: mpirun -np N cavpt-dist sweep … --ranks-per-job G.",
+        abstract:
+            "Train every job of a sweep (datasets × methods × seeds × shots × grid) in one MPI job: mpirun -np N "
+            + "cavpt-dist sweep … --ranks-per-job G.",
         discussion: """
             Runs land in ROOT/<dataset>/<method>/<shots>shot/<grid values or default>/seed<S>/. A job \
             that fails (a bad image, a bad value, divergence) is recorded in its folder's status.json \
@@ -30,7 +32,8 @@ struct Sweep: ParsableCommand {
     @Option(help: "Comma-separated method presets.") var methods: String?
     @Option(help: "Comma-separated seeds (default 1,2,3).") var seeds: String?
     @Option(help: "Comma-separated shot counts (default 16).") var shots: String?
-    @Option(name: .customLong("ranks-per-job"), help: "Ranks that train one job together (G; must divide the world size).")
+    @Option(
+        name: .customLong("ranks-per-job"), help: "Ranks that train one job together (G; must divide the world size).")
     var ranksPerJob: Int = 1
     @Option(name: .customLong("data-root"), help: "Folder holding the datasets.") var dataRoot: String?
     @Option(help: "CLIP weights.") var model: String?
@@ -42,7 +45,9 @@ struct Sweep: ParsableCommand {
 
     func validate() throws {
         if ranksPerJob < 1 { throw ValidationError("--ranks-per-job must be at least 1, got \(ranksPerJob)") }
-        if plan == nil && (datasets == nil || methods == nil) { throw ValidationError("give --datasets and --methods (or --plan FILE)") }
+        if plan == nil && (datasets == nil || methods == nil) {
+            throw ValidationError("give --datasets and --methods (or --plan FILE)")
+        }
     }
 
     enum JobState: String { case fresh, resume, finished }
@@ -70,16 +75,21 @@ struct Sweep: ParsableCommand {
             }
             try sweep.merge(yaml: text, source: plan)
         }
-        func list(_ s: String?) -> [String]? { s.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } }
+        func list(_ s: String?) -> [String]? {
+            s.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        }
         if let v = list(datasets) { sweep.datasets = v }
         if let v = list(methods) { sweep.methods = v }
         if let v = list(seeds) { sweep.seeds = try v.map { try Self.integer($0, "--seeds") } }
         if let v = list(shots) { sweep.shots = try v.map { try Self.integer($0, "--shots") } }
         sweep.sets += sets
         for assignment in sweep.sets {
-            let key = assignment.split(separator: "=").first.map(String.init)?.trimmingCharacters(in: .whitespaces) ?? ""
+            let key =
+                assignment.split(separator: "=").first.map(String.init)?.trimmingCharacters(in: .whitespaces) ?? ""
             if ["train.shots", "train.seed", "output.dir", "dataset.name", "method.name"].contains(key) {
-                throw TrainingError.input("--set \(key) is the sweep's own dimension: use --shots, --seeds, --output, --datasets or --methods")
+                throw TrainingError.input(
+                    "--set \(key) is the sweep's own dimension: use --shots, --seeds, --output, --datasets or --methods"
+                )
             }
         }
         var configs: [String: Config] = [:]
@@ -94,7 +104,8 @@ struct Sweep: ParsableCommand {
             do { try checkUnchanged(job, config: configs[job.folder]!) } catch { changed.append("\(error)") }
         }
         if !changed.isEmpty {
-            throw TrainingError.configuration(changed[0] + (changed.count > 1 ? " (and \(changed.count - 1) more job folder(s))" : ""))
+            throw TrainingError.configuration(
+                changed[0] + (changed.count > 1 ? " (and \(changed.count - 1) more job folder(s))" : ""))
         }
         return (root, sweep, jobs)
     }
@@ -107,24 +118,28 @@ struct Sweep: ParsableCommand {
         }
         if dryRun {
             if world.rank == 0 {
-                for (i, job) in order.enumerated() { print("job \(i + 1)/\(order.count): \(job.folder) [\(state(of: job).rawValue)]") }
+                for (i, job) in order.enumerated() {
+                    print("job \(i + 1)/\(order.count): \(job.folder) [\(state(of: job).rawValue)]")
+                }
             }
             return
         }
-        let g = try groupColor(world)   // the group's index, the same on all its ranks
+        let g = try groupColor(world) // the group's index, the same on all its ranks
         let group = try world.split(color: g, key: world.rank)
         // Rank 0 hands the jobs out through a one-sided counter; where the MPI library offers no
         // window across these ranks (every rank fails alike), the groups deal them out statically.
         var dispatcher: SharedCounter? = try? world.sharedCounter()
         if try world.allreduce(dispatcher == nil ? 1.0 : 0.0, .sum) > 0 {
-            if world.rank == 0 { print("sweep: no MPI window across these ranks; jobs are dealt out to the groups in advance") }
+            if world.rank == 0 {
+                print("sweep: no MPI window across these ranks; jobs are dealt out to the groups in advance")
+            }
             dispatcher = nil
         }
         let dealt = dispatcher == nil ? SweepPlan.assign(jobs, groups: groups)[g] : []
         var dealtIndex = 0
         StopSignals.clear()
         try StopSignals.install()
-        var counts = [0.0, 0.0, 0.0, 0.0]   // completed, failed, skipped, preempted
+        var counts = [0.0, 0.0, 0.0, 0.0] // completed, failed, skipped, preempted
         jobs: while true {
             // The group agrees on a stop requested between jobs, before it takes another.
             if try group.allreduce(StopSignals.pending != 0 ? 1.0 : 0.0, .sum) > 0 { counts[3] += 1; break jobs }
@@ -147,14 +162,18 @@ struct Sweep: ParsableCommand {
             }
             if group.rank == 0 { print("[group \(g)] start  \(job.folder)\(current == .resume ? " (resume)" : "")") }
             flushStandardOutput()
-            let training = TrainingJob(options: options(job, overrides: sweep.overrides(for: job)),
-                                       mode: current == .resume ? .resume : .fresh, resumeFrom: nil,
-                                       isolated: true, quiet: true,
-                                       resumeCommand: { CommandLine.arguments.joined(separator: " ") })
+            let training = TrainingJob(
+                options: options(job, overrides: sweep.overrides(for: job)),
+                mode: current == .resume ? .resume : .fresh, resumeFrom: nil,
+                isolated: true, quiet: true,
+                resumeCommand: { CommandLine.arguments.joined(separator: " ") })
             do {
                 let outcome = try training.run(comm: group)
                 counts[0] += 1
-                if group.rank == 0 { print(String(format: "[group %d] done   %@: accuracy %.2f%%", g, job.folder, outcome.accuracy * 100)) }
+                if group.rank == 0 {
+                    print(
+                        String(format: "[group %d] done   %@: accuracy %.2f%%", g, job.folder, outcome.accuracy * 100))
+                }
             } catch let stop as TrainingStop {
                 if case .preempted = stop {
                     counts[3] += 1
@@ -184,7 +203,9 @@ struct Sweep: ParsableCommand {
         try world.allreduceSum(&totals)
         if world.rank == 0 {
             try writeSummary(jobs, root: root, totals: totals)
-            if let tables = try? Report.render(try Report.collect([root]), format: .markdown, ci95: false) { print(tables, terminator: "") }
+            if let tables = try? Report.render(try Report.collect([root]), format: .markdown, ci95: false) {
+                print(tables, terminator: "")
+            }
         }
         if totals[3] > 0 {
             if world.rank == 0 { print("sweep: stopped by a signal; run the same command again to continue") }
@@ -215,11 +236,15 @@ struct Sweep: ParsableCommand {
     func state(of job: SweepJob) -> JobState {
         let fm = FileManager.default
         if fm.fileExists(atPath: job.folder + "/results.json"),
-           let data = try? Data(RegularFile.read(job.folder + "/status.json", maxBytes: 1 << 20)),
-           let status = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], status["state"] as? String == "completed" {
+            let data = try? Data(RegularFile.read(job.folder + "/status.json", maxBytes: 1 << 20)),
+            let status = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+            status["state"] as? String == "completed"
+        {
             return .finished
         }
-        let entries = ((try? fm.contentsOfDirectory(atPath: job.folder)) ?? []).filter { $0 != ".lock" && $0 != "log.txt" }
+        let entries = ((try? fm.contentsOfDirectory(atPath: job.folder)) ?? []).filter {
+            $0 != ".lock" && $0 != "log.txt"
+        }
         return entries.contains("config.yaml") ? .resume : (entries.isEmpty ? .fresh : .resume)
     }
 
@@ -231,15 +256,20 @@ struct Sweep: ParsableCommand {
         try saved.merge(savedRun: text, source: path)
         let differing = config.differences(from: saved)
         guard differing.isEmpty else {
-            let detail = differing.prefix(6).map { "\($0): \(saved.values[$0]?.description ?? "unset") → \(config.values[$0]?.description ?? "unset")" }
-            throw TrainingError.configuration("the sweep's settings for \(job.folder) differ from the run already there in "
-                                              + detail.joined(separator: "; ") + " (move the folder away or use another --output)")
+            let detail = differing.prefix(6).map {
+                "\($0): \(saved.values[$0]?.description ?? "unset") → \(config.values[$0]?.description ?? "unset")"
+            }
+            throw TrainingError.configuration(
+                "the sweep's settings for \(job.folder) differ from the run already there in "
+                    + detail.joined(separator: "; ") + " (move the folder away or use another --output)")
         }
     }
 
     func recordFailure(_ job: SweepJob, message: String) {
         try? FileManager.default.createDirectory(atPath: job.folder, withIntermediateDirectories: true)
-        let record: [String: Any] = ["state": "failed", "error": message, "time": ISO8601DateFormatter().string(from: Date())]
+        let record: [String: Any] = [
+            "state": "failed", "error": message, "time": ISO8601DateFormatter().string(from: Date()),
+        ]
         if let data = try? JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]) {
             try? writeDurably(data, to: job.folder + "/status.json")
         }
@@ -250,10 +280,13 @@ struct Sweep: ParsableCommand {
         var entries: [[String: Any]] = []
         var failures: [String] = []
         for job in jobs {
-            var entry: [String: Any] = ["folder": job.folder, "dataset": job.datasetName, "method": job.method, "seed": job.seed,
-                                        "shots": job.shots, "grid": Dictionary(uniqueKeysWithValues: job.grid)]
+            var entry: [String: Any] = [
+                "folder": job.folder, "dataset": job.datasetName, "method": job.method, "seed": job.seed,
+                "shots": job.shots, "grid": Dictionary(uniqueKeysWithValues: job.grid),
+            ]
             if let data = try? Data(RegularFile.read(job.folder + "/status.json", maxBytes: 1 << 20)),
-               let status = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] {
+                let status = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+            {
                 entry["state"] = status["state"] ?? "unknown"
                 if let error = status["error"] { entry["error"] = error; failures.append("\(job.folder): \(error)") }
             } else {
@@ -261,11 +294,18 @@ struct Sweep: ParsableCommand {
             }
             entries.append(entry)
         }
-        let summary: [String: Any] = ["jobs": entries, "completed": Int(totals[0]), "failed": Int(totals[1]),
-                                      "skipped": Int(totals[2]), "preempted": Int(totals[3]),
-                                      "time": ISO8601DateFormatter().string(from: Date())]
-        try writeDurably(try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys]), to: root + "/sweep-summary.json")
-        print("sweep: \(Int(totals[0])) completed, \(Int(totals[1])) failed, \(Int(totals[2])) already finished; summary \(root)/sweep-summary.json")
+        let summary: [String: Any] = [
+            "jobs": entries, "completed": Int(totals[0]), "failed": Int(totals[1]),
+            "skipped": Int(totals[2]), "preempted": Int(totals[3]),
+            "time": ISO8601DateFormatter().string(from: Date()),
+        ]
+        try writeDurably(
+            try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys]),
+            to: root + "/sweep-summary.json")
+        print(
+            "sweep: \(Int(totals[0])) completed, \(Int(totals[1])) failed, \(Int(totals[2])) already finished; "
+                + "summary \(root)/sweep-summary.json"
+        )
         for line in failures { print("  FAILED \(line)") }
     }
 

@@ -7,12 +7,15 @@ struct Tokenize: ParsableCommand {
         abstract: "Print the CLIP token ids of each TEXT (SOT, ids, EOT, zero padding to 77), one line per text.",
         discussion: """
             The vocabulary is --vocab, else $CAVPT_DIST_VOCAB, else bpe_simple_vocab_16e6.txt.gz next to the \
-            executable, else the copy in the repository (Sources/CLIP/Resources/). --vocab takes the .gz file, a Hugging Face \
-            vocab.json (with merges.txt beside it) or a folder holding either.
+            executable, else the copy in the repository (Sources/CLIP/Resources/). --vocab takes the .gz file, \
+            a Hugging Face vocab.json (with merges.txt beside it) or a folder holding either.
             """)
 
-    @Option(name: .long, help: ArgumentHelp("Tokenizer vocabulary: bpe_simple_vocab_16e6.txt.gz, vocab.json, or a folder.",
-                                            valueName: "FILE"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Tokenizer vocabulary: bpe_simple_vocab_16e6.txt.gz, vocab.json, or a folder.",
+            valueName: "FILE"))
     var vocab: String?
 
     @Argument(help: "Texts to tokenize (quote each one).")

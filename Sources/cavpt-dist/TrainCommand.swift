@@ -12,7 +12,10 @@ import Training
 struct RunArguments: ParsableArguments {
     @Option(help: "Dataset: a name from configs/datasets (eurosat, caltech101, …) or a dataset YAML file.")
     var dataset: String?
-    @Option(help: "Method preset from configs/methods (zsclip, coop, vpt_shallow, vpt_deep, vpt_cavpt, vlp_deep, vlp_cavpt, dpt_released) or a YAML file.")
+    @Option(
+        help: ArgumentHelp(
+            "Method preset from configs/methods (zsclip, coop, vpt_shallow, vpt_deep, vpt_cavpt, vlp_deep, "
+                + "vlp_cavpt, dpt_released) or a YAML file."))
     var method: String?
     @Option(help: "A YAML config layered on top of the dataset and method configs.")
     var config: String?
@@ -95,16 +98,22 @@ struct Train: ParsableCommand {
     var overwrite = false
 
     func validate() throws {
-        if overwrite && (resume || resumeFrom != nil) { throw ValidationError("--overwrite and --resume exclude each other") }
+        if overwrite && (resume || resumeFrom != nil) {
+            throw ValidationError("--overwrite and --resume exclude each other")
+        }
     }
 
     func run() throws {
         try withCommunicator { comm in
-            let job = TrainingJob(options: arguments.options,
-                                  mode: resume || resumeFrom != nil ? .resume : overwrite ? .overwrite : .fresh,
-                                  resumeFrom: resumeFrom, isolated: false, quiet: false,
-                                  resumeCommand: { resumeCommand(arguments: CommandLine.arguments, ranks: comm.size,
-                                                                 workingDirectory: FileManager.default.currentDirectoryPath) })
+            let job = TrainingJob(
+                options: arguments.options,
+                mode: resume || resumeFrom != nil ? .resume : overwrite ? .overwrite : .fresh,
+                resumeFrom: resumeFrom, isolated: false, quiet: false,
+                resumeCommand: {
+                    resumeCommand(
+                        arguments: CommandLine.arguments, ranks: comm.size,
+                        workingDirectory: FileManager.default.currentDirectoryPath)
+                })
             do { _ = try job.run(comm: comm) } catch let stop as TrainingStop {
                 // No rank may exit before rank 0's records are complete: mpirun ends the job when one does.
                 try comm.barrier()
@@ -124,15 +133,20 @@ func runDirectory(_ c: Config) -> String {
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Evaluate a saved run (--run DIR) or checkpoint (--checkpoint DIR): on its test split, on its new classes (--subsample new), or on another dataset (--dataset NAME).")
+        abstract:
+            "Evaluate a saved run (--run DIR) or checkpoint (--checkpoint DIR): on its test split, on its new "
+            + "classes (--subsample new), or on another dataset (--dataset NAME)."
+    )
 
-    @Option(name: .customLong("run"), help: "A run directory written by `train` (its config.yaml and newest checkpoint).")
+    @Option(
+        name: .customLong("run"), help: "A run directory written by `train` (its config.yaml and newest checkpoint).")
     var runDirectory: String?
     @Option(help: "A checkpoint folder (runs/…/checkpoints/epoch-NNNN); its state.json holds the configuration.")
     var checkpoint: String?
     @Option(help: "A config to use instead of the recorded one (with --checkpoint).")
     var config: String?
-    @Option(help: "Evaluate on another dataset's classes, template and test split (cross-dataset, domain generalisation).")
+    @Option(
+        help: "Evaluate on another dataset's classes, template and test split (cross-dataset, domain generalisation).")
     var dataset: String?
     @Option(help: "Classes to evaluate: all, base or new (base-to-new generalisation).")
     var subsample: String?
@@ -143,11 +157,14 @@ struct Eval: ParsableCommand {
     @Option(help: "Arithmetic of the frozen-weight products: fp32 or bf16 (runtime.precision).") var precision: String?
     @Option(help: "Write the results JSON here (accuracy, macro-F1, per-class accuracy, dataset, method, checkpoint).")
     var out: String?
-    @Option(help: "Write one JSON line per evaluated image (path, label, prediction, top-5) and the confusion matrix here.")
+    @Option(
+        help: "Write one JSON line per evaluated image (path, label, prediction, top-5) and the confusion matrix here.")
     var predictions: String?
 
     func validate() throws {
-        guard (runDirectory != nil) != (checkpoint != nil) else { throw ValidationError("give either --run DIR or --checkpoint DIR") }
+        guard (runDirectory != nil) != (checkpoint != nil) else {
+            throw ValidationError("give either --run DIR or --checkpoint DIR")
+        }
         if let subsample, ClassSubset(rawValue: subsample) == nil {
             throw ValidationError("--subsample must be all, base or new, got '\(subsample)'")
         }
@@ -156,7 +173,8 @@ struct Eval: ParsableCommand {
     func run() throws {
         try withCommunicator { comm in
             let savedCheckpoint: Checkpoint? = try checkpoint.map { try Checkpoints.read($0) }
-            var (c, definition) = try recordedRunConfig(run: runDirectory, checkpoint: savedCheckpoint, override: config)
+            var (c, definition) = try recordedRunConfig(
+                run: runDirectory, checkpoint: savedCheckpoint, override: config)
             let savedDataset = c.string("dataset.name"), savedSubsample = c.string("data.subsample")
             if let dataset { definition = try switchDataset(&c, to: dataset, subsample: subsample ?? "all") }
             if let dataRoot { try c.set("data.root", raw: dataRoot, source: "--data-root") }
@@ -169,20 +187,29 @@ struct Eval: ParsableCommand {
             let data = try RunSetup.data(c, definition: definition)
             if comm.rank == 0 { _ = try RunSetup.checkInputs(data, training: false, evalSplit: c.string("eval.split")) }
             let (clip, tokenizer) = try RunSetup.model(c)
-            let learner = try RunSetup.learner(c, model: clip, tokenizer: tokenizer, classNames: data.classNames, template: data.template)
-            let evaluated = try loadTrainedTensors(into: learner, run: runDirectory, checkpoint: savedCheckpoint,
-                                                   epochs: c.int("train.epochs"), warn: comm.rank == 0)
+            let learner = try RunSetup.learner(
+                c, model: clip, tokenizer: tokenizer, classNames: data.classNames, template: data.template)
+            let evaluated = try loadTrainedTensors(
+                into: learner, run: runDirectory, checkpoint: savedCheckpoint,
+                epochs: c.int("train.epochs"), warn: comm.rank == 0)
             let trainer = Trainer(comm: comm, config: c, learner: learner, data: data, output: nil)
             let which = c.string("eval.split")
             let (samples, listName) = data.evaluationList(which)
-            let result = try trainer.evaluate(samples: samples, listName: listName, recordTop: predictions == nil ? 0 : 5)
+            let result = try trainer.evaluate(
+                samples: samples, listName: listName, recordTop: predictions == nil ? 0 : 5)
             guard comm.rank == 0 else { return }
             let subset = c.string("data.subsample")
-            print(String(format: "%@ %@%@ accuracy %.2f%%  macro-F1 %.2f%%  (%d images, %d classes)  %@", data.datasetName, which,
-                         subset == "all" ? "" : " (\(subset) classes)", result.confusion.accuracy * 100,
-                         result.confusion.macroF1 * 100, Int(result.confusion.total), data.classNames.count, evaluated))
-            let json = try evaluationRecord(result, data: data, config: c, split: which, extra: [
-                "checkpoint": evaluated, "trainedOn": savedDataset, "trainedSubsample": savedSubsample])
+            print(
+                String(
+                    format: "%@ %@%@ accuracy %.2f%%  macro-F1 %.2f%%  (%d images, %d classes)  %@", data.datasetName,
+                    which,
+                    subset == "all" ? "" : " (\(subset) classes)", result.confusion.accuracy * 100,
+                    result.confusion.macroF1 * 100, Int(result.confusion.total), data.classNames.count, evaluated))
+            let json = try evaluationRecord(
+                result, data: data, config: c, split: which,
+                extra: [
+                    "checkpoint": evaluated, "trainedOn": savedDataset, "trainedSubsample": savedSubsample,
+                ])
             if let out { try writeDurably(json, to: out) }
             // Kept with the run, where `report` finds it (base-to-new and cross-dataset tables).
             if let runDirectory, checkpoint == nil {
@@ -238,30 +265,45 @@ func recordedRunConfig(run: String?, checkpoint: Checkpoint?, override: String?)
 /// Sets the learner's trained tensors from `checkpoint`, else the newest checkpoint of `run` that
 /// loads (warning about each one skipped, and when it is not the last epoch). Returns what was
 /// loaded, for the report line.
-func loadTrainedTensors(into learner: PromptLearner, run: String?, checkpoint: Checkpoint?, epochs: Int, warn: Bool) throws -> String {
+func loadTrainedTensors(
+    into learner: PromptLearner, run: String?, checkpoint: Checkpoint?, epochs: Int, warn: Bool
+) throws -> String {
     guard !learner.parameters.isEmpty else { return "zero-shot (no trained tensors)" }
     let saved: Checkpoint
-    if let checkpoint { saved = checkpoint }
-    else if let run, let newest = Checkpoints.newest(in: run + "/checkpoints", skipped: { path, reason in
-        if warn { writeStandardError("warning: skipping checkpoint \(path): \(reason)\n") }
-    }) { saved = newest }
-    else { throw TrainingError.checkpoint("\(run ?? "?")/checkpoints holds no complete checkpoint that loads") }
+    if let checkpoint {
+        saved = checkpoint
+    } else if let run,
+        let newest = Checkpoints.newest(
+            in: run + "/checkpoints",
+            skipped: { path, reason in
+                if warn { writeStandardError("warning: skipping checkpoint \(path): \(reason)\n") }
+            })
+    {
+        saved = newest
+    } else {
+        throw TrainingError.checkpoint("\(run ?? "?")/checkpoints holds no complete checkpoint that loads")
+    }
     try learner.load(saved.parameters, requireAll: true, forEvaluation: true)
     if saved.state.epoch < epochs, warn {
-        writeStandardError("warning: \(saved.path) is from epoch \(saved.state.epoch), not the run's last (\(epochs))\n")
+        writeStandardError(
+            "warning: \(saved.path) is from epoch \(saved.state.epoch), not the run's last (\(epochs))\n")
     }
     return "checkpoint \(saved.path) (epoch \(saved.state.epoch) of \(epochs))"
 }
 
 /// What an evaluation reports (`eval --out`, a run's evaluations/, `zeroshot --out`): accuracy,
 /// macro-F1, per-class accuracy and what was evaluated, as pretty JSON.
-func evaluationRecord(_ result: EvaluationResult, data: RunData, config c: Config, split: String,
-                      extra: [String: Any]) throws -> Data {
+func evaluationRecord(
+    _ result: EvaluationResult, data: RunData, config c: Config, split: String,
+    extra: [String: Any]
+) throws -> Data {
     var perClass: [String: Any] = [:]
     for (name, acc) in zip(data.classNames, result.confusion.perClassAccuracy) { perClass[name] = acc ?? NSNull() }
     var record: [String: Any] = [
-        "accuracy": result.confusion.accuracy, "macroF1": result.confusion.macroF1, "evaluated": Int(result.confusion.total),
-        "split": split, "dataset": data.datasetName, "method": c.string("method.name"), "subsample": c.string("data.subsample"),
+        "accuracy": result.confusion.accuracy, "macroF1": result.confusion.macroF1,
+        "evaluated": Int(result.confusion.total),
+        "split": split, "dataset": data.datasetName, "method": c.string("method.name"),
+        "subsample": c.string("data.subsample"),
         "classes": data.classNames.count, "perClassAccuracy": perClass, "template": data.template,
         "seed": c.int("train.seed"), "shots": c.int("train.shots"),
         "precision": c.string("runtime.precision"), "onednnISA": OneDNN.isaName,
@@ -279,14 +321,22 @@ func writePredictions(_ result: EvaluationResult, samples: [Sample], data: RunDa
         let record: [String: Any] = [
             "path": sample.path, "label": sample.label, "class": data.classNames[sample.label],
             "prediction": top.first?.label ?? -1, "predictedClass": top.first.map { data.classNames[$0.label] } ?? "",
-            "top5": top.map { ["label": $0.label, "class": data.classNames[$0.label], "probability": $0.probability] as [String: Any] },
+            "top5": top.map {
+                ["label": $0.label, "class": data.classNames[$0.label], "probability": $0.probability] as [String: Any]
+            },
         ]
-        lines.append(String(decoding: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
+        lines.append(
+            String(
+                decoding: try JSONSerialization.data(
+                    withJSONObject: record, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
     }
     let K = result.confusion.classes
     let matrix = (0..<K).map { t in (0..<K).map { Int(result.confusion.counts[t * K + $0]) } }
-    lines.append(String(decoding: try JSONSerialization.data(withJSONObject: ["classes": data.classNames, "confusion": matrix],
-                                                                options: [.sortedKeys]), as: UTF8.self))
+    lines.append(
+        String(
+            decoding: try JSONSerialization.data(
+                withJSONObject: ["classes": data.classNames, "confusion": matrix],
+                options: [.sortedKeys]), as: UTF8.self))
     try writeDurably(Data((lines.joined(separator: "\n") + "\n").utf8), to: path)
 }
 
@@ -302,9 +352,11 @@ struct Zeroshot: ParsableCommand {
     @Option(help: "Split to evaluate: test or val (same as --set eval.split=…).") var split: String?
     @Option(help: "Classes to evaluate: all, base or new (base-to-new's zero-shot baseline).") var subsample: String?
     @Option(help: "Arithmetic of the frozen-weight products: fp32 or bf16 (runtime.precision).") var precision: String?
-    @Option(name: .customLong("set"), help: "Override a config key (e.g. eval.split=val, dataset.template=…; repeatable).")
+    @Option(
+        name: .customLong("set"), help: "Override a config key (e.g. eval.split=val, dataset.template=…; repeatable).")
     var sets: [String] = []
-    @Option(help: "Write the results JSON here (accuracy, macro-F1, per-class accuracy, dataset, template).") var out: String?
+    @Option(help: "Write the results JSON here (accuracy, macro-F1, per-class accuracy, dataset, template).") var out:
+        String?
     @Option(help: "Write one JSON line per image (path, label, prediction, top-5) and the confusion matrix here.")
     var predictions: String?
 
@@ -322,17 +374,24 @@ struct Zeroshot: ParsableCommand {
             let which = config.string("eval.split")
             if comm.rank == 0 { _ = try RunSetup.checkInputs(data, training: false, evalSplit: which) }
             let (clip, tokenizer) = try RunSetup.model(config)
-            let learner = try RunSetup.learner(config, model: clip, tokenizer: tokenizer, classNames: data.classNames, template: data.template)
+            let learner = try RunSetup.learner(
+                config, model: clip, tokenizer: tokenizer, classNames: data.classNames, template: data.template)
             let trainer = Trainer(comm: comm, config: config, learner: learner, data: data, output: nil)
             let (samples, listName) = data.evaluationList(which)
-            let result = try trainer.evaluate(samples: samples, listName: listName, recordTop: predictions == nil ? 0 : 5)
+            let result = try trainer.evaluate(
+                samples: samples, listName: listName, recordTop: predictions == nil ? 0 : 5)
             guard comm.rank == 0 else { return }
-            print(String(format: "zero-shot %@ %@: accuracy %.2f%%  macro-F1 %.2f%%  (%d images, %d classes, template \"%@\")",
-                         data.datasetName, which, result.confusion.accuracy * 100, result.confusion.macroF1 * 100,
-                         Int(result.confusion.total), data.classNames.count, data.template))
+            print(
+                String(
+                    format:
+                        "zero-shot %@ %@: accuracy %.2f%%  macro-F1 %.2f%%  (%d images, %d classes, template \"%@\")",
+                    data.datasetName, which, result.confusion.accuracy * 100, result.confusion.macroF1 * 100,
+                    Int(result.confusion.total), data.classNames.count, data.template))
             if let out {
-                try writeDurably(try evaluationRecord(result, data: data, config: config, split: which,
-                                                      extra: ["model": absolutePath(config.string("model.path"))]), to: out)
+                try writeDurably(
+                    try evaluationRecord(
+                        result, data: data, config: config, split: which,
+                        extra: ["model": absolutePath(config.string("model.path"))]), to: out)
             }
             if let predictions { try writePredictions(result, samples: samples, data: data, to: predictions) }
         }

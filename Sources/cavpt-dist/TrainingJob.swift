@@ -55,30 +55,37 @@ struct TrainingJob {
         let result = try trainer.evaluate(samples: samples, listName: listName)
         try agreed(comm) {
             guard let output = s.output else { return }
-            try output.writeResults(result, classNames: data.classNames, split: split,
-                                    extra: ["trainSeconds": trainSeconds, "ranks": comm.size,
-                                            "blasThreadsPerRank": BLASRuntime.threads,
-                                            "epochs": config.int("train.epochs"),
-                                            "timestamp": ISO8601DateFormatter().string(from: Date()),
-                                            "host": ProcessInfo.processInfo.hostName,
-                                            "commandLine": CommandLine.arguments,
-                                            "model": RunSetup.modelRecord(config, model: s.model),
-                                            "template": data.template, "classes": data.classNames.count,
-                                            "subsample": config.string("data.subsample"),
-                                            "trainImages": data.train.count,
-                                            "shots": data.fewshot?.shots ?? config.int("train.shots"),
-                                            "fewshot": data.fewshotFile.isEmpty ? "sampled (seed \(config.int("train.seed")))" : data.fewshotFile])
+            try output.writeResults(
+                result, classNames: data.classNames, split: split,
+                extra: [
+                    "trainSeconds": trainSeconds, "ranks": comm.size,
+                    "blasThreadsPerRank": BLASRuntime.threads,
+                    "epochs": config.int("train.epochs"),
+                    "timestamp": ISO8601DateFormatter().string(from: Date()),
+                    "host": ProcessInfo.processInfo.hostName,
+                    "commandLine": CommandLine.arguments,
+                    "model": RunSetup.modelRecord(config, model: s.model),
+                    "template": data.template, "classes": data.classNames.count,
+                    "subsample": config.string("data.subsample"),
+                    "trainImages": data.train.count,
+                    "shots": data.fewshot?.shots ?? config.int("train.shots"),
+                    "fewshot": data.fewshotFile.isEmpty
+                        ? "sampled (seed \(config.int("train.seed")))" : data.fewshotFile,
+                ])
             try output.writeStatus("completed")
-            output.say(String(format: "%@ accuracy %.2f%%  macro-F1 %.2f%%  (%d images)  results: %@/results.json",
-                              split, result.confusion.accuracy * 100, result.confusion.macroF1 * 100,
-                              Int(result.confusion.total), s.directory))
+            output.say(
+                String(
+                    format: "%@ accuracy %.2f%%  macro-F1 %.2f%%  (%d images)  results: %@/results.json",
+                    split, result.confusion.accuracy * 100, result.confusion.macroF1 * 100,
+                    Int(result.confusion.total), s.directory))
         }
         // A sweep's base-to-new job also evaluates the new half with the same tensors (what
         // `eval --run DIR --subsample new` does), so the report's base-to-new table is complete.
         if isolated && config.string("data.subsample") == "base" {
             try evaluateNewClasses(s, trainer: trainer, comm: comm)
         }
-        return TrainingOutcome(directory: s.directory, accuracy: result.confusion.accuracy, macroF1: result.confusion.macroF1)
+        return TrainingOutcome(
+            directory: s.directory, accuracy: result.confusion.accuracy, macroF1: result.confusion.macroF1)
     }
 
     /// The trained tensors on the other half of the classes; the record goes to evaluations/.
@@ -87,22 +94,33 @@ struct TrainingJob {
         try c.set("data.subsample", raw: "new", source: "sweep")
         let data = try agreed(comm) { try RunSetup.data(c, definition: s.data.spec) }
         let learner = try agreed(comm) { () -> PromptLearner in
-            let l = try RunSetup.learner(c, model: s.model, tokenizer: s.tokenizer, classNames: data.classNames, template: data.template)
-            try l.load(Dictionary(uniqueKeysWithValues: s.learner.parameters.map { ($0.0, $0.1.value) }), requireAll: true, forEvaluation: true)
+            let l = try RunSetup.learner(
+                c, model: s.model, tokenizer: s.tokenizer, classNames: data.classNames, template: data.template)
+            try l.load(
+                Dictionary(uniqueKeysWithValues: s.learner.parameters.map { ($0.0, $0.1.value) }), requireAll: true,
+                forEvaluation: true)
             return l
         }
         let evaluator = Trainer(comm: comm, config: c, learner: learner, data: data, output: nil)
         evaluator.isolatesFailures = true
-        let result = try evaluator.evaluate(samples: data.test, listName: "\(data.datasetName) test split (new classes)")
+        let result = try evaluator.evaluate(
+            samples: data.test, listName: "\(data.datasetName) test split (new classes)")
         try agreed(comm) {
             guard let output = s.output else { return }
-            let json = try evaluationRecord(result, data: data, config: c, split: "test", extra: [
-                "trainedOn": s.data.datasetName, "trainedSubsample": "base", "checkpoint": "the trained tensors at the end of training"])
+            let json = try evaluationRecord(
+                result, data: data, config: c, split: "test",
+                extra: [
+                    "trainedOn": s.data.datasetName, "trainedSubsample": "base",
+                    "checkpoint": "the trained tensors at the end of training",
+                ])
             let folder = s.directory + "/evaluations"
             try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             try writeDurably(json, to: folder + "/\(data.datasetName)-test-new.json")
-            output.say(String(format: "new classes: test accuracy %.2f%%  (%d images, %d classes)", result.confusion.accuracy * 100,
-                              Int(result.confusion.total), data.classNames.count))
+            output.say(
+                String(
+                    format: "new classes: test accuracy %.2f%%  (%d images, %d classes)",
+                    result.confusion.accuracy * 100,
+                    Int(result.confusion.total), data.classNames.count))
         }
     }
 
@@ -120,12 +138,14 @@ struct TrainingJob {
             lock = try RunDirectory.prepare(directory, mode: mode)
         }
         let (model, tokenizer) = try RunSetup.model(config)
-        let learner = try RunSetup.learner(config, model: model, tokenizer: tokenizer,
-                                           classNames: data.classNames, template: data.template)
+        let learner = try RunSetup.learner(
+            config, model: model, tokenizer: tokenizer,
+            classNames: data.classNames, template: data.template)
         if learner.parameters.isEmpty && config.string("method.name") == "custom" {
-            throw TrainingError.configuration("nothing to train: no --method given and no method.* key sets a text context or visual "
-                                              + "prompts; pass --method (\(ConfigSchema.methods.dropLast().joined(separator: ", "))), or use "
-                                              + "`cavpt-dist zeroshot` for zero-shot CLIP")
+            throw TrainingError.configuration(
+                "nothing to train: no --method given and no method.* key sets a text context or visual "
+                    + "prompts; pass --method (\(ConfigSchema.methods.dropLast().joined(separator: ", "))), or use "
+                    + "`cavpt-dist zeroshot` for zero-shot CLIP")
         }
         warnings += RunSetup.scheduleWarnings(config, groups: Set(learner.parameters.map { ParameterGroup.of($0.0) }))
         var checkpoint: Checkpoint?
@@ -137,16 +157,22 @@ struct TrainingJob {
             }
             try RunDirectory.truncateMetrics(in: directory, toEpoch: checkpoint?.state.epoch ?? 0)
         }
-        let output = comm.rank == 0
-            ? try RunOutput(directory: directory, config: config, dataset: data.spec, fewshot: data.fewshot, lock: lock, quiet: quiet) : nil
+        let output =
+            comm.rank == 0
+            ? try RunOutput(
+                directory: directory, config: config, dataset: data.spec, fewshot: data.fewshot, lock: lock,
+                quiet: quiet) : nil
         for warning in warnings { output?.say("warning: \(warning)") }
-        output?.say("cavpt-dist \(cavptDistVersion): \(config.string("method.name")) on \(data.datasetName), "
-                    + "\(data.train.count) training images, \(data.classNames.count) classes, \(comm.size) rank(s) "
-                    + "× \(BLASRuntime.threads) BLAS thread(s) [\(BLASRuntime.coreName)], "
-                    + "precision \(RunSetup.precisionSummary(model.precision)), run \(directory)")
+        output?.say(
+            "cavpt-dist \(cavptDistVersion): \(config.string("method.name")) on \(data.datasetName), "
+                + "\(data.train.count) training images, \(data.classNames.count) classes, \(comm.size) rank(s) "
+                + "× \(BLASRuntime.threads) BLAS thread(s) [\(BLASRuntime.coreName)], "
+                + "precision \(RunSetup.precisionSummary(model.precision)), run \(directory)")
         if let warning = BLASRuntime.slowKernelWarning { output?.say("warning: \(warning)") }
-        return Setup(config: config, data: data, model: model, tokenizer: tokenizer, learner: learner, checkpoint: checkpoint, output: output,
-                     directory: directory)
+        return Setup(
+            config: config, data: data, model: model, tokenizer: tokenizer, learner: learner, checkpoint: checkpoint,
+            output: output,
+            directory: directory)
     }
 
     /// Rank 0 records why the run stopped (status.json) and says so: an `error:` for divergence; for
@@ -180,10 +206,16 @@ struct TrainingJob {
         let checkpoint: Checkpoint
         if let resumeFrom {
             checkpoint = try Checkpoints.read(resumeFrom)
-        } else if let newest = Checkpoints.newest(in: directory + "/checkpoints", skipped: { path, reason in
-            if quiet { RunLog.append("warning: skipping checkpoint \(path): \(reason)\n") }
-            else { print("warning: skipping checkpoint \(path): \(reason)") }
-        }) {
+        } else if let newest = Checkpoints.newest(
+            in: directory + "/checkpoints",
+            skipped: { path, reason in
+                if quiet {
+                    RunLog.append("warning: skipping checkpoint \(path): \(reason)\n")
+                } else {
+                    print("warning: skipping checkpoint \(path): \(reason)")
+                }
+            })
+        {
             checkpoint = newest
         } else {
             // Nothing saved yet (e.g. a sweep re-running a job that died in its first epoch): start over.
@@ -194,16 +226,20 @@ struct TrainingJob {
         try saved.merge(savedRun: checkpoint.state.config, source: checkpoint.path + "/state.json")
         var differing = config.differences(from: saved)
         if let dataset, let savedSpec = try? DatasetSpec(yaml: checkpoint.state.config, file: checkpoint.path),
-           savedSpec != dataset {
+            savedSpec != dataset
+        {
             differing.append("dataset (its definition: folder, split file, template or class names)")
         }
         guard differing.isEmpty else {
             let detail = differing.prefix(6).map { key in
-                saved.values[key] == nil && config.values[key] == nil ? key
-                    : "\(key): \(saved.values[key]?.description ?? "unset") → \(config.values[key]?.description ?? "unset")"
+                saved.values[key] == nil && config.values[key] == nil
+                    ? key
+                    : "\(key): \(saved.values[key]?.description ?? "unset") → "
+                        + "\(config.values[key]?.description ?? "unset")"
             }
-            throw TrainingError.checkpoint("cannot resume from \(checkpoint.path): the configuration differs in "
-                                           + detail.joined(separator: "; "))
+            throw TrainingError.checkpoint(
+                "cannot resume from \(checkpoint.path): the configuration differs in "
+                    + detail.joined(separator: "; "))
         }
         return checkpoint
     }

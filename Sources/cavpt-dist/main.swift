@@ -15,7 +15,8 @@ struct CavptDist: ParsableCommand {
         abstract: "Class-Aware Visual Prompt Tuning for CLIP: a data-parallel MPI trainer.",
         version: "cavpt-dist \(cavptDistVersion)",
         subcommands: [
-            Train.self, Eval.self, Predict.self, ReportCommand.self, Plot.self, Attention.self, Sweep.self, ConfigCommand.self, Zeroshot.self, Gradients.self,
+            Train.self, Eval.self, Predict.self, ReportCommand.self, Plot.self, Attention.self, Sweep.self,
+            ConfigCommand.self, Zeroshot.self, Gradients.self,
             Features.self, Fewshot.self, Tokenize.self, Demo.self, Bench.self,
         ])
 }

@@ -1,9 +1,10 @@
 // CLIP encoders against the float64 PyTorch reference (Tests/Fixtures/make_fixtures.py): a tiny
 // random CLIP in OpenAI names (F32) and the same weights in Hugging Face names (F16).
 import Foundation
-import Testing
-@testable import CLIP
 import Tensor
+import Testing
+
+@testable import CLIP
 
 private let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent("Fixtures/golden").path
@@ -23,8 +24,10 @@ private func relativeError(_ actual: Tensor, _ expected: Tensor) -> Float {
 
     init() throws { features = try SafeTensorsFile(path: golden + "/tiny_a_features.safetensors") }
 
-    func check(weights file: String, prefix: String, precision: Precision = .fp32,
-               tolerance: (features: Float, logits: Float) = (1e-4, 1e-4)) throws {
+    func check(
+        weights file: String, prefix: String, precision: Precision = .fp32,
+        tolerance: (features: Float, logits: Float) = (1e-4, 1e-4)
+    ) throws {
         let (_, tensors) = try loadCLIPWeights(path: golden + "/" + file)
         let model = try CLIPModel(tensors: tensors, precision: precision)
         let pixels = try features.tensor("pixels")
@@ -33,9 +36,11 @@ private func relativeError(_ actual: Tensor, _ expected: Tensor) -> Float {
         let image = model.image(Var(pixels)).value
         let text = try model.text(tokens: tokens).value
         let logits = model.logits(imageFeatures: Var(image), textFeatures: Var(text)).value
-        let errors = [relativeError(image, try features.tensor(prefix + "image_features")),
-                      relativeError(text, try features.tensor(prefix + "text_features")),
-                      relativeError(logits, try features.tensor(prefix + "logits"))]
+        let errors = [
+            relativeError(image, try features.tensor(prefix + "image_features")),
+            relativeError(text, try features.tensor(prefix + "text_features")),
+            relativeError(logits, try features.tensor(prefix + "logits")),
+        ]
         #expect(errors[0] < tolerance.features, "image features \(precision): \(errors[0])")
         #expect(errors[1] < tolerance.features, "text features \(precision): \(errors[1])")
         #expect(errors[2] < tolerance.logits, "logits \(precision): \(errors[2])")
@@ -56,7 +61,8 @@ private func relativeError(_ actual: Tensor, _ expected: Tensor) -> Float {
 
     @Test func tokenizerGivesTheGoldenIds() throws {
         let tokenizer = try CLIPTokenizer(bpeGzPath: golden + "/tiny_vocab.txt.gz")
-        let texts = try JSONDecoder().decode([String].self, from: Data(contentsOf: URL(fileURLWithPath: golden + "/tiny_a_texts.json")))
+        let texts = try JSONDecoder().decode(
+            [String].self, from: Data(contentsOf: URL(fileURLWithPath: golden + "/tiny_a_texts.json")))
         let flat = try features.integers("tokens")
         for (k, text) in texts.enumerated() {
             #expect(tokenizer.tokenize(text) == Array(flat[(k * 77)..<((k + 1) * 77)]), "text \(k)")

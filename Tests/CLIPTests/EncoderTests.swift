@@ -1,7 +1,8 @@
+import Tensor
 // Encoder invariances and gradients on tiny random models (PyTorch goldens live in EncoderGoldenTests).
 import Testing
+
 @testable import CLIP
-import Tensor
 
 private let tiny = try! CLIPModel(tensors: RandomCLIP.make(.tiny(vocabularySize: 1014), seed: 11))
 
@@ -11,7 +12,8 @@ private func fullLengthText(_ enc: TextEncoder, tokens: [[Int]]) throws -> Tenso
     var x = addBroadcast(Var(try enc.embed(tokens)), Var(enc.positional))
     for block in enc.blocks { x = block(x, outputs: .all, causal: true) }
     let S = x.shape[1]
-    let rows = gatherRows(reshape(x, [tokens.count * S, enc.width]), eot.enumerated().map { $0.offset * S + $0.element })
+    let rows = gatherRows(
+        reshape(x, [tokens.count * S, enc.width]), eot.enumerated().map { $0.offset * S + $0.element })
     return matmul(layerNorm(rows, enc.lnFinal.0, enc.lnFinal.1), enc.projection).value
 }
 

@@ -1,8 +1,9 @@
+import Tensor
 // runtime.precision bf16 at the model level (SPEC §6a): weight matrices held once, in bf16 only, and
 // every product with them a bf16 oneDNN call, counted.
 import Testing
+
 @testable import CLIP
-import Tensor
 
 private let hasBF16 = OneDNN.bf16Unsupported == nil
 private let shape = CLIPShape.tiny(vocabularySize: 1014)
@@ -19,8 +20,11 @@ private func bf16Model() throws -> (CLIPModel, [() -> Storage?], Int) {
     let tensors = RandomCLIP.make(shape, seed: 5)
     let matrixNames = tensors.keys.filter { name in
         name.hasSuffix("in_proj_weight") || name.hasSuffix("out_proj.weight") || name.hasSuffix("c_fc.weight")
-            || name.hasSuffix("c_proj.weight") || ["visual.conv1.weight", "visual.proj", "text_projection",
-                                                   "token_embedding.weight"].contains(name)
+            || name.hasSuffix("c_proj.weight")
+            || [
+                "visual.conv1.weight", "visual.proj", "text_projection",
+                "token_embedding.weight",
+            ].contains(name)
     }
     let weak = matrixNames.map { name -> () -> Storage? in
         weak var storage = tensors[name]!.storage
@@ -71,7 +75,9 @@ private func bf16Model() throws -> (CLIPModel, [() -> Storage?], Int) {
     @Test func fp32ModelMakesNoBF16Calls() throws {
         let model = try CLIPModel(tensors: RandomCLIP.make(shape, seed: 5))
         let counter = OpCounter()
-        _ = BLAS.$counter.withValue(counter) { model.image(Var(.randn([1, 3, shape.resolution, shape.resolution], seed: 7))) }
+        _ = BLAS.$counter.withValue(counter) {
+            model.image(Var(.randn([1, 3, shape.resolution, shape.resolution], seed: 7)))
+        }
         #expect(counter.bf16GEMMs == 0 && counter.bf16SmallGEMMs == 0)
         #expect(counter.gemms > 0)
     }

@@ -1,7 +1,8 @@
 // safetensors: round trips, dtype conversion against torch's, and every malformed-file error.
 import Foundation
-import Testing
 import Tensor
+import Testing
+
 @testable import CLIP
 
 @Suite struct SafeTensorsTests {
@@ -14,9 +15,10 @@ import Tensor
         let empty = Tensor(zeros: [0, 7])
         // A view into the middle of a larger storage must be written from its own offset.
         let view = Tensor.randn([4, 3], seed: 2).slice(1..<3)
-        try SafeTensorsFile.write([("a", a), ("b", b), ("scalar", scalar), ("empty", empty), ("we\"ird\\name", view)],
-                                  integers: [("labels", [3, -1, 1 << 40])],
-                                  metadata: ["epoch": "7", "note": "line\nbreak"], to: path)
+        try SafeTensorsFile.write(
+            [("a", a), ("b", b), ("scalar", scalar), ("empty", empty), ("we\"ird\\name", view)],
+            integers: [("labels", [3, -1, 1 << 40])],
+            metadata: ["epoch": "7", "note": "line\nbreak"], to: path)
         #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
 
         let file = try SafeTensorsFile(path: path)
@@ -85,9 +87,9 @@ import Tensor
         #expect(floatFromHalfBits(0x3C00) == 1)
         #expect(floatFromHalfBits(0xC000) == -2)
         #expect(floatFromHalfBits(0x7BFF) == 65504)
-        #expect(floatFromHalfBits(0x0001) == 0x1p-24)          // smallest subnormal
+        #expect(floatFromHalfBits(0x0001) == 0x1p-24) // smallest subnormal
         #expect(floatFromHalfBits(0x03FF) == Float(1023) * 0x1p-24)
-        #expect(floatFromHalfBits(0x0400) == 0x1p-14)          // smallest normal
+        #expect(floatFromHalfBits(0x0400) == 0x1p-14) // smallest normal
         #expect(floatFromHalfBits(0x7C00) == .infinity)
         #expect(floatFromHalfBits(0xFC00) == -.infinity)
         #expect(floatFromHalfBits(0x7E00).isNaN)
@@ -97,8 +99,10 @@ import Tensor
 
     private func openError(_ path: String) -> String? { thrownMessage { _ = try SafeTensorsFile(path: path) } }
 
-    private func expectOneLine(_ message: String?, _ fragments: [String], file path: String,
-                               sourceLocation: SourceLocation = #_sourceLocation) {
+    private func expectOneLine(
+        _ message: String?, _ fragments: [String], file path: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         guard let message else {
             Issue.record("expected an error mentioning \(fragments)", sourceLocation: sourceLocation)
             return
@@ -114,8 +118,9 @@ import Tensor
 
     @Test func missingFileAndTooShortFile() throws {
         let folder = try makeScratchFolder()
-        expectOneLine(openError(folder + "/absent.safetensors"), ["cannot read", "No such file"],
-                      file: folder + "/absent.safetensors")
+        expectOneLine(
+            openError(folder + "/absent.safetensors"), ["cannot read", "No such file"],
+            file: folder + "/absent.safetensors")
         let short = folder + "/short.safetensors"
         try Data([1, 2, 3]).write(to: URL(fileURLWithPath: short))
         expectOneLine(openError(short), ["truncated", "3 bytes"], file: short)
@@ -127,15 +132,16 @@ import Tensor
 
     @Test func truncatedDataSection() throws {
         let path = try makeScratchFolder() + "/cut.safetensors"
-        try writeRawSafeTensors(header: goodHeader, data: [0, 0, 0, 0, 0], to: path)   // 5 of 8 bytes
+        try writeRawSafeTensors(header: goodHeader, data: [0, 0, 0, 0, 0], to: path) // 5 of 8 bytes
         expectOneLine(openError(path), ["\"a\"", "[0, 8]", "outside the 5-byte data section"], file: path)
     }
 
     @Test func headerLengthPastEndOfFile() throws {
         let folder = try makeScratchFolder()
         let path = folder + "/long.safetensors"
-        try writeRawSafeTensors(header: goodHeader, data: [UInt8](repeating: 0, count: 8),
-                                headerLength: 1000, to: path)
+        try writeRawSafeTensors(
+            header: goodHeader, data: [UInt8](repeating: 0, count: 8),
+            headerLength: 1000, to: path)
         expectOneLine(openError(path), ["header length 1000", "exceeds"], file: path)
         // A huge length (a random 8 bytes) is rejected before anything is allocated.
         let huge = folder + "/huge.safetensors"
@@ -179,48 +185,59 @@ import Tensor
     @Test func offsetsOutsideTheDataSection() throws {
         let folder = try makeScratchFolder()
         let past = folder + "/past.safetensors"
-        try writeRawSafeTensors(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}"#,
-                                data: [UInt8](repeating: 0, count: 12), to: past)
+        try writeRawSafeTensors(
+            header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}"#,
+            data: [UInt8](repeating: 0, count: 12), to: past)
         expectOneLine(openError(past), ["\"a\"", "[8, 16]", "outside the 12-byte data section"], file: past)
         let backwards = folder + "/backwards.safetensors"
-        try writeRawSafeTensors(header: #"{"a":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}}"#,
-                                data: [UInt8](repeating: 0, count: 12), to: backwards)
+        try writeRawSafeTensors(
+            header: #"{"a":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}}"#,
+            data: [UInt8](repeating: 0, count: 12), to: backwards)
         expectOneLine(openError(backwards), ["[8, 4]", "outside"], file: backwards)
     }
 
     @Test func overlappingRanges() throws {
         let path = try makeScratchFolder() + "/overlap.safetensors"
-        let header = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
+        let header =
+            #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"#
+            + #""b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
         try writeRawSafeTensors(header: header, data: [UInt8](repeating: 0, count: 12), to: path)
         expectOneLine(openError(path), ["\"a\" and \"b\"", "overlapping"], file: path)
         // Adjacent ranges and empty tensors anywhere are fine.
-        let fine = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F16","shape":[2],"data_offsets":[8,12]},"z":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}}"#
+        let fine =
+            #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"#
+            + #""b":{"dtype":"F16","shape":[2],"data_offsets":[8,12]},"#
+            + #""z":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}}"#
         try writeRawSafeTensors(header: fine, data: [UInt8](repeating: 0, count: 12), to: path)
         #expect(try SafeTensorsFile(path: path).names == ["a", "z", "b"])
     }
 
     @Test func unknownDType() throws {
         let path = try makeScratchFolder() + "/dtype.safetensors"
-        try writeRawSafeTensors(header: #"{"a":{"dtype":"F24","shape":[2],"data_offsets":[0,6]}}"#,
-                                data: [UInt8](repeating: 0, count: 6), to: path)
+        try writeRawSafeTensors(
+            header: #"{"a":{"dtype":"F24","shape":[2],"data_offsets":[0,6]}}"#,
+            data: [UInt8](repeating: 0, count: 6), to: path)
         expectOneLine(openError(path), ["\"a\"", "unknown dtype \"F24\""], file: path)
     }
 
     @Test func shapeDisagreeingWithByteRange() throws {
         let path = try makeScratchFolder() + "/size.safetensors"
-        try writeRawSafeTensors(header: #"{"a":{"dtype":"F16","shape":[3,2],"data_offsets":[0,8]}}"#,
-                                data: [UInt8](repeating: 0, count: 8), to: path)
+        try writeRawSafeTensors(
+            header: #"{"a":{"dtype":"F16","shape":[3,2],"data_offsets":[0,8]}}"#,
+            data: [UInt8](repeating: 0, count: 8), to: path)
         expectOneLine(openError(path), ["\"a\" (F16 [3, 2]) needs 12 bytes", "span 8"], file: path)
     }
 
     @Test func unalignedDataSectionStillReads() throws {
         // Pad the header so the data section starts at an odd offset; reads must not assume alignment.
         let path = try makeScratchFolder() + "/odd.safetensors"
-        var header = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"h":{"dtype":"F16","shape":[2],"data_offsets":[8,12]}}"#
+        var header =
+            #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"#
+            + #""h":{"dtype":"F16","shape":[2],"data_offsets":[8,12]}}"#
         while (8 + header.utf8.count) % 8 != 3 { header += " " }
         var data: [UInt8] = []
         for v: Float in [1.25, -3] { withUnsafeBytes(of: v.bitPattern.littleEndian) { data += $0 } }
-        data += [0x00, 0x3C, 0x00, 0xC0]                       // F16 1, -2
+        data += [0x00, 0x3C, 0x00, 0xC0] // F16 1, -2
         try writeRawSafeTensors(header: header, data: data, to: path)
         let file = try SafeTensorsFile(path: path)
         #expect(try file.tensor("a").scalars == [1.25, -3])

@@ -2,6 +2,7 @@
 // make_tokenizer_fixtures.py), from both vocabulary formats, plus its pieces and file lookup.
 import Foundation
 import Testing
+
 @testable import CLIP
 
 @Suite struct TokenizerTests {
@@ -11,8 +12,9 @@ import Testing
         let json = try #require(try loadJSON("tokenizer/golden.json") as? [String: Any])
         let raw = try #require(json["cases"] as? [[String: Any]])
         let cases = try raw.map { entry in
-            Case(text: try #require(entry["text"] as? String), clean: entry["clean"] as? String,
-                 ids: try #require(entry["ids"] as? [Int]), encoded: entry["encoded"] as? [Int])
+            Case(
+                text: try #require(entry["text"] as? String), clean: entry["clean"] as? String,
+                ids: try #require(entry["ids"] as? [Int]), encoded: entry["encoded"] as? [Int])
         }
         return (json, cases)
     }
@@ -72,8 +74,11 @@ import Testing
         #expect(tokenizer.vocabularySize == tiny["vocab_size"] as? Int)
         #expect(tokenizer.sot == 512 + 1001 && tokenizer.vocabularySize == 1515)
         let raw = try #require(tiny["cases"] as? [[String: Any]])
-        let cases = try raw.map { Case(text: try #require($0["text"] as? String), clean: nil,
-                                       ids: try #require($0["ids"] as? [Int]), encoded: nil) }
+        let cases = try raw.map {
+            Case(
+                text: try #require($0["text"] as? String), clean: nil,
+                ids: try #require($0["ids"] as? [Int]), encoded: nil)
+        }
         #expect(cases.count >= 50)
         let failures = Self.compare(tokenizer, cases)
         #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
@@ -119,15 +124,19 @@ import Testing
         // Shorter contexts truncate the same way (EOT last).
         #expect(tokenizer.tokenize("a photo of a dog.", contextLength: 4) == [49406, 320, 1125, 49407])
         #expect(tokenizer.tokenize(["a", "b"]).count == 2)
-        #expect(tokenizer.decode(tokenizer.encode("Hello, world! It's 3.14 ☺")) == "hello , world ! it 's 3 . 1 4 ☺ ")   // open_clip's decode gives the same
+        // open_clip's decode gives the same
+        #expect(tokenizer.decode(tokenizer.encode("Hello, world! It's 3.14 ☺")) == "hello , world ! it 's 3 . 1 4 ☺ ")
     }
 
     @Test func pieces() {
         #expect(TextCleaning.pythonLower(Array("ΟΔΟΣ ΣΑΣ Σ".unicodeScalars)) == Array("οδος σας σ".unicodeScalars))
         #expect(TextCleaning.pythonLower(Array("İ".unicodeScalars)) == ["i", "\u{307}"])
-        #expect(TextCleaning.htmlUnescape(Array("&ampx &notit; &#65 &#x110000; &#128;".unicodeScalars))
+        #expect(
+            TextCleaning.htmlUnescape(Array("&ampx &notit; &#65 &#x110000; &#128;".unicodeScalars))
                 == Array("&x ¬it; A \u{FFFD} €".unicodeScalars))
-        #expect(TextCleaning.collapseWhitespace(Array(" a \t\n b\u{3000}c  ".unicodeScalars)) == Array("a b c".unicodeScalars))
+        #expect(
+            TextCleaning.collapseWhitespace(Array(" a \t\n b\u{3000}c  ".unicodeScalars))
+                == Array("a b c".unicodeScalars))
         #expect(byteEncoder[Int(UInt8(ascii: " "))] == "\u{120}")
         #expect(byteEncoder[Int(UInt8(ascii: "a"))] == "a")
         #expect(byteCharacters.prefix(3).map(\.byte) == [0x21, 0x22, 0x23])
@@ -139,26 +148,35 @@ import Testing
         let gz = root + "/bpe_simple_vocab_16e6.txt.gz"
         try FileManager.default.copyItem(atPath: fixturePath("tokenizer/tiny_bpe.txt.gz"), toPath: gz)
         // Next to the weights (file or folder).
-        #expect(try findVocabulary(modelPath: root + "/model.safetensors", override: nil, environment: [:]) == .bpeGzip(path: gz))
+        #expect(
+            try findVocabulary(modelPath: root + "/model.safetensors", override: nil, environment: [:])
+                == .bpeGzip(path: gz))
         #expect(try findVocabulary(modelPath: root, override: nil, environment: [:]) == .bpeGzip(path: gz))
         // --vocab wins, and may name a gz, a vocab.json (merges.txt beside it) or a folder.
         let other = root + "/other"
         try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
         #expect(try findVocabulary(modelPath: root, override: gz, environment: [:]) == .bpeGzip(path: gz))
         #expect(try findVocabulary(modelPath: nil, override: root, environment: [:]) == .bpeGzip(path: gz))
-        #expect(thrownMessage { _ = try findVocabulary(modelPath: nil, override: other, environment: [:]) }?
-                    .contains("folder holds neither") == true)
+        #expect(
+            thrownMessage { _ = try findVocabulary(modelPath: nil, override: other, environment: [:]) }?
+                .contains("folder holds neither") == true)
         try "{}".write(toFile: other + "/vocab.json", atomically: true, encoding: .utf8)
-        #expect(thrownMessage { _ = try findVocabulary(modelPath: nil, override: other + "/vocab.json", environment: [:]) }?
-                    .contains("needs merges.txt beside it") == true)
-        #expect(thrownMessage { _ = try findVocabulary(modelPath: nil, override: root + "/nope.gz", environment: [:]) }
+        #expect(
+            thrownMessage { _ = try findVocabulary(modelPath: nil, override: other + "/vocab.json", environment: [:]) }?
+                .contains("needs merges.txt beside it") == true)
+        #expect(
+            thrownMessage { _ = try findVocabulary(modelPath: nil, override: root + "/nope.gz", environment: [:]) }
                 == "\(root)/nope.gz (--vocab): no such file or folder")
         // $CAVPT_DIST_VOCAB comes after the weights' folder.
-        #expect(try findVocabulary(modelPath: other, override: nil, environment: ["CAVPT_DIST_VOCAB": gz]) == .bpeGzip(path: gz))
+        #expect(
+            try findVocabulary(modelPath: other, override: nil, environment: ["CAVPT_DIST_VOCAB": gz])
+                == .bpeGzip(path: gz))
         // Without anything, the copy in the repository (always present: a clone needs no flag).
         #expect(FileManager.default.fileExists(atPath: bundledVocabularyForTests))
         #expect(bundledVocabularyPath == bundledVocabularyForTests)
-        #expect(try findVocabulary(modelPath: nil, override: nil, environment: [:]) == .bpeGzip(path: bundledVocabularyForTests))
+        #expect(
+            try findVocabulary(modelPath: nil, override: nil, environment: [:])
+                == .bpeGzip(path: bundledVocabularyForTests))
     }
 
     @Test func malformedVocabularyFilesAreReported() throws {
@@ -172,15 +190,18 @@ import Testing
         try original.prefix(original.count / 2).write(to: URL(fileURLWithPath: truncated))
         #expect(thrownMessage { _ = try CLIPTokenizer(bpeGzPath: truncated) }?.contains("truncated") == true)
 
-        #expect(thrownMessage { _ = try CLIPTokenizer(bpeGzPath: folder + "/absent.gz") }?.contains("no such file") == true)
+        #expect(
+            thrownMessage { _ = try CLIPTokenizer(bpeGzPath: folder + "/absent.gz") }?.contains("no such file") == true)
 
         try "{\"a\": 1}".write(toFile: folder + "/vocab.json", atomically: true, encoding: .utf8)
         try "#version: 0.2\n".write(toFile: folder + "/merges.txt", atomically: true, encoding: .utf8)
-        #expect(thrownMessage { _ = try CLIPTokenizer(vocabJSON: folder + "/vocab.json", merges: folder + "/merges.txt") }
+        #expect(
+            thrownMessage { _ = try CLIPTokenizer(vocabJSON: folder + "/vocab.json", merges: folder + "/merges.txt") }
                 == "\(folder)/vocab.json: not a CLIP tokenizer vocabulary: no <|startoftext|> token")
         try "[1, 2]".write(toFile: folder + "/vocab.json", atomically: true, encoding: .utf8)
-        #expect(thrownMessage { _ = try CLIPTokenizer(vocabJSON: folder + "/vocab.json", merges: folder + "/merges.txt") }?
-                    .contains("expected a JSON object") == true)
+        #expect(
+            thrownMessage { _ = try CLIPTokenizer(vocabJSON: folder + "/vocab.json", merges: folder + "/merges.txt") }?
+                .contains("expected a JSON object") == true)
     }
 
     @Test func concatenatedGzipMembersAreRead() throws {
@@ -188,7 +209,8 @@ import Testing
         let once = try Gzip.decompress([UInt8](original), file: "tiny")
         let twice = try Gzip.decompress([UInt8](original + original), file: "tiny×2")
         #expect(twice == once + once)
-        #expect(thrownMessage { _ = try Gzip.decompress([UInt8](original), file: "tiny", maxOutputBytes: 1000) }
+        #expect(
+            thrownMessage { _ = try Gzip.decompress([UInt8](original), file: "tiny", maxOutputBytes: 1000) }
                 == "tiny: decompresses to more than 1000 bytes; not a CLIP vocabulary")
     }
 }

@@ -1,8 +1,9 @@
 // Weight names and strict loading, checked against the parameter names open_clip and transformers
 // actually produce for the same tiny CLIP (Tests/Fixtures/safetensors/clip_names.json).
 import Foundation
-import Testing
 import Tensor
+import Testing
+
 @testable import CLIP
 
 @Suite struct WeightLoadingTests {
@@ -14,29 +15,34 @@ import Tensor
 
     static func names() throws -> NameDump {
         let json = try #require(try loadJSON("safetensors/clip_names.json") as? [String: Any])
-        return NameDump(openAI: try #require(json["openai"] as? [String: [Int]]),
-                        huggingFace: try #require(json["huggingface"] as? [String: [Int]]),
-                        architecture: try #require(json["architecture"] as? [String: Int]))
+        return NameDump(
+            openAI: try #require(json["openai"] as? [String: [Int]]),
+            huggingFace: try #require(json["huggingface"] as? [String: [Int]]),
+            architecture: try #require(json["architecture"] as? [String: Int]))
     }
 
     /// Random tensors for every name (seeded by name order), written to `path`.
     @discardableResult
-    static func writeModel(_ shapes: [String: [Int]], to path: String, extra: [(String, Tensor)] = [],
-                           integers: [(String, [Int])] = []) throws -> [String: Tensor] {
+    static func writeModel(
+        _ shapes: [String: [Int]], to path: String, extra: [(String, Tensor)] = [],
+        integers: [(String, [Int])] = []
+    ) throws -> [String: Tensor] {
         var tensors: [String: Tensor] = [:]
         for (index, name) in shapes.keys.sorted().enumerated() {
             tensors[name] = Tensor.randn(shapes[name]!, seed: UInt64(index + 1))
         }
-        try SafeTensorsFile.write(tensors.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } + extra,
-                                  integers: integers, to: path)
+        try SafeTensorsFile.write(
+            tensors.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } + extra,
+            integers: integers, to: path)
         return tensors
     }
 
     static func expectedConfig(_ a: [String: Int]) -> CLIPConfig {
-        CLIPConfig(visionWidth: a["vision_width"]!, visionLayers: a["vision_layers"]!, visionMLPWidth: a["vision_mlp"]!,
-                   patchSize: a["patch"]!, imageResolution: a["resolution"]!, embedDim: a["embed"]!,
-                   textWidth: a["text_width"]!, textLayers: a["text_layers"]!, textMLPWidth: a["text_mlp"]!,
-                   vocabularySize: a["vocab"]!, contextLength: a["context"]!)
+        CLIPConfig(
+            visionWidth: a["vision_width"]!, visionLayers: a["vision_layers"]!, visionMLPWidth: a["vision_mlp"]!,
+            patchSize: a["patch"]!, imageResolution: a["resolution"]!, embedDim: a["embed"]!,
+            textWidth: a["text_width"]!, textLayers: a["text_layers"]!, textMLPWidth: a["text_mlp"]!,
+            vocabularySize: a["vocab"]!, contextLength: a["context"]!)
     }
 
     @Test func openAINamesLoadAsIs() throws {
@@ -58,9 +64,12 @@ import Tensor
         let dump = try Self.names()
         let path = try makeScratchFolder() + "/hf.safetensors"
         // Older HF checkpoints also carry the position_ids buffers; they are ignored.
-        let hf = try Self.writeModel(dump.huggingFace, to: path,
-                                     integers: [("text_model.embeddings.position_ids", Array(0..<77)),
-                                                ("vision_model.embeddings.position_ids", Array(0..<17))])
+        let hf = try Self.writeModel(
+            dump.huggingFace, to: path,
+            integers: [
+                ("text_model.embeddings.position_ids", Array(0..<77)),
+                ("vision_model.embeddings.position_ids", Array(0..<17)),
+            ])
         let (config, tensors) = try loadCLIPWeights(path: path)
         #expect(config == Self.expectedConfig(dump.architecture))
         #expect(Set(tensors.keys) == Set(dump.openAI.keys))
@@ -79,8 +88,10 @@ import Tensor
         same("positional_embedding", "text_model.embeddings.position_embedding.weight")
         same("ln_final.weight", "text_model.final_layer_norm.weight")
         same("logit_scale", "logit_scale")
-        for (canonical, source) in [("visual.transformer.resblocks.2", "vision_model.encoder.layers.2"),
-                                    ("transformer.resblocks.1", "text_model.encoder.layers.1")] {
+        for (canonical, source) in [
+            ("visual.transformer.resblocks.2", "vision_model.encoder.layers.2"),
+            ("transformer.resblocks.1", "text_model.encoder.layers.1"),
+        ] {
             same("\(canonical).ln_1.weight", "\(source).layer_norm1.weight")
             same("\(canonical).ln_2.bias", "\(source).layer_norm2.bias")
             same("\(canonical).attn.out_proj.weight", "\(source).self_attn.out_proj.weight")
@@ -92,14 +103,18 @@ import Tensor
             let inBias = try #require(tensors["\(canonical).attn.in_proj_bias"])
             let width = inProj.shape[1]
             for (part, letter) in ["q", "k", "v"].enumerated() {
-                #expect(inProj.slice((part * width)..<((part + 1) * width)).scalars
+                #expect(
+                    inProj.slice((part * width)..<((part + 1) * width)).scalars
                         == hf["\(source).self_attn.\(letter)_proj.weight"]!.scalars, "\(canonical) \(letter)")
-                #expect(inBias.slice((part * width)..<((part + 1) * width)).scalars
+                #expect(
+                    inBias.slice((part * width)..<((part + 1) * width)).scalars
                         == hf["\(source).self_attn.\(letter)_proj.bias"]!.scalars, "\(canonical) \(letter) bias")
             }
         }
         // HF stores the projections as Linear weights [D, d]; OpenAI multiplies x @ proj with proj [d, D].
-        for (canonical, source) in [("visual.proj", "visual_projection.weight"), ("text_projection", "text_projection.weight")] {
+        for (canonical, source) in [
+            ("visual.proj", "visual_projection.weight"), ("text_projection", "text_projection.weight"),
+        ] {
             let p = try #require(tensors[canonical]), w = try #require(hf[source])
             #expect(p.shape == [w.shape[1], w.shape[0]])
             for r in 0..<p.shape[0] {
@@ -130,11 +145,16 @@ import Tensor
         var shapes = dump.openAI
         shapes["logit_scale"] = [1]
         let path = try makeScratchFolder() + "/buffers.safetensors"
-        try Self.writeModel(shapes, to: path,
-                            extra: [("attn_mask", Tensor(zeros: [77, 77])),
-                                    ("visual.transformer.attn_mask", Tensor(zeros: [2, 2]))],
-                            integers: [("input_resolution", [32]), ("context_length", [77]), ("vocab_size", [1515]),
-                                       ("position_ids", [0, 1])])
+        try Self.writeModel(
+            shapes, to: path,
+            extra: [
+                ("attn_mask", Tensor(zeros: [77, 77])),
+                ("visual.transformer.attn_mask", Tensor(zeros: [2, 2])),
+            ],
+            integers: [
+                ("input_resolution", [32]), ("context_length", [77]), ("vocab_size", [1515]),
+                ("position_ids", [0, 1]),
+            ])
         let (_, tensors) = try loadCLIPWeights(path: path)
         #expect(tensors["logit_scale"]?.shape == [])
         #expect(tensors["attn_mask"] == nil && tensors.count == dump.openAI.count)
@@ -145,7 +165,7 @@ import Tensor
         var shapes = dump.openAI
         shapes["visual.ln_post.bias"] = nil
         shapes["transformer.resblocks.1.attn.in_proj_bias"] = nil
-        shapes["visual.proj"] = [32, 128]                                  // transposed by mistake
+        shapes["visual.proj"] = [32, 128] // transposed by mistake
         shapes["transformer.resblocks.0.mlp.c_fc.bias"] = [255]
         shapes["text.ctx"] = [16, 64]
         shapes["visual.transformer.resblocks.0.ls_1.gamma"] = [128]
@@ -184,20 +204,25 @@ import Tensor
         var noConv = dump.openAI
         noConv["visual.conv1.weight"] = nil
         try Self.writeModel(noConv, to: folder + "/a.safetensors")
-        #expect(thrownMessage { _ = try loadCLIPWeights(path: folder + "/a.safetensors") }
-                == "\(folder)/a.safetensors: cannot infer the CLIP architecture: tensor \"visual.conv1.weight\" is missing")
+        #expect(
+            thrownMessage { _ = try loadCLIPWeights(path: folder + "/a.safetensors") }
+                == "\(folder)/a.safetensors: cannot infer the CLIP architecture: tensor \"visual.conv1.weight\" is "
+                + "missing"
+        )
 
         var oddWidth = dump.openAI
         oddWidth["visual.conv1.weight"] = [96, 3, 8, 8]
         try Self.writeModel(oddWidth, to: folder + "/b.safetensors")
-        #expect(thrownMessage { _ = try loadCLIPWeights(path: folder + "/b.safetensors") }?
-                    .contains("vision width 96 is not a positive multiple of the 64-wide attention heads") == true)
+        #expect(
+            thrownMessage { _ = try loadCLIPWeights(path: folder + "/b.safetensors") }?
+                .contains("vision width 96 is not a positive multiple of the 64-wide attention heads") == true)
 
         var notSquare = dump.openAI
         notSquare["visual.positional_embedding"] = [16, 128]
         try Self.writeModel(notSquare, to: folder + "/c.safetensors")
-        #expect(thrownMessage { _ = try loadCLIPWeights(path: folder + "/c.safetensors") }?
-                    .contains("has 16 rows; expected a square number of patches plus one") == true)
+        #expect(
+            thrownMessage { _ = try loadCLIPWeights(path: folder + "/c.safetensors") }?
+                .contains("has 16 rows; expected a square number of patches plus one") == true)
     }
 
     @Test func weightsPathMayBeAFileOrAFolder() throws {
@@ -216,12 +241,14 @@ import Tensor
         let two = root + "/two"
         try FileManager.default.createDirectory(atPath: two, withIntermediateDirectories: true)
         for name in ["a.safetensors", "b.safetensors"] { try Data().write(to: URL(fileURLWithPath: two + "/" + name)) }
-        #expect(thrownMessage { _ = try resolveWeightsFile(two) }
+        #expect(
+            thrownMessage { _ = try resolveWeightsFile(two) }
                 == "\(two): several safetensors files (a.safetensors, b.safetensors); pass the one to use")
         let none = root + "/none"
         try FileManager.default.createDirectory(atPath: none, withIntermediateDirectories: true)
         #expect(thrownMessage { _ = try resolveWeightsFile(none) }?.contains("no model.safetensors") == true)
-        #expect(thrownMessage { _ = try resolveWeightsFile(root + "/absent") }?.contains("no such file or folder") == true)
+        #expect(
+            thrownMessage { _ = try resolveWeightsFile(root + "/absent") }?.contains("no such file or folder") == true)
 
         // And a folder loads like the file inside it.
         let modelFolder = root + "/model"
@@ -232,9 +259,10 @@ import Tensor
 
     @Test func configForReleasedModelShapes() throws {
         // ViT-B/32: the shapes DESIGN §1's defaults describe.
-        let b32 = CLIPConfig(visionWidth: 768, visionLayers: 12, visionMLPWidth: 3072, patchSize: 32, imageResolution: 224,
-                             embedDim: 512, textWidth: 512, textLayers: 12, textMLPWidth: 2048, vocabularySize: 49408,
-                             contextLength: 77)
+        let b32 = CLIPConfig(
+            visionWidth: 768, visionLayers: 12, visionMLPWidth: 3072, patchSize: 32, imageResolution: 224,
+            embedDim: 512, textWidth: 512, textLayers: 12, textMLPWidth: 2048, vocabularySize: 49408,
+            contextLength: 77)
         var shapes: [String: [Int]] = [:]
         for (name, shape) in b32.expectedShapes { shapes[name] = shape }
         #expect(shapes.count == 302)

@@ -10,9 +10,11 @@ import Testing
 /// Slurm needs its client commands and root (slurmd and munged are started by cluster/local-slurm.sh).
 let slurmAvailable = findInPath("sbatch") != nil && geteuid() == 0
 
-@Suite(.serialized,
-       .enabled(if: slurmAvailable,
-                "needs sbatch on PATH and root: apt-get install -y slurm-wlm munge libpmix-dev"))
+@Suite(
+    .serialized,
+    .enabled(
+        if: slurmAvailable,
+        "needs sbatch on PATH and root: apt-get install -y slurm-wlm munge libpmix-dev"))
 struct SlurmTests {
     @Test func batchScriptStartsEveryRankAndAFailingRankEndsTheJob() throws {
         let lock = try SlurmLock()
@@ -34,41 +36,54 @@ struct SlurmTests {
 
         // Every job goes in at once; the node declares 32 CPUs, so they run side by side.
         struct InfoJob { var ranks: Int; var cpusPerTask: Int; var launcher: String; var id = "" }
-        var infoJobs = [InfoJob(ranks: 2, cpusPerTask: 2, launcher: "srun"),
-                        InfoJob(ranks: 3, cpusPerTask: 1, launcher: "srun"),
-                        InfoJob(ranks: 2, cpusPerTask: 1, launcher: "mpirun"),
-                        InfoJob(ranks: 3, cpusPerTask: 1, launcher: "mpirun")]
+        var infoJobs = [
+            InfoJob(ranks: 2, cpusPerTask: 2, launcher: "srun"),
+            InfoJob(ranks: 3, cpusPerTask: 1, launcher: "srun"),
+            InfoJob(ranks: 2, cpusPerTask: 1, launcher: "mpirun"),
+            InfoJob(ranks: 3, cpusPerTask: 1, launcher: "mpirun"),
+        ]
         for index in infoJobs.indices {
             let job = infoJobs[index]
             infoJobs[index].id = try submit(
-                ["--nodes=1", "--ntasks-per-node=\(job.ranks)", "--cpus-per-task=\(job.cpusPerTask)", "--time=2",
-                 "--output=\(directory.path)/info-%j.out", cluster("slurm.sbatch").path],
+                [
+                    "--nodes=1", "--ntasks-per-node=\(job.ranks)", "--cpus-per-task=\(job.cpusPerTask)", "--time=2",
+                    "--output=\(directory.path)/info-%j.out", cluster("slurm.sbatch").path,
+                ],
                 payload: ["CAVPT_DIST_COMMAND": "info", "CAVPT_DIST_LAUNCHER": job.launcher])
         }
         // A rank that fails must end the whole job with its line, not leave the others waiting.
         let failingJob = try submit(
-            ["--ntasks-per-node=3", "--cpus-per-task=1", "--time=2", "--output=\(directory.path)/fail-%j.out",
-             cluster("slurm.sbatch").path],
+            [
+                "--ntasks-per-node=3", "--cpus-per-task=1", "--time=2", "--output=\(directory.path)/fail-%j.out",
+                cluster("slurm.sbatch").path,
+            ],
             payload: ["CAVPT_DIST_COMMAND": "fail"])
         let states = try waitForJobs(infoJobs.map(\.id) + [failingJob], timeout: 45)
 
         for job in infoJobs {
-            #expect(states[job.id] == "COMPLETED", "\(job.launcher) job with \(job.ranks) ranks: \(states[job.id] ?? "no state")")
+            #expect(
+                states[job.id] == "COMPLETED",
+                "\(job.launcher) job with \(job.ranks) ranks: \(states[job.id] ?? "no state")")
             let output = try String(contentsOf: directory.appendingPathComponent("info-\(job.id).out"), encoding: .utf8)
             let lines = output.split(separator: "\n").map(String.init)
-            #expect(lines.first == "cavpt-dist job \(job.id): \(job.ranks) ranks on 1 node(s), "
-                        + "\(job.cpusPerTask) BLAS threads per rank, launcher \(job.launcher)", "\(output)")
+            #expect(
+                lines.first == "cavpt-dist job \(job.id): \(job.ranks) ranks on 1 node(s), "
+                    + "\(job.cpusPerTask) BLAS threads per rank, launcher \(job.launcher)", "\(output)")
             // Rank 0 prints every rank's line in rank order: all N ranks ran in one MPI world of size N.
             let ranks = lines.filter { $0.hasPrefix("rank ") }
-            #expect(ranks.map { $0.split(separator: " ").prefix(4).joined(separator: " ") }
-                        == (0 ..< job.ranks).map { "rank \($0)/\(job.ranks) local \($0)/\(job.ranks)" }, "\(output)")
+            #expect(
+                ranks.map { $0.split(separator: " ").prefix(4).joined(separator: " ") }
+                    == (0..<job.ranks).map { "rank \($0)/\(job.ranks) local \($0)/\(job.ranks)" }, "\(output)")
             #expect(ranks.allSatisfy { $0.contains("backend Open MPI") }, "\(output)")
         }
 
         #expect(states[failingJob] == "FAILED")
-        let failure = try String(contentsOf: directory.appendingPathComponent("fail-\(failingJob).out"), encoding: .utf8)
-        #expect(failure.contains("error: [rank 1] corrupt image train/cat/003.jpg: not a JPEG file (read only by this rank)"),
-                "\(failure)")
+        let failure = try String(
+            contentsOf: directory.appendingPathComponent("fail-\(failingJob).out"), encoding: .utf8)
+        #expect(
+            failure.contains(
+                "error: [rank 1] corrupt image train/cat/003.jpg: not a JPEG file (read only by this rank)"),
+            "\(failure)")
 
         let stopped = try run(slurm, ["stop"], environment: testSlurmEnvironment)
         #expect(stopped.status == 0, "\(stopped.output)")
@@ -92,29 +107,41 @@ struct SlurmTests {
 
         let trainer = try demoData(in: directory, shots: 6, testPerClass: 4)
         func trainArguments(_ output: String) -> [String] {
-            ["--dataset", directory.path + "/data/synthetic.yaml", "--method", "vpt_deep", "--data-root", directory.path + "/data",
-             "--model", directory.path + "/model", "--output", output, "--seed", "1", "--set", "train.epochs=30",
-             "--set", "train.batchSize=8", "--set", "train.logEvery=3", "--set", "train.workers=1"]
+            [
+                "--dataset", directory.path + "/data/synthetic.yaml", "--method", "vpt_deep", "--data-root",
+                directory.path + "/data",
+                "--model", directory.path + "/model", "--output", output, "--seed", "1", "--set", "train.epochs=30",
+                "--set", "train.batchSize=8", "--set", "train.logEvery=3", "--set", "train.workers=1",
+            ]
         }
         struct Job { var launcher: String; var signal: String; var id = ""; var run = "" }
-        var jobs = [Job(launcher: "srun", signal: "USR1"), Job(launcher: "mpirun", signal: "USR1"),
-                    Job(launcher: "srun", signal: "TERM")]
+        var jobs = [
+            Job(launcher: "srun", signal: "USR1"), Job(launcher: "mpirun", signal: "USR1"),
+            Job(launcher: "srun", signal: "TERM"),
+        ]
         for index in jobs.indices {
             jobs[index].run = directory.path + "/run\(index)"
             // 100 ms asleep before each step: 30 epochs outlast the signal without using the CPU.
             jobs[index].id = try submit(
-                ["--ntasks-per-node=2", "--cpus-per-task=1", "--time=5", "--output=\(directory.path)/job\(index).out",
-                 cluster("slurm.sbatch").path] + trainArguments(jobs[index].run),
-                payload: ["CAVPT_DIST_LAUNCHER": jobs[index].launcher, "CAVPT_DIST_FAULT": "slow-steps:100"], binary: trainer)
+                [
+                    "--ntasks-per-node=2", "--cpus-per-task=1", "--time=5",
+                    "--output=\(directory.path)/job\(index).out",
+                    cluster("slurm.sbatch").path,
+                ] + trainArguments(jobs[index].run),
+                payload: ["CAVPT_DIST_LAUNCHER": jobs[index].launcher, "CAVPT_DIST_FAULT": "slow-steps:100"],
+                binary: trainer)
         }
         let scancel = try #require(findInPath("scancel"))
         for (index, job) in jobs.enumerated() {
             // Signal once training is under way: the third epoch's progress line is in the job's output.
             let deadline = Date().addingTimeInterval(60)
-            while !(((try? String(contentsOfFile: "\(directory.path)/job\(index).out", encoding: .utf8)) ?? "").contains("epoch 3/30"))
-                    && Date() < deadline { usleep(100_000) }
-            let signalled = try run(scancel, job.signal == "USR1" ? ["--batch", "--signal=USR1", job.id] : [job.id],
-                                    environment: testSlurmEnvironment)
+            while !(((try? String(contentsOfFile: "\(directory.path)/job\(index).out", encoding: .utf8)) ?? "")
+                .contains("epoch 3/30"))
+                && Date() < deadline
+            { usleep(100_000) }
+            let signalled = try run(
+                scancel, job.signal == "USR1" ? ["--batch", "--signal=USR1", job.id] : [job.id],
+                environment: testSlurmEnvironment)
             #expect(signalled.status == 0, "\(signalled.output)")
         }
         _ = try waitForJobs(jobs.map(\.id), timeout: 60)
@@ -122,7 +149,9 @@ struct SlurmTests {
         for (index, job) in jobs.enumerated() {
             let output = (try? String(contentsOfFile: "\(directory.path)/job\(index).out", encoding: .utf8)) ?? ""
             let context = "\(job.launcher) SIG\(job.signal):\n\(output)"
-            let status = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: job.run + "/status.json"))))
+            let status =
+                (try? JSONSerialization.jsonObject(
+                    with: Data(contentsOf: URL(fileURLWithPath: job.run + "/status.json"))))
                 as? [String: Any] ?? [:]
             // scancel signals every process: the ranks' own SIGTERM and the batch shell's forwarded
             // SIGUSR1 race, and whichever comes first is the one reported.
@@ -130,12 +159,14 @@ struct SlurmTests {
             #expect(status["state"] as? String == "preempted", "\(status)\n\(context)")
             #expect(allowed.contains(status["signal"] as? String ?? "none"), "\(status)\n\(context)")
             let checkpoint = status["checkpoint"] as? String ?? "none"
-            #expect(FileManager.default.fileExists(atPath: checkpoint + "/state.safetensors"), "\(checkpoint)\n\(context)")
+            #expect(
+                FileManager.default.fileExists(atPath: checkpoint + "/state.safetensors"), "\(checkpoint)\n\(context)")
             #expect(!FileManager.default.fileExists(atPath: job.run + "/results.json"))
             let shown = try run(scontrol, ["show", "job", job.id], environment: testSlurmEnvironment)
             if job.signal == "USR1" {
                 #expect(shown.stdout.contains("ExitCode=75:0"), "\(shown.stdout)")
-                #expect(output.contains("cavpt-dist job \(job.id) preempted (exit 75); resume with: sbatch "), "\(context)")
+                #expect(
+                    output.contains("cavpt-dist job \(job.id) preempted (exit 75); resume with: sbatch "), "\(context)")
             }
         }
 
@@ -144,13 +175,15 @@ struct SlurmTests {
         let line = try #require(first.split(separator: "\n").first { $0.contains("resume with: sbatch ") })
         let command = String(line[line.range(of: "resume with: ")!.upperBound...])
         #expect(command.contains(cluster("slurm.sbatch").path) && command.hasSuffix("--resume "), "\(command)")
-        let resubmitted = try run(URL(fileURLWithPath: "/bin/sh"), ["-c", command],
-                                  environment: testSlurmEnvironment.merging(["CAVPT_DIST_BINARY": trainer]) { $1 },
-                                  directory: directory)
+        let resubmitted = try run(
+            URL(fileURLWithPath: "/bin/sh"), ["-c", command],
+            environment: testSlurmEnvironment.merging(["CAVPT_DIST_BINARY": trainer]) { $1 },
+            directory: directory)
         try #require(resubmitted.status == 0, "\(command)\n\(resubmitted.output)")
         let resumedJob = String(try #require(resubmitted.stdout.split(separator: " ").last).prefix { $0.isNumber })
         let states = try waitForJobs([resumedJob], timeout: 60)
-        let resumedOutput = (try? String(contentsOfFile: "\(directory.path)/slurm-cavpt-dist-\(resumedJob).out", encoding: .utf8)) ?? ""
+        let resumedOutput =
+            (try? String(contentsOfFile: "\(directory.path)/slurm-cavpt-dist-\(resumedJob).out", encoding: .utf8)) ?? ""
         #expect(states[resumedJob] == "COMPLETED", "\(resumedOutput)")
         #expect(resumedOutput.contains("resumed from \(jobs[0].run)/checkpoints/"), "\(resumedOutput)")
         #expect(FileManager.default.fileExists(atPath: jobs[0].run + "/results.json"))
@@ -168,14 +201,18 @@ struct SlurmTests {
         defer { _ = try? run(slurm, ["stop"], environment: testSlurmEnvironment) }
         try #require(started.status == 0, "local-slurm.sh start failed:\n\(started.output)")
         let trainer = try demoData(in: directory, shots: 4, testPerClass: 2)
-        let submitted = try run(cluster("sweep.sh"),
-                                ["--slurm", "--sbatch-arg=--parsable", "--sbatch-arg=--ntasks-per-node=4", "--sbatch-arg=--cpus-per-task=1",
-                                 "--sbatch-arg=--time=5", "--sbatch-arg=--output=\(directory.path)/sweep.out",
-                                 "--datasets", directory.path + "/data/synthetic.yaml", "--methods", "vpt_deep,coop", "--seeds", "1,2",
-                                 "--ranks-per-job", "2", "--data-root", directory.path + "/data", "--model", directory.path + "/model",
-                                 "--output", directory.path + "/runs", "--set", "train.epochs=2", "--set", "train.batchSize=4",
-                                 "--set", "train.workers=1"],
-                                environment: testSlurmEnvironment.merging(["CAVPT_DIST_BINARY": trainer]) { $1 })
+        let submitted = try run(
+            cluster("sweep.sh"),
+            [
+                "--slurm", "--sbatch-arg=--parsable", "--sbatch-arg=--ntasks-per-node=4",
+                "--sbatch-arg=--cpus-per-task=1",
+                "--sbatch-arg=--time=5", "--sbatch-arg=--output=\(directory.path)/sweep.out",
+                "--datasets", directory.path + "/data/synthetic.yaml", "--methods", "vpt_deep,coop", "--seeds", "1,2",
+                "--ranks-per-job", "2", "--data-root", directory.path + "/data", "--model", directory.path + "/model",
+                "--output", directory.path + "/runs", "--set", "train.epochs=2", "--set", "train.batchSize=4",
+                "--set", "train.workers=1",
+            ],
+            environment: testSlurmEnvironment.merging(["CAVPT_DIST_BINARY": trainer]) { $1 })
         try #require(submitted.status == 0, "\(submitted.output)")
         let id = String(submitted.stdout.prefix { $0.isNumber })
         let states = try waitForJobs([id], timeout: 90)
@@ -185,7 +222,9 @@ struct SlurmTests {
         #expect(output.contains("sweep: 4 completed, 0 failed"), "\(output)")
         for method in ["vpt_deep", "coop"] {
             for seed in [1, 2] {
-                #expect(FileManager.default.fileExists(atPath: directory.path + "/runs/synthetic/\(method)/16shot/default/seed\(seed)/results.json"))
+                #expect(
+                    FileManager.default.fileExists(
+                        atPath: directory.path + "/runs/synthetic/\(method)/16shot/default/seed\(seed)/results.json"))
             }
         }
     }
@@ -204,13 +243,16 @@ struct SlurmTests {
     /// Polls squeue (finished jobs stay listed for MinJobAge) until every job and array task has ended.
     func waitForJobs(_ ids: [String], timeout: Double) throws -> [String: String] {
         let squeue = try #require(findInPath("squeue"))
-        let ended: Set = ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
-                          "BOOT_FAIL", "DEADLINE", "PREEMPTED"]
+        let ended: Set = [
+            "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
+            "BOOT_FAIL", "DEADLINE", "PREEMPTED",
+        ]
         let deadline = Date().addingTimeInterval(timeout)
         var states: [String: String] = [:]
         while true {
-            let listing = try run(squeue, ["-h", "-t", "all", "-j", ids.joined(separator: ","), "-o", "%i %T"],
-                                  environment: testSlurmEnvironment)
+            let listing = try run(
+                squeue, ["-h", "-t", "all", "-j", ids.joined(separator: ","), "-o", "%i %T"],
+                environment: testSlurmEnvironment)
             try #require(listing.status == 0, "squeue failed:\n\(listing.output)")
             states = [:]
             for line in listing.stdout.split(separator: "\n") {
@@ -256,10 +298,11 @@ let mpirunAvailable = findInPath("mpirun") != nil
 @Suite(.enabled(if: mpirunAvailable, "needs mpirun: apt-get install -y openmpi-bin libopenmpi-dev"))
 struct HostfileTests {
     @Test func workstationFormStartsTheRanksAsked() throws {
-        let result = try run(cluster("run-hostfile.sh"), ["-np", "3", "--mpirun-arg=--oversubscribe"],
-                             environment: ["CAVPT_DIST_BINARY": try checkExecutable().path, "CAVPT_DIST_COMMAND": "info"])
+        let result = try run(
+            cluster("run-hostfile.sh"), ["-np", "3", "--mpirun-arg=--oversubscribe"],
+            environment: ["CAVPT_DIST_BINARY": try checkExecutable().path, "CAVPT_DIST_COMMAND": "info"])
         #expect(result.status == 0, "\(result.output)")
-        #expect(rankPrefixes(result.stdout) == (0 ..< 3).map { "rank \($0)/3 local \($0)/3" }, "\(result.output)")
+        #expect(rankPrefixes(result.stdout) == (0..<3).map { "rank \($0)/3 local \($0)/3" }, "\(result.output)")
     }
 
     @Test func hostfileFormPlacesRanksPerNode() throws {
@@ -267,35 +310,53 @@ struct HostfileTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let hostfile = directory.appendingPathComponent("hosts")
         try "# this machine only\nlocalhost slots=4\n".write(to: hostfile, atomically: true, encoding: .utf8)
-        let result = try run(cluster("run-hostfile.sh"), ["--hostfile", hostfile.path, "--ppn", "3", "--threads", "1"],
-                             environment: ["CAVPT_DIST_BINARY": try checkExecutable().path, "CAVPT_DIST_COMMAND": "info"])
+        let result = try run(
+            cluster("run-hostfile.sh"), ["--hostfile", hostfile.path, "--ppn", "3", "--threads", "1"],
+            environment: ["CAVPT_DIST_BINARY": try checkExecutable().path, "CAVPT_DIST_COMMAND": "info"])
         #expect(result.status == 0, "\(result.output)")
-        #expect(rankPrefixes(result.stdout) == (0 ..< 3).map { "rank \($0)/3 local \($0)/3" }, "\(result.output)")
+        #expect(rankPrefixes(result.stdout) == (0..<3).map { "rank \($0)/3 local \($0)/3" }, "\(result.output)")
     }
 
     @Test func dryRunPrintsTheMpirunCommand() throws {
         let binary = "/opt/cavpt/cavpt-dist"
-        let nodes = try run(cluster("run-hostfile.sh"),
-                            ["--hostfile", cluster("hostfile.example").path, "--ppn", "2", "--threads", "8", "--pin",
-                             "--dry-run", "configs/my run.yaml", "--set", "train.epochs=5"],
-                            environment: ["CAVPT_DIST_BINARY": binary, "OPENBLAS_CORETYPE": "Haswell",
-                                          "LD_LIBRARY_PATH": "", "CAVPT_DIST_NO_REEXEC": ""])
+        let nodes = try run(
+            cluster("run-hostfile.sh"),
+            [
+                "--hostfile", cluster("hostfile.example").path, "--ppn", "2", "--threads", "8", "--pin",
+                "--dry-run", "configs/my run.yaml", "--set", "train.epochs=5",
+            ],
+            environment: [
+                "CAVPT_DIST_BINARY": binary, "OPENBLAS_CORETYPE": "Haswell",
+                "LD_LIBRARY_PATH": "", "CAVPT_DIST_NO_REEXEC": "",
+            ])
         #expect(nodes.status == 0, "\(nodes.output)")
-        #expect(nodes.stdout == "CAVPT_DIST_BLAS_THREADS=8 mpirun --hostfile \(cluster("hostfile.example").path) "
-                    + "--map-by ppr:2:node:PE=8 -x CAVPT_DIST_BLAS_THREADS -x OPENBLAS_CORETYPE -x PATH --bind-to core "
-                    + "\(binary) train --config 'configs/my run.yaml' --set train.epochs=5\n")
+        #expect(
+            nodes.stdout == "CAVPT_DIST_BLAS_THREADS=8 mpirun --hostfile \(cluster("hostfile.example").path) "
+                + "--map-by ppr:2:node:PE=8 -x CAVPT_DIST_BLAS_THREADS -x OPENBLAS_CORETYPE -x PATH --bind-to core "
+                + "\(binary) train --config 'configs/my run.yaml' --set train.epochs=5\n")
 
-        let workstation = try run(cluster("run-hostfile.sh"), ["-np", "2", "--dry-run", "--", "--dataset", "dtd"],
-                                  environment: ["CAVPT_DIST_BINARY": binary])
-        #expect(workstation.stdout == "mpirun -np 2 --bind-to none \(binary) train --dataset dtd\n", "\(workstation.output)")
+        let workstation = try run(
+            cluster("run-hostfile.sh"), ["-np", "2", "--dry-run", "--", "--dataset", "dtd"],
+            environment: ["CAVPT_DIST_BINARY": binary])
+        #expect(
+            workstation.stdout == "mpirun -np 2 --bind-to none \(binary) train --dataset dtd\n", "\(workstation.output)"
+        )
 
         // --dry-run after the config and train options is still a dry run (it once launched mpirun).
-        let late = try run(cluster("run-hostfile.sh"),
-                           ["--hostfile", cluster("hostfile.example").path, "--ppn", "4", "my-run.yaml", "--set", "train.epochs=50", "--dry-run"],
-                           environment: ["CAVPT_DIST_BINARY": binary, "OPENBLAS_CORETYPE": "", "LD_LIBRARY_PATH": "", "CAVPT_DIST_NO_REEXEC": ""])
+        let late = try run(
+            cluster("run-hostfile.sh"),
+            [
+                "--hostfile", cluster("hostfile.example").path, "--ppn", "4", "my-run.yaml", "--set", "train.epochs=50",
+                "--dry-run",
+            ],
+            environment: [
+                "CAVPT_DIST_BINARY": binary, "OPENBLAS_CORETYPE": "", "LD_LIBRARY_PATH": "", "CAVPT_DIST_NO_REEXEC": "",
+            ])
         #expect(late.status == 0, "\(late.output)")
-        #expect(late.stdout == "mpirun --hostfile \(cluster("hostfile.example").path) --map-by ppr:4:node -x PATH --bind-to none "
-                    + "\(binary) train --config my-run.yaml --set train.epochs=50\n", "\(late.output)")
+        #expect(
+            late.stdout
+                == "mpirun --hostfile \(cluster("hostfile.example").path) --map-by ppr:4:node -x PATH --bind-to none "
+                + "\(binary) train --config my-run.yaml --set train.epochs=50\n", "\(late.output)")
     }
 
     func rankPrefixes(_ output: String) -> [String] {
@@ -313,19 +374,21 @@ struct HostfileTests {
     func fakeCluster(_ directory: URL) throws -> (hostfile: String, environment: [String: String]) {
         let shim = directory.appendingPathComponent("rsh")
         try #"""
-            #!/bin/sh
-            # ssh stand-in: skip ssh options and the host name, run the command on this machine, each
-            # "node's" daemon with a session folder of its own (the two would race for one otherwise).
-            while [ $# -gt 0 ]; do case "$1" in -*) shift ;; *) break ;; esac; done
-            host=$1; shift
-            tmp="$(dirname "$0")/tmp-$host"; mkdir -p "$tmp"
-            exec /bin/sh -c "$* -mca orte_tmpdir_base $tmp"
-            """#.write(to: shim, atomically: true, encoding: .utf8)
+        #!/bin/sh
+        # ssh stand-in: skip ssh options and the host name, run the command on this machine, each
+        # "node's" daemon with a session folder of its own (the two would race for one otherwise).
+        while [ $# -gt 0 ]; do case "$1" in -*) shift ;; *) break ;; esac; done
+        host=$1; shift
+        tmp="$(dirname "$0")/tmp-$host"; mkdir -p "$tmp"
+        exec /bin/sh -c "$* -mca orte_tmpdir_base $tmp"
+        """#.write(to: shim, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: shim.path)
         let hostfile = directory.appendingPathComponent("hosts")
         try "node-a slots=2\nnode-b slots=2\n".write(to: hostfile, atomically: true, encoding: .utf8)
-        let environment = ["OMPI_MCA_plm_rsh_agent": shim.path, "OMPI_MCA_btl": "tcp,self", "OMPI_MCA_btl_tcp_if_include": "lo",
-                           "OMPI_MCA_oob_tcp_if_include": "lo", "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]
+        let environment = [
+            "OMPI_MCA_plm_rsh_agent": shim.path, "OMPI_MCA_btl": "tcp,self", "OMPI_MCA_btl_tcp_if_include": "lo",
+            "OMPI_MCA_oob_tcp_if_include": "lo", "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+        ]
         return (hostfile.path, environment)
     }
 
@@ -335,31 +398,55 @@ struct HostfileTests {
         let (hostfile, environment) = try fakeCluster(directory)
         let mpirun = try #require(findInPath("mpirun"))
         // Local ranks and BLAS threads are computed per node: two ranks on each of the two nodes.
-        let info = try run(mpirun, ["--hostfile", hostfile, "-np", "4", "--map-by", "ppr:2:node", "--bind-to", "none",
-                                    try checkExecutable().path, "info"], environment: environment)
+        let info = try run(
+            mpirun,
+            [
+                "--hostfile", hostfile, "-np", "4", "--map-by", "ppr:2:node", "--bind-to", "none",
+                try checkExecutable().path, "info",
+            ], environment: environment)
         try #require(info.status == 0, "\(info.output)")
-        let ranks = info.stdout.split(separator: "\n").filter { $0.hasPrefix("rank ") }.map { $0.split(separator: " ").prefix(4).joined(separator: " ") }
-        #expect(ranks == ["rank 0/4 local 0/2", "rank 1/4 local 1/2", "rank 2/4 local 0/2", "rank 3/4 local 1/2"], "\(info.output)")
+        let ranks = info.stdout.split(separator: "\n").filter { $0.hasPrefix("rank ") }.map {
+            $0.split(separator: " ").prefix(4).joined(separator: " ")
+        }
+        #expect(
+            ranks == ["rank 0/4 local 0/2", "rank 1/4 local 1/2", "rank 2/4 local 0/2", "rank 3/4 local 1/2"],
+            "\(info.output)")
         let nodeCPUs = ProcessInfo.processInfo.activeProcessorCount
-        #expect(info.stdout.split(separator: "\n").filter { $0.hasPrefix("rank ") }.allSatisfy { $0.contains("blasThreads \(max(1, nodeCPUs / 2))") },
-                "\(info.output)")
+        #expect(
+            info.stdout.split(separator: "\n").filter { $0.hasPrefix("rank ") }.allSatisfy {
+                $0.contains("blasThreads \(max(1, nodeCPUs / 2))")
+            },
+            "\(info.output)")
 
         let trainer = try demoData(in: directory, shots: 4, testPerClass: 2)
         func arguments(_ output: String) -> [String] {
-            ["train", "--dataset", directory.path + "/data/synthetic.yaml", "--method", "vlp_cavpt", "--data-root", directory.path + "/data",
-             "--model", directory.path + "/model", "--output", output, "--seed", "1", "--set", "train.epochs=2",
-             "--set", "train.batchSize=8", "--set", "train.workers=1", "--set", "optim.visual.warmupEpochs=1"]
+            [
+                "train", "--dataset", directory.path + "/data/synthetic.yaml", "--method", "vlp_cavpt", "--data-root",
+                directory.path + "/data",
+                "--model", directory.path + "/model", "--output", output, "--seed", "1", "--set", "train.epochs=2",
+                "--set", "train.batchSize=8", "--set", "train.workers=1", "--set", "optim.visual.warmupEpochs=1",
+            ]
         }
-        let single = try run(URL(fileURLWithPath: trainer), arguments(directory.path + "/one"), environment: ["CAVPT_DIST_BLAS_THREADS": "1"])
+        let single = try run(
+            URL(fileURLWithPath: trainer), arguments(directory.path + "/one"),
+            environment: ["CAVPT_DIST_BLAS_THREADS": "1"])
         try #require(single.status == 0, "\(single.output)")
         // The same launch cluster/run-hostfile.sh makes (it prints it with --dry-run, then runs it).
         let script = cluster("run-hostfile.sh")
-        let dry = try run(script, ["--hostfile", hostfile, "--ppn", "2", "--dry-run"] + Array(arguments(directory.path + "/two").dropFirst()),
-                          environment: environment.merging(["CAVPT_DIST_BINARY": trainer, "OPENBLAS_CORETYPE": "", "LD_LIBRARY_PATH": "",
-                                                            "CAVPT_DIST_NO_REEXEC": ""]) { $1 })
-        #expect(dry.stdout.hasPrefix("mpirun --hostfile \(hostfile) --map-by ppr:2:node -x PATH --bind-to none \(trainer) train "), "\(dry.output)")
-        let two = try run(script, ["--hostfile", hostfile, "--ppn", "2"] + Array(arguments(directory.path + "/two").dropFirst()),
-                          environment: environment.merging(["CAVPT_DIST_BINARY": trainer, "CAVPT_DIST_BLAS_THREADS": "1"]) { $1 })
+        let dry = try run(
+            script,
+            ["--hostfile", hostfile, "--ppn", "2", "--dry-run"] + Array(arguments(directory.path + "/two").dropFirst()),
+            environment: environment.merging([
+                "CAVPT_DIST_BINARY": trainer, "OPENBLAS_CORETYPE": "", "LD_LIBRARY_PATH": "",
+                "CAVPT_DIST_NO_REEXEC": "",
+            ]) { $1 })
+        #expect(
+            dry.stdout.hasPrefix(
+                "mpirun --hostfile \(hostfile) --map-by ppr:2:node -x PATH --bind-to none \(trainer) train "),
+            "\(dry.output)")
+        let two = try run(
+            script, ["--hostfile", hostfile, "--ppn", "2"] + Array(arguments(directory.path + "/two").dropFirst()),
+            environment: environment.merging(["CAVPT_DIST_BINARY": trainer, "CAVPT_DIST_BLAS_THREADS": "1"]) { $1 })
         try #require(two.status == 0, "\(two.output)")
         #expect(two.stdout.contains("4 rank(s)"), "\(two.stdout)")
         let a = try checkpoint(directory.path + "/one"), b = try checkpoint(directory.path + "/two")
@@ -379,12 +466,15 @@ struct HostfileTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let (hostfile, environment) = try fakeCluster(directory)
         let trainer = try demoData(in: directory, shots: 4, testPerClass: 2)
-        let r = try run(try #require(findInPath("mpirun")),
-                        ["--hostfile", hostfile, "-np", "4", "--map-by", "ppr:2:node", "--bind-to", "none", trainer, "sweep",
-                         "--datasets", directory.path + "/data/synthetic.yaml", "--methods", "vpt_deep,coop", "--seeds", "1",
-                         "--ranks-per-job", "2", "--data-root", directory.path + "/data", "--model", directory.path + "/model",
-                         "--output", directory.path + "/runs", "--set", "train.epochs=1", "--set", "train.batchSize=4",
-                         "--set", "train.workers=1"], environment: environment.merging(["CAVPT_DIST_BLAS_THREADS": "1"]) { $1 })
+        let r = try run(
+            try #require(findInPath("mpirun")),
+            [
+                "--hostfile", hostfile, "-np", "4", "--map-by", "ppr:2:node", "--bind-to", "none", trainer, "sweep",
+                "--datasets", directory.path + "/data/synthetic.yaml", "--methods", "vpt_deep,coop", "--seeds", "1",
+                "--ranks-per-job", "2", "--data-root", directory.path + "/data", "--model", directory.path + "/model",
+                "--output", directory.path + "/runs", "--set", "train.epochs=1", "--set", "train.batchSize=4",
+                "--set", "train.workers=1",
+            ], environment: environment.merging(["CAVPT_DIST_BLAS_THREADS": "1"]) { $1 })
         #expect(r.status == 0, "\(r.output)")
         #expect(r.stdout.contains("sweep: 2 completed, 0 failed"), "\(r.output)")
     }
@@ -410,21 +500,37 @@ struct HostfileTests {
 @Suite struct SweepScriptTests {
     @Test func dryRunsPrintEachLaunch() throws {
         let binary = "/opt/cavpt/cavpt-dist"
-        let environment = ["CAVPT_DIST_BINARY": binary, "OPENBLAS_CORETYPE": "", "LD_LIBRARY_PATH": "", "CAVPT_DIST_NO_REEXEC": "",
-                           "CAVPT_DIST_BLAS_THREADS": ""]
-        let args = ["--datasets", "eurosat,dtd", "--methods", "coop", "--ranks-per-job", "2", "--data-root", "/data/my dir"]
+        let environment = [
+            "CAVPT_DIST_BINARY": binary, "OPENBLAS_CORETYPE": "", "LD_LIBRARY_PATH": "", "CAVPT_DIST_NO_REEXEC": "",
+            "CAVPT_DIST_BLAS_THREADS": "",
+        ]
+        let args = [
+            "--datasets", "eurosat,dtd", "--methods", "coop", "--ranks-per-job", "2", "--data-root", "/data/my dir",
+        ]
         let local = try run(cluster("sweep.sh"), ["--np", "4", "--dry-run"] + args, environment: environment)
         #expect(local.status == 0, "\(local.output)")
-        #expect(local.stdout == "mpirun -np 4 --bind-to none \(binary) sweep --datasets eurosat,dtd --methods coop --ranks-per-job 2 "
-                    + "--data-root '/data/my dir'\n", "\(local.output)")
-        let nodes = try run(cluster("sweep.sh"), ["--hostfile", cluster("hostfile.example").path, "--ppn", "8", "--dry-run"] + args,
-                            environment: environment)
-        #expect(nodes.stdout == "mpirun --hostfile \(cluster("hostfile.example").path) --map-by ppr:8:node -x PATH --bind-to none "
-                    + "\(binary) sweep --datasets eurosat,dtd --methods coop --ranks-per-job 2 --data-root '/data/my dir'\n", "\(nodes.output)")
-        let slurm = try run(cluster("sweep.sh"), ["--slurm", "--sbatch-arg=--nodes=4", "--dry-run"] + args, environment: environment)
-        #expect(slurm.stdout == "CAVPT_DIST_COMMAND=sweep CAVPT_DIST_BINARY=\(binary) sbatch --job-name=cavpt-sweep --nodes=4 "
-                    + "\(cluster("slurm.sbatch").path) --datasets eurosat,dtd --methods coop --ranks-per-job 2 --data-root '/data/my dir'\n",
-                "\(slurm.output)")
+        #expect(
+            local.stdout
+                == "mpirun -np 4 --bind-to none \(binary) sweep --datasets eurosat,dtd --methods coop "
+                + "--ranks-per-job 2 "
+                + "--data-root '/data/my dir'\n", "\(local.output)")
+        let nodes = try run(
+            cluster("sweep.sh"), ["--hostfile", cluster("hostfile.example").path, "--ppn", "8", "--dry-run"] + args,
+            environment: environment)
+        #expect(
+            nodes.stdout
+                == "mpirun --hostfile \(cluster("hostfile.example").path) --map-by ppr:8:node -x PATH --bind-to none "
+                + "\(binary) sweep --datasets eurosat,dtd --methods coop --ranks-per-job 2 --data-root '/data/my "
+                + "dir'\n",
+            "\(nodes.output)")
+        let slurm = try run(
+            cluster("sweep.sh"), ["--slurm", "--sbatch-arg=--nodes=4", "--dry-run"] + args, environment: environment)
+        #expect(
+            slurm.stdout
+                == "CAVPT_DIST_COMMAND=sweep CAVPT_DIST_BINARY=\(binary) sbatch --job-name=cavpt-sweep --nodes=4 "
+                + "\(cluster("slurm.sbatch").path) --datasets eurosat,dtd --methods coop --ranks-per-job 2 "
+                + "--data-root '/data/my dir'\n",
+            "\(slurm.output)")
         let none = try run(cluster("sweep.sh"), ["--np", "2"], environment: environment)
         #expect(none.status == 2 && none.stderr.hasPrefix("sweep: error: give the sweep's arguments"), "\(none.output)")
     }
@@ -433,15 +539,25 @@ struct HostfileTests {
         let directory = try temporaryDirectory("sweep-script")
         defer { try? FileManager.default.removeItem(at: directory) }
         let trainer = try demoData(in: directory, shots: 4, testPerClass: 2)
-        let args = ["--np", "2", "--datasets", directory.path + "/data/synthetic.yaml", "--methods", "vpt_deep", "--seeds", "1,2",
-                    "--ranks-per-job", "1", "--data-root", directory.path + "/data", "--model", directory.path + "/model",
-                    "--output", directory.path + "/runs", "--set", "train.epochs=1", "--set", "train.batchSize=4", "--set", "train.workers=1"]
-        let environment = ["CAVPT_DIST_BINARY": trainer, "CAVPT_DIST_BLAS_THREADS": "1", "OMPI_MCA_rmaps_base_oversubscribe": "1"]
+        let args = [
+            "--np", "2", "--datasets", directory.path + "/data/synthetic.yaml", "--methods", "vpt_deep", "--seeds",
+            "1,2",
+            "--ranks-per-job", "1", "--data-root", directory.path + "/data", "--model", directory.path + "/model",
+            "--output", directory.path + "/runs", "--set", "train.epochs=1", "--set", "train.batchSize=4", "--set",
+            "train.workers=1",
+        ]
+        let environment = [
+            "CAVPT_DIST_BINARY": trainer, "CAVPT_DIST_BLAS_THREADS": "1", "OMPI_MCA_rmaps_base_oversubscribe": "1",
+        ]
         let first = try run(cluster("sweep.sh"), args, environment: environment)
         #expect(first.status == 0, "\(first.output)")
-        #expect(first.stdout.contains("sweep: 2 completed, 0 failed") && first.stdout.contains("| vpt_deep | 16 |"), "\(first.output)")
+        #expect(
+            first.stdout.contains("sweep: 2 completed, 0 failed") && first.stdout.contains("| vpt_deep | 16 |"),
+            "\(first.output)")
         let again = try run(cluster("sweep.sh"), args, environment: environment)
-        #expect(again.status == 0 && again.stdout.contains("sweep: 0 completed, 0 failed, 2 already finished"), "\(again.output)")
+        #expect(
+            again.status == 0 && again.stdout.contains("sweep: 0 completed, 0 failed, 2 already finished"),
+            "\(again.output)")
     }
 }
 
@@ -456,8 +572,12 @@ func cluster(_ name: String) -> URL { packageRoot.appendingPathComponent("cluste
 /// the cavpt-dist that wrote them.
 func demoData(in directory: URL, shots: Int, testPerClass: Int) throws -> String {
     let trainer = try cavptDistExecutable().path
-    let demo = try run(URL(fileURLWithPath: trainer), ["demo", "--dir", directory.path, "--prepare-only", "--classes", "4",
-                                                      "--shots", "\(shots)", "--test-per-class", "\(testPerClass)"])
+    let demo = try run(
+        URL(fileURLWithPath: trainer),
+        [
+            "demo", "--dir", directory.path, "--prepare-only", "--classes", "4",
+            "--shots", "\(shots)", "--test-per-class", "\(testPerClass)",
+        ])
     try #require(demo.status == 0, "\(demo.output)")
     return trainer
 }
@@ -468,15 +588,18 @@ func checkExecutable() throws -> URL {
         .deletingLastPathComponent().appendingPathComponent("DistributedCheck")
     let candidates = [besideTests, packageRoot.appendingPathComponent(".build/debug/DistributedCheck")]
     guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-        throw LaunchError("DistributedCheck not found at \(candidates.map(\.path)); run `swift build --product DistributedCheck`")
+        throw LaunchError(
+            "DistributedCheck not found at \(candidates.map(\.path)); run `swift build --product DistributedCheck`")
     }
     return found
 }
 
 /// The trainer itself, built by `swift test` next to DistributedCheck.
 func cavptDistExecutable() throws -> URL {
-    let candidates = [try checkExecutable().deletingLastPathComponent().appendingPathComponent("cavpt-dist"),
-                      packageRoot.appendingPathComponent(".build/debug/cavpt-dist")]
+    let candidates = [
+        try checkExecutable().deletingLastPathComponent().appendingPathComponent("cavpt-dist"),
+        packageRoot.appendingPathComponent(".build/debug/cavpt-dist"),
+    ]
     guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
         throw LaunchError("cavpt-dist not found at \(candidates.map(\.path)); run `swift build`")
     }
@@ -519,8 +642,10 @@ struct Finished {
 /// under test may make a process a rank or a job step; an empty value in `environment` unsets a variable.
 /// posix_spawn and a waitpid poll rather than Foundation's Process: the scripts start daemons that outlive
 /// them, and nothing here may depend on how SIGCHLD reaches this process.
-func run(_ executable: URL, _ arguments: [String], environment: [String: String] = [:], directory: URL? = nil,
-         timeout: Double = 60) throws -> Finished {
+func run(
+    _ executable: URL, _ arguments: [String], environment: [String: String] = [:], directory: URL? = nil,
+    timeout: Double = 60
+) throws -> Finished {
     let outputDirectory = try temporaryDirectory("output")
     defer { try? FileManager.default.removeItem(at: outputDirectory) }
     let stdoutPath = outputDirectory.appendingPathComponent("stdout").path
@@ -563,13 +688,15 @@ func run(_ executable: URL, _ arguments: [String], environment: [String: String]
         if Date() > deadline {
             kill(pid, SIGTERM)
             waitpid(pid, &status, 0)
-            throw LaunchError("\(executable.lastPathComponent) \(arguments.joined(separator: " ")) still ran after \(Int(timeout)) s")
+            throw LaunchError(
+                "\(executable.lastPathComponent) \(arguments.joined(separator: " ")) still ran after \(Int(timeout)) s")
         }
         usleep(20_000)
     }
     // The wait-status macros do not reach Swift: low 7 bits = terminating signal, next byte = exit code.
     let signal = status & 0x7f
-    return Finished(status: signal == 0 ? (status >> 8) & 0xff : 128 + signal,
-                    stdout: String(decoding: FileManager.default.contents(atPath: stdoutPath) ?? Data(), as: UTF8.self),
-                    stderr: String(decoding: FileManager.default.contents(atPath: stderrPath) ?? Data(), as: UTF8.self))
+    return Finished(
+        status: signal == 0 ? (status >> 8) & 0xff : 128 + signal,
+        stdout: String(decoding: FileManager.default.contents(atPath: stdoutPath) ?? Data(), as: UTF8.self),
+        stderr: String(decoding: FileManager.default.contents(atPath: stderrPath) ?? Data(), as: UTF8.self))
 }

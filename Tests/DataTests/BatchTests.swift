@@ -2,8 +2,9 @@
 // rank count, the shards of N ranks reassemble the single-rank batch exactly, and image errors
 // surface with the file and the list that referenced it.
 import Foundation
-import Testing
 import Tensor
+import Testing
+
 @testable import Data
 
 @Suite struct BatchTests {
@@ -21,7 +22,8 @@ import Tensor
     }
 
     @Test func dropLastOnlyWithAtLeastOneFullBatch() {
-        #expect(EpochPlan(trainCount: 100, batchSize: 32, seed: 1, epoch: 0).globalBatches == [0..<32, 32..<64, 64..<96])
+        #expect(
+            EpochPlan(trainCount: 100, batchSize: 32, seed: 1, epoch: 0).globalBatches == [0..<32, 32..<64, 64..<96])
         #expect(EpochPlan(trainCount: 64, batchSize: 32, seed: 1, epoch: 0).globalBatches == [0..<32, 32..<64])
         #expect(EpochPlan(trainCount: 20, batchSize: 32, seed: 1, epoch: 0).globalBatches == [0..<20])
         #expect(EpochPlan(trainCount: 0, batchSize: 32, seed: 1, epoch: 0).globalBatches.isEmpty)
@@ -45,8 +47,9 @@ import Tensor
 
     /// A synthetic CoOp dataset on disk: sizes vary, a few grayscale images.
     func makeDataset(_ root: String) throws -> DatasetSplits {
-        try writeCoOpDataset(root: root, folder: "dtd", images: "images", splitFile: "split_zhou_DescribableTextures.json",
-                             classes: ["banded", "dotted", "zig_zagged"], perClass: ["train": 4, "val": 1, "test": 3])
+        try writeCoOpDataset(
+            root: root, folder: "dtd", images: "images", splitFile: "split_zhou_DescribableTextures.json",
+            classes: ["banded", "dotted", "zig_zagged"], perClass: ["train": 4, "val": 1, "test": 3])
         return try loadDataset(spec: try datasetSpec(named: "dtd"), dataRoot: root)
     }
 
@@ -62,10 +65,12 @@ import Tensor
         defer { removeTemporaryFolder(root) }
         let splits = try makeDataset(root)
         let r = 24
-        let plan = EpochPlan(trainCount: splits.train.count, batchSize: 5, seed: 3, epoch: 2)   // 12 -> 2 batches of 5
+        let plan = EpochPlan(trainCount: splits.train.count, batchSize: 5, seed: 3, epoch: 2) // 12 -> 2 batches of 5
         func train(rank: Int, size: Int, workers: Int = 2) throws -> [Batch] {
-            try drain(try BatchLoader.training(samples: splits.train, imageRoot: splits.imageRoot, listName: "train",
-                                               plan: plan, rank: rank, size: size, resolution: r, workers: workers))
+            try drain(
+                try BatchLoader.training(
+                    samples: splits.train, imageRoot: splits.imageRoot, listName: "train",
+                    plan: plan, rank: rank, size: size, resolution: r, workers: workers))
         }
         let single = try train(rank: 0, size: 1)
         #expect(single.count == 2 && single.allSatisfy { $0.pixels.shape == [5, 3, r, r] && $0.globalCount == 5 })
@@ -75,7 +80,9 @@ import Tensor
             let perRank = try (0..<size).map { try train(rank: $0, size: size, workers: 1 + $0 % 2) }
             for (b, whole) in single.enumerated() {
                 let parts = perRank.map { $0[b] }
-                #expect(parts.map(\.pixels.shape[0]) == (0..<size).map { EpochPlan.shard(0..<5, rank: $0, size: size).count })
+                #expect(
+                    parts.map(\.pixels.shape[0])
+                        == (0..<size).map { EpochPlan.shard(0..<5, rank: $0, size: size).count })
                 #expect(parts.flatMap(\.positions) == whole.positions)
                 #expect(parts.flatMap(\.labels) == whole.labels)
                 #expect(parts.flatMap(\.pixels.scalars) == whole.pixels.scalars, "N=\(size) batch \(b)")
@@ -86,12 +93,15 @@ import Tensor
         let position = 7, sample = splits.train[plan.order[position]]
         var rng = ImageTransforms.augmentationRNG(seed: 3, epoch: 2, position: position)
         let direct = Tensor(zeros: [3, r, r])
-        writeTrainImage(try JPEG.decode(path: splits.imagePath(of: sample)), resolution: r, rng: &rng, into: direct.data)
+        writeTrainImage(
+            try JPEG.decode(path: splits.imagePath(of: sample)), resolution: r, rng: &rng, into: direct.data)
         #expect(single[1].pixels[2].scalars == direct.scalars)
         // Another epoch crops differently.
-        let next = try drain(try BatchLoader.training(samples: splits.train, imageRoot: splits.imageRoot, listName: "train",
-                                                      plan: EpochPlan(trainCount: 12, batchSize: 5, seed: 3, epoch: 3),
-                                                      rank: 0, size: 1, resolution: r))
+        let next = try drain(
+            try BatchLoader.training(
+                samples: splits.train, imageRoot: splits.imageRoot, listName: "train",
+                plan: EpochPlan(trainCount: 12, batchSize: 5, seed: 3, epoch: 3),
+                rank: 0, size: 1, resolution: r))
         #expect(next[0].pixels.scalars != single[0].pixels.scalars)
     }
 
@@ -100,8 +110,10 @@ import Tensor
         defer { removeTemporaryFolder(root) }
         let splits = try makeDataset(root)
         func eval(rank: Int, size: Int) throws -> [Batch] {
-            try drain(try BatchLoader.evaluation(samples: splits.test, imageRoot: splits.imageRoot, listName: "test",
-                                                 batchSize: 4, rank: rank, size: size, resolution: 20, prefetch: 1))
+            try drain(
+                try BatchLoader.evaluation(
+                    samples: splits.test, imageRoot: splits.imageRoot, listName: "test",
+                    batchSize: 4, rank: rank, size: size, resolution: 20, prefetch: 1))
         }
         let single = try eval(rank: 0, size: 1)
         #expect(single.map(\.positions) == [[0, 1, 2, 3], [4, 5, 6, 7], [8]])
@@ -126,21 +138,28 @@ import Tensor
         try writeFile(splits.imageRoot + "/dotted/corrupt.jpg", "garbage")
         train[8] = Sample(path: "dotted/corrupt.jpg", label: 1)
         let plan = EpochPlan(trainCount: train.count, batchSize: 12, seed: 1, epoch: 0)
-        let loader = try BatchLoader.training(samples: train, imageRoot: splits.imageRoot, listName: "/runs/a/fewshot.json",
-                                              plan: plan, rank: 0, size: 1, resolution: 8)
+        let loader = try BatchLoader.training(
+            samples: train, imageRoot: splits.imageRoot, listName: "/runs/a/fewshot.json",
+            plan: plan, rank: 0, size: 1, resolution: 8)
         let error = thrownError { try loader.next() }
         // The earliest failing image of the batch, by position.
         let first = plan.order.firstIndex { $0 == 3 || $0 == 8 }!
-        let message = plan.order[first] == 3
-            ? "\(splits.imageRoot)/banded/missing.jpg (listed in /runs/a/fewshot.json): cannot open: No such file or directory"
-            : "\(splits.imageRoot)/dotted/corrupt.jpg (listed in /runs/a/fewshot.json): not a decodable JPEG: Not a JPEG file: starts with 0x67 0x61"
+        let message =
+            plan.order[first] == 3
+            ? "\(splits.imageRoot)/banded/missing.jpg (listed in /runs/a/fewshot.json): cannot open: No such file "
+                + "or directory"
+            : "\(splits.imageRoot)/dotted/corrupt.jpg (listed in /runs/a/fewshot.json): not a decodable JPEG: Not a "
+                + "JPEG file: starts with 0x67 0x61"
         #expect("\(error!)" == message)
         #expect(try loader.next() == nil)
 
         let test = [Sample(path: "dotted/corrupt.jpg", label: 1)]
-        let evaluation = try BatchLoader.evaluation(samples: test, imageRoot: splits.imageRoot, listName: "test",
-                                                    batchSize: 4, rank: 0, size: 1, resolution: 8)
-        #expect("\(thrownError { try evaluation.next() }!)".hasPrefix("\(splits.imageRoot)/dotted/corrupt.jpg (listed in test): not a decodable JPEG"))
+        let evaluation = try BatchLoader.evaluation(
+            samples: test, imageRoot: splits.imageRoot, listName: "test",
+            batchSize: 4, rank: 0, size: 1, resolution: 8)
+        #expect(
+            "\(thrownError { try evaluation.next() }!)".hasPrefix(
+                "\(splits.imageRoot)/dotted/corrupt.jpg (listed in test): not a decodable JPEG"))
     }
 
     @Test func abandonedLoaderStopsItsWorkers() throws {
@@ -150,8 +169,9 @@ import Tensor
         weak var weakBatchPixels: Storage?
         weak var weakState: LoaderState?
         do {
-            let loader = try BatchLoader.evaluation(samples: splits.test + splits.test + splits.test, imageRoot: splits.imageRoot,
-                                                    listName: "test", batchSize: 2, rank: 0, size: 1, resolution: 8)
+            let loader = try BatchLoader.evaluation(
+                samples: splits.test + splits.test + splits.test, imageRoot: splits.imageRoot,
+                listName: "test", batchSize: 2, rank: 0, size: 1, resolution: 8)
             guard let first = try loader.next() else { Issue.record("no batch"); return }
             weakBatchPixels = first.pixels.storage
             weakState = loader.state
@@ -165,14 +185,19 @@ import Tensor
         #expect(weakBatchPixels == nil)
         // Dropping a loader without cancel() does the same.
         do {
-            let loader = try BatchLoader.evaluation(samples: splits.test, imageRoot: splits.imageRoot, listName: "test",
-                                                    batchSize: 1, rank: 0, size: 1, resolution: 8)
+            let loader = try BatchLoader.evaluation(
+                samples: splits.test, imageRoot: splits.imageRoot, listName: "test",
+                batchSize: 1, rank: 0, size: 1, resolution: 8)
             weakState = loader.state
         }
         for _ in 0..<500 where weakState != nil { usleep(10_000) }
         #expect(weakState == nil)
-        #expect(thrownError { try BatchLoader.evaluation(samples: [], imageRoot: "/", listName: "t", batchSize: 2, rank: 2,
-                                                         size: 2, resolution: 8) } as? DataError
+        #expect(
+            thrownError {
+                try BatchLoader.evaluation(
+                    samples: [], imageRoot: "/", listName: "t", batchSize: 2, rank: 2,
+                    size: 2, resolution: 8)
+            } as? DataError
                 == .invalidArgument("BatchLoader: rank 2 is not in 0..<2"))
     }
 }

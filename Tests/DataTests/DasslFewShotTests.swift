@@ -2,6 +2,7 @@
 // shot count: expected lists written by Python itself (Tests/Fixtures/make_fewshot_fixtures.py).
 import Foundation
 import Testing
+
 @testable import Data
 
 @Suite struct DasslFewShotTests {
@@ -19,10 +20,18 @@ import Testing
         #expect(raw.count == 8)
         for (seedText, expected) in raw {
             var random = PythonRandom(seed: Int(seedText)!)
-            #expect((0..<8).map { _ in NSNumber(value: random.getrandbits(32)) } == expected["getrandbits32"]!, "seed \(seedText)")
-            #expect((0..<4).map { _ in NSNumber(value: random.getrandbits(5)) } == expected["getrandbits5"]!, "seed \(seedText)")
-            #expect((0..<3).map { _ in NSNumber(value: random.getrandbits(48)) } == expected["getrandbits48"]!, "seed \(seedText)")
-            #expect((0..<6).map { _ in NSNumber(value: random.randbelow(1000)) } == expected["randbelow1000"]!, "seed \(seedText)")
+            #expect(
+                (0..<8).map { _ in NSNumber(value: random.getrandbits(32)) } == expected["getrandbits32"]!,
+                "seed \(seedText)")
+            #expect(
+                (0..<4).map { _ in NSNumber(value: random.getrandbits(5)) } == expected["getrandbits5"]!,
+                "seed \(seedText)")
+            #expect(
+                (0..<3).map { _ in NSNumber(value: random.getrandbits(48)) } == expected["getrandbits48"]!,
+                "seed \(seedText)")
+            #expect(
+                (0..<6).map { _ in NSNumber(value: random.randbelow(1000)) } == expected["randbelow1000"]!,
+                "seed \(seedText)")
         }
     }
 
@@ -32,8 +41,9 @@ import Testing
         var checked = 0
         for (name, c) in cases {
             let train = Self.samples(c["train"]), val = Self.samples(c["val"])
-            let splits = DatasetSplits(name: name, imageRoot: "/data", train: train, val: val, test: [],
-                                       classNames: (0..<16).map { "class \($0)" })
+            let splits = DatasetSplits(
+                name: name, imageRoot: "/data", train: train, val: val, test: [],
+                classNames: (0..<16).map { "class \($0)" })
             for (key, value) in try #require(c["expected"] as? [String: [String: Any]]) {
                 let parts = key.split(separator: "/").map { Int($0)! }
                 let lists = sampleFewShot(splits: splits, shots: parts[1], seed: parts[0])

@@ -2,6 +2,7 @@
 // deterministic, different across seeds, and a JSON round trip that reuses the exact lists.
 import Foundation
 import Testing
+
 @testable import Data
 
 @Suite struct FewShotTests {
@@ -16,8 +17,9 @@ import Testing
             }
             return samples
         }
-        return DatasetSplits(name: "toy", imageRoot: "/data/toy", train: list([20, 16, 5, 1], "t"),
-                             val: list([9, 3, 0, 6], "v"), test: list([2, 2, 2, 2], "e"), classNames: ["a", "b", "c", "d"])
+        return DatasetSplits(
+            name: "toy", imageRoot: "/data/toy", train: list([20, 16, 5, 1], "t"),
+            val: list([9, 3, 0, 6], "v"), test: list([2, 2, 2, 2], "e"), classNames: ["a", "b", "c", "d"])
     }()
 
     func perClass(_ samples: [Sample]) -> [Int: Int] {
@@ -47,7 +49,8 @@ import Testing
         #expect(a.train != b.train && b.train != c.train && a.train != c.train)
         #expect(a.val != b.val)
         // Within a class the choice covers the whole class across seeds, not just its head.
-        let chosen = Set((1...20).flatMap { sampleFewShot(splits: splits, shots: 4, seed: $0).train.filter { $0.label == 0 } })
+        let chosen = Set(
+            (1...20).flatMap { sampleFewShot(splits: splits, shots: 4, seed: $0).train.filter { $0.label == 0 } })
         #expect(chosen.count == 20)
     }
 
@@ -76,18 +79,25 @@ import Testing
             try writeFile(path, text)
             return "\(thrownError { try FewShotLists.read(from: path) }!)"
         }
-        #expect(try readError(#"{"dataset": "toy", "shots": 1, "seed": 1, "val": []}"#)
+        #expect(
+            try readError(#"{"dataset": "toy", "shots": 1, "seed": 1, "val": []}"#)
                 == "few-shot file \(path): missing key train")
-        #expect(try readError(#"{"dataset": "toy", "shots": 1, "seed": 1, "train": [["a.jpg"]], "val": []}"#)
+        #expect(
+            try readError(#"{"dataset": "toy", "shots": 1, "seed": 1, "train": [["a.jpg"]], "val": []}"#)
                 .hasPrefix("few-shot file \(path): train[0]"))
         #expect(try readError("not json") == "few-shot file \(path): not valid JSON")
-        #expect("\(thrownError { try FewShotLists.read(from: folder + "/none.json") }!)" == "few-shot file \(folder)/none.json: no such file")
+        #expect(
+            "\(thrownError { try FewShotLists.read(from: folder + "/none.json") }!)"
+                == "few-shot file \(folder)/none.json: no such file")
 
-        let wrongLabel = FewShotLists(dataset: "toy", shots: 1, seed: 1, train: [Sample(path: "x.jpg", label: 4)], val: [])
-        #expect("\(thrownError { try wrongLabel.validate(against: splits, file: path) }!)"
+        let wrongLabel = FewShotLists(
+            dataset: "toy", shots: 1, seed: 1, train: [Sample(path: "x.jpg", label: 4)], val: [])
+        #expect(
+            "\(thrownError { try wrongLabel.validate(against: splits, file: path) }!)"
                 == "few-shot file \(path): train[0] has label 4, but toy has 4 classes")
         let wrongDataset = FewShotLists(dataset: "dtd", shots: 1, seed: 1, train: [], val: [])
-        #expect("\(thrownError { try wrongDataset.validate(against: splits, file: path) }!)"
+        #expect(
+            "\(thrownError { try wrongDataset.validate(against: splits, file: path) }!)"
                 == "few-shot file \(path): made for dataset 'dtd', not 'toy'")
     }
 }

@@ -2,21 +2,26 @@
 // FIFOs and folders where a file should be, and the inputs the fuzzers found.
 import Foundation
 import Testing
+
 @testable import Data
 
 /// Text nested `depth` levels of flow lists: `[[[...]]]`.
-func deepFlowList(_ depth: Int) -> String { String(repeating: "[", count: depth) + String(repeating: "]", count: depth) }
+func deepFlowList(_ depth: Int) -> String {
+    String(repeating: "[", count: depth) + String(repeating: "]", count: depth)
+}
 
 /// Block mappings nested by indentation, `depth` levels under `key`.
 func deepBlockMapping(_ depth: Int, key: String = "train") -> String {
-    (0..<depth).map { String(repeating: " ", count: $0) + ($0 == 0 ? key : "k\($0)") + ":" }.joined(separator: "\n") + " 1\n"
+    (0..<depth).map { String(repeating: " ", count: $0) + ($0 == 0 ? key : "k\($0)") + ":" }.joined(separator: "\n")
+        + " 1\n"
 }
 
 /// "Billion laughs": nine levels of nine aliases each, 9^9 scalars once expanded.
 func aliasBomb(key: String = "train") -> String {
     var lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
     for level in 1...8 {
-        lines.append("a\(level): &a\(level) [" + Array(repeating: "*a\(level - 1)", count: 9).joined(separator: ", ") + "]")
+        lines.append(
+            "a\(level): &a\(level) [" + Array(repeating: "*a\(level - 1)", count: 9).joined(separator: ", ") + "]")
     }
     lines.append("\(key): *a8")
     return lines.joined(separator: "\n") + "\n"
@@ -24,8 +29,10 @@ func aliasBomb(key: String = "train") -> String {
 
 /// Runs `body` on a thread and waits at most `seconds` for it; a hang fails the test instead of
 /// hanging it, and `unblock` then releases the stuck thread. (A hang guard, not a speed check.)
-func finishes<T: Sendable>(within seconds: Double, unblock: () -> Void = {},
-                           _ body: @escaping @Sendable () -> T) -> T? {
+func finishes<T: Sendable>(
+    within seconds: Double, unblock: () -> Void = {},
+    _ body: @escaping @Sendable () -> T
+) -> T? {
     let done = DispatchSemaphore(value: 0)
     nonisolated(unsafe) var result: T?
     let thread = Thread {
@@ -63,13 +70,19 @@ func releaseFIFO(_ path: String) {
     }
 
     @Test func deepNestingIsRefusedWithTheLine() {
-        #expect(YAMLLimits.violation(in: "train:\n  epochs: " + deepFlowList(5000)) == "nests deeper than 64 levels (line 2)")
-        #expect(YAMLLimits.violation(in: deepFlowList(YAMLLimits.maxDepth + 1)) == "nests deeper than 64 levels (line 1)")
+        #expect(
+            YAMLLimits.violation(in: "train:\n  epochs: " + deepFlowList(5000))
+                == "nests deeper than 64 levels (line 2)")
+        #expect(
+            YAMLLimits.violation(in: deepFlowList(YAMLLimits.maxDepth + 1)) == "nests deeper than 64 levels (line 1)")
         #expect(YAMLLimits.violation(in: deepBlockMapping(200))?.hasPrefix("nests deeper than 64 levels") == true)
-        #expect(YAMLLimits.violation(in: String(repeating: "- ", count: 3000) + "x\n")?.hasPrefix("nests deeper") == true)
+        #expect(
+            YAMLLimits.violation(in: String(repeating: "- ", count: 3000) + "x\n")?.hasPrefix("nests deeper") == true)
         // Depth counts after alias expansion: each alias adds the anchored node's levels.
-        let chained = (0..<3).map { "a\($0): &a\($0) " + String(repeating: "[", count: 30) + ($0 == 0 ? "1" : "*a\($0 - 1)")
-            + String(repeating: "]", count: 30) }.joined(separator: "\n")
+        let chained = (0..<3).map {
+            "a\($0): &a\($0) " + String(repeating: "[", count: 30) + ($0 == 0 ? "1" : "*a\($0 - 1)")
+                + String(repeating: "]", count: 30)
+        }.joined(separator: "\n")
         #expect(YAMLLimits.violation(in: chained)?.hasPrefix("nests deeper than 64 levels (line 3)") == true)
     }
 
@@ -79,8 +92,12 @@ func releaseFIFO(_ path: String) {
 
     @Test func collectionKeysAreRefused() {
         // Yams.load traps on these (found by FuzzConfig).
-        #expect(YAMLLimits.violation(in: "? [a, b]\n: 1\n")?.hasPrefix("has a mapping key that is a list or mapping (line 1)") == true)
-        #expect(YAMLLimits.violation(in: "x: &m {a: 1}\n? *m\n: 2\n")?.hasPrefix("has a mapping key that is a list") == true)
+        #expect(
+            YAMLLimits.violation(in: "? [a, b]\n: 1\n")?.hasPrefix(
+                "has a mapping key that is a list or mapping (line 1)") == true)
+        #expect(
+            YAMLLimits.violation(in: "x: &m {a: 1}\n? *m\n: 2\n")?.hasPrefix("has a mapping key that is a list") == true
+        )
         #expect(YAMLLimits.violation(in: "{[1]: 2}")?.hasPrefix("has a mapping key") == true)
         // Sequences of mappings and mappings as values are ordinary.
         #expect(YAMLLimits.violation(in: "- {a: 1}\n- b: [1, {c: 2}]\n") == nil)
@@ -88,8 +105,14 @@ func releaseFIFO(_ path: String) {
 
     @Test func datasetYAMLErrorsAreOneShortLine() throws {
         for (text, expected) in [
-            ("dataset:\n  name: " + deepFlowList(4000) + "\n", "dataset config d.yaml: nests deeper than 64 levels (line 2)"),
-            (aliasBomb(key: "dataset"), "dataset config d.yaml: expands to more than 100000 nodes through aliases (line 6)"),
+            (
+                "dataset:\n  name: " + deepFlowList(4000) + "\n",
+                "dataset config d.yaml: nests deeper than 64 levels (line 2)"
+            ),
+            (
+                aliasBomb(key: "dataset"),
+                "dataset config d.yaml: expands to more than 100000 nodes through aliases (line 6)"
+            ),
             (deepBlockMapping(3000, key: "dataset"), "dataset config d.yaml: nests deeper than 64 levels (line 64)"),
         ] {
             let error = thrownError { try DatasetSpec(yaml: text, file: "d.yaml") }
@@ -100,8 +123,11 @@ func releaseFIFO(_ path: String) {
         let message = thrownError { try DatasetSpec(yaml: long, file: "d.yaml") }.map { String(describing: $0) } ?? ""
         #expect(message.hasPrefix("dataset config d.yaml: not valid YAML"))
         #expect(message.count < 300 && !message.contains("\n"), "\(message.prefix(400))")
-        let template = "dataset: {name: n, layout: image-folder, folder: f, template: \"" + String(repeating: "y", count: 100_000) + "\"}"
-        let noBraces = thrownError { try DatasetSpec(yaml: template, file: "d.yaml") }.map { String(describing: $0) } ?? ""
+        let template =
+            "dataset: {name: n, layout: image-folder, folder: f, template: \"" + String(repeating: "y", count: 100_000)
+            + "\"}"
+        let noBraces =
+            thrownError { try DatasetSpec(yaml: template, file: "d.yaml") }.map { String(describing: $0) } ?? ""
         #expect(noBraces.contains("has no {} for the class name") && noBraces.count < 300)
     }
 }
@@ -121,10 +147,14 @@ func releaseFIFO(_ path: String) {
     @Test func foldersAndDevicesAreRefused() throws {
         let dir = try makeTemporaryFolder("folder")
         defer { removeTemporaryFolder(dir) }
-        #expect(thrownError { try JPEG.decode(path: dir) }.map { String(describing: $0) } == "\(dir): not a regular file (a folder)")
-        #expect(thrownError { try JPEG.decode(path: "/dev/null") }.map { String(describing: $0) }
+        #expect(
+            thrownError { try JPEG.decode(path: dir) }.map { String(describing: $0) }
+                == "\(dir): not a regular file (a folder)")
+        #expect(
+            thrownError { try JPEG.decode(path: "/dev/null") }.map { String(describing: $0) }
                 == "/dev/null: not a regular file (a character device)")
-        #expect(thrownError { try JPEG.decode(path: dir + "/missing.jpg") }.map { String(describing: $0) }
+        #expect(
+            thrownError { try JPEG.decode(path: dir + "/missing.jpg") }.map { String(describing: $0) }
                 == "\(dir)/missing.jpg: cannot open: No such file or directory")
     }
 
@@ -132,18 +162,27 @@ func releaseFIFO(_ path: String) {
         let dir = try makeTemporaryFolder("fifo-lists")
         defer { removeTemporaryFolder(dir) }
         try FileManager.default.createDirectory(atPath: dir + "/d/images", withIntermediateDirectories: true)
-        for name in ["d/split.json", "fewshot.json", "dataset.yaml"] { try #require(mkfifo(dir + "/" + name, 0o644) == 0) }
-        let spec = DatasetSpec(name: "d", layout: .coopSplit, folder: "d", images: "images", splitFile: "split.json", template: "{}")
-        let messages = finishes(within: 60, unblock: { for n in ["d/split.json", "fewshot.json", "dataset.yaml"] { releaseFIFO(dir + "/" + n) } }) {
-            [thrownError { try loadDataset(spec: spec, dataRoot: dir) },
-             thrownError { try FewShotLists.read(from: dir + "/fewshot.json") },
-             thrownError { try DatasetSpec(contentsOf: dir + "/dataset.yaml") }].map { $0.map { String(describing: $0) } }
+        for name in ["d/split.json", "fewshot.json", "dataset.yaml"] {
+            try #require(mkfifo(dir + "/" + name, 0o644) == 0)
         }
-        #expect(messages == [
-            "split file \(dir)/d/split.json: not a regular file (a FIFO)",
-            "few-shot file \(dir)/fewshot.json: not a regular file (a FIFO)",
-            "dataset config \(dir)/dataset.yaml: not a regular file (a FIFO)",
-        ])
+        let spec = DatasetSpec(
+            name: "d", layout: .coopSplit, folder: "d", images: "images", splitFile: "split.json", template: "{}")
+        let messages = finishes(
+            within: 60,
+            unblock: { for n in ["d/split.json", "fewshot.json", "dataset.yaml"] { releaseFIFO(dir + "/" + n) } }
+        ) {
+            [
+                thrownError { try loadDataset(spec: spec, dataRoot: dir) },
+                thrownError { try FewShotLists.read(from: dir + "/fewshot.json") },
+                thrownError { try DatasetSpec(contentsOf: dir + "/dataset.yaml") },
+            ].map { $0.map { String(describing: $0) } }
+        }
+        #expect(
+            messages == [
+                "split file \(dir)/d/split.json: not a regular file (a FIFO)",
+                "few-shot file \(dir)/fewshot.json: not a regular file (a FIFO)",
+                "dataset config \(dir)/dataset.yaml: not a regular file (a FIFO)",
+            ])
     }
 }
 
@@ -153,7 +192,8 @@ func releaseFIFO(_ path: String) {
         defer { removeTemporaryFolder(dir) }
         try FileManager.default.createDirectory(atPath: dir + "/d/images", withIntermediateDirectories: true)
         try writeFile(dir + "/d/split.json", "{\"train\": " + deepFlowList(100_000) + ", \"val\": [], \"test\": []}")
-        let spec = DatasetSpec(name: "d", layout: .coopSplit, folder: "d", images: "images", splitFile: "split.json", template: "{}")
+        let spec = DatasetSpec(
+            name: "d", layout: .coopSplit, folder: "d", images: "images", splitFile: "split.json", template: "{}")
         let message = thrownError { try loadDataset(spec: spec, dataRoot: dir) }.map { String(describing: $0) } ?? ""
         #expect(message.hasPrefix("split file \(dir)/d/split.json: not valid JSON"), "\(message)")
         #expect(!message.contains("\n"))
@@ -167,7 +207,9 @@ func releaseFIFO(_ path: String) {
     @Test func deepFewShotJSONIsAnError() throws {
         let dir = try makeTemporaryFolder("deep-fewshot")
         defer { removeTemporaryFolder(dir) }
-        try writeFile(dir + "/f.json", "{\"dataset\": \"d\", \"shots\": 1, \"seed\": 1, \"train\": " + deepFlowList(100_000) + ", \"val\": []}")
+        try writeFile(
+            dir + "/f.json",
+            "{\"dataset\": \"d\", \"shots\": 1, \"seed\": 1, \"train\": " + deepFlowList(100_000) + ", \"val\": []}")
         let message = thrownError { try FewShotLists.read(from: dir + "/f.json") }.map { String(describing: $0) } ?? ""
         #expect(message.hasPrefix("few-shot file \(dir)/f.json: "), "\(message)")
         #expect(!message.contains("\n") && message.count < 300)
@@ -185,7 +227,8 @@ func releaseFIFO(_ path: String) {
         let dir = try makeTemporaryFolder("fuzz-split")
         defer { removeTemporaryFolder(dir) }
         try FileManager.default.createDirectory(atPath: dir + "/images", withIntermediateDirectories: true)
-        let spec = DatasetSpec(name: "fuzz", layout: .coopSplit, folder: "", images: "images", splitFile: "split.json", template: "{}")
+        let spec = DatasetSpec(
+            name: "fuzz", layout: .coopSplit, folder: "", images: "images", splitFile: "split.json", template: "{}")
         for input in Self.inputs("FuzzSplitJSON") {
             try? FileManager.default.removeItem(atPath: dir + "/split.json")
             try FileManager.default.copyItem(atPath: input, toPath: dir + "/split.json")

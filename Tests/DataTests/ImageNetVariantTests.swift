@@ -3,10 +3,13 @@
 // ImageNet-Sketch (the same reader over 1000 folders) and ImageNet-V2 (numbered folders).
 import Foundation
 import Testing
+
 @testable import Data
 
 @Suite struct ImageNetVariantTests {
-    let classnames = "n01440764 tench\nn01443537 goldfish\nn01484850 great white shark\nn01491361 tiger shark\nn01494475 hammerhead\n"
+    let classnames =
+        "n01440764 tench\nn01443537 goldfish\nn01484850 great white shark\nn01491361 tiger shark\nn01494475 "
+        + "hammerhead\n"
 
     @Test func imagenetAKeepsItsSubsetInSortedWnidOrderWithImageNetNames() throws {
         let root = try makeTemporaryFolder("imagenet-a")
@@ -19,16 +22,23 @@ import Testing
         try writeFile(root + "/imagenet-adversarial/imagenet-a/README.txt", "readme")
         let splits = try loadDataset(spec: try datasetSpec(named: "imagenet_a"), dataRoot: root)
         #expect(splits.classNames == ["goldfish", "great white shark", "hammerhead"])
-        #expect(splits.test == [Sample(path: "n01443537/x.jpg", label: 0), Sample(path: "n01484850/q.JPEG", label: 1),
-                                Sample(path: "n01494475/a.jpg", label: 2), Sample(path: "n01494475/b.jpg", label: 2)])
+        #expect(
+            splits.test == [
+                Sample(path: "n01443537/x.jpg", label: 0), Sample(path: "n01484850/q.JPEG", label: 1),
+                Sample(path: "n01494475/a.jpg", label: 2), Sample(path: "n01494475/b.jpg", label: 2),
+            ])
         #expect(splits.train == splits.test)
         // A folder with no name in classnames.txt is an error naming it.
         try writeFile(root + "/imagenet-adversarial/imagenet-a/n09999999/z.jpg", "")
-        #expect(throws: (any Error).self) { _ = try loadDataset(spec: try datasetSpec(named: "imagenet_a"), dataRoot: root) }
+        #expect(throws: (any Error).self) {
+            _ = try loadDataset(spec: try datasetSpec(named: "imagenet_a"), dataRoot: root)
+        }
     }
 
     @Test func imagenetRAndSketchUseTheSameReader() throws {
-        for (name, folder, images) in [("imagenet_r", "imagenet-rendition", "imagenet-r"), ("imagenet_sketch", "imagenet-sketch", "images")] {
+        for (name, folder, images) in [
+            ("imagenet_r", "imagenet-rendition", "imagenet-r"), ("imagenet_sketch", "imagenet-sketch", "images"),
+        ] {
             let root = try makeTemporaryFolder(name)
             defer { removeTemporaryFolder(root) }
             try writeFile(root + "/\(folder)/classnames.txt", classnames)
@@ -51,6 +61,10 @@ import Testing
         let splits = try loadDataset(spec: try datasetSpec(named: "imagenetv2"), dataRoot: root)
         // All five classes stay (the 1000 of ImageNet), whether or not a folder has images.
         #expect(splits.classNames == ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead"])
-        #expect(splits.test == [Sample(path: "0/a.jpeg", label: 0), Sample(path: "0/b.jpeg", label: 0), Sample(path: "3/a.jpeg", label: 3)])
+        #expect(
+            splits.test == [
+                Sample(path: "0/a.jpeg", label: 0), Sample(path: "0/b.jpeg", label: 0),
+                Sample(path: "3/a.jpeg", label: 3),
+            ])
     }
 }

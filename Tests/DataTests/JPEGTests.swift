@@ -2,6 +2,7 @@
 // Adobe CMYK), and errors that name the file.
 import Foundation
 import Testing
+
 @testable import Data
 
 @Suite struct JPEGTests {

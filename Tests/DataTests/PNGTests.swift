@@ -3,6 +3,7 @@
 // folders pick PNGs up beside JPEGs.
 import Foundation
 import Testing
+
 @testable import Data
 
 @Suite struct PNGTests {
@@ -10,7 +11,9 @@ import Testing
 
     @Test(arguments: ["rgb", "rgba", "gray", "gray_alpha", "palette", "bilevel", "rgb16", "interlaced"])
     func decodesAsPillowConverts(_ name: String) throws {
-        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/manifest.json"))) as! [String: [String: Any]]
+        let manifest =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/manifest.json")))
+            as! [String: [String: Any]]
         let entry = try #require(manifest[name])
         let image = try ImageFile.decode(path: folder + "/\(name).png")
         #expect(image.width == entry["width"] as? Int && image.height == entry["height"] as? Int)
@@ -21,9 +24,11 @@ import Testing
     @Test func brokenPNGsAreOneLineErrors() throws {
         let good = [UInt8](try Data(contentsOf: URL(fileURLWithPath: folder + "/rgb.png")))
         var flipped = good
-        flipped[good.count / 2] ^= 0xff   // inside IDAT: CRC or inflate fails
-        for (bytes, needle) in [(Array(good.prefix(40)), "not a decodable PNG"), (flipped, "not a decodable PNG"),
-                                (Array(good.prefix(8)), "not a decodable PNG")] {
+        flipped[good.count / 2] ^= 0xff // inside IDAT: CRC or inflate fails
+        for (bytes, needle) in [
+            (Array(good.prefix(40)), "not a decodable PNG"), (flipped, "not a decodable PNG"),
+            (Array(good.prefix(8)), "not a decodable PNG"),
+        ] {
             do {
                 _ = try ImageFile.decode(data: bytes, name: "x.png")
                 Issue.record("no error")

@@ -1,6 +1,7 @@
 // Shared helpers for the data tests: fixture files, temporary folders, synthetic JPEG datasets.
 import Foundation
 import Testing
+
 @testable import Data
 
 /// The package root, found from this file's path (Tests/DataTests/Support.swift).
@@ -96,14 +97,16 @@ func removeTemporaryFolder(_ path: String) {
 }
 
 func writeFile(_ path: String, _ text: String) throws {
-    try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
-                                            withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(
+        atPath: (path as NSString).deletingLastPathComponent,
+        withIntermediateDirectories: true)
     try text.write(toFile: path, atomically: true, encoding: .utf8)
 }
 
 func writeFile(_ path: String, bytes: [UInt8]) throws {
-    try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
-                                            withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(
+        atPath: (path as NSString).deletingLastPathComponent,
+        withIntermediateDirectories: true)
     try Foundation.Data(bytes).write(to: URL(fileURLWithPath: path))
 }
 

@@ -1,8 +1,9 @@
 // Test and train transforms against Pillow + torchvision: Resize + CenterCrop on real photos,
 // crop + resize + flip, RandomResizedCrop boxes for torchvision's own draws and their statistics.
 import Foundation
-import Testing
 import Tensor
+import Testing
+
 @testable import Data
 
 @Suite struct TransformTests {
@@ -14,8 +15,12 @@ import Tensor
         #expect(ImageTransforms.resizedSize(width: 224, height: 224, shorterSide: 224) == (224, 224))
         #expect(ImageTransforms.resizedSize(width: 200, height: 50, shorterSide: 64) == (256, 64))
         // CenterCrop: round((extent - size) / 2) half to even: 74/2 = 37, 1/2 -> 0, 3/2 -> 2.
-        #expect(ImageTransforms.centerCropBox(width: 298, height: 224, size: 224) == CropBox(top: 0, left: 37, height: 224, width: 224))
-        #expect(ImageTransforms.centerCropBox(width: 225, height: 227, size: 224) == CropBox(top: 2, left: 0, height: 224, width: 224))
+        #expect(
+            ImageTransforms.centerCropBox(width: 298, height: 224, size: 224)
+                == CropBox(top: 0, left: 37, height: 224, width: 224))
+        #expect(
+            ImageTransforms.centerCropBox(width: 225, height: 227, size: 224)
+                == CropBox(top: 2, left: 0, height: 224, width: 224))
     }
 
     /// Pillow's own decode of a fixture, so resampler checks do not depend on the local libjpeg.
@@ -36,8 +41,11 @@ import Tensor
                 #expect(endToEnd.max <= 2, "\(expected.file): \(endToEnd.count) bytes differ, by up to \(endToEnd.max)")
                 // The resampler itself follows Pillow's integer arithmetic: exact on Pillow's decode.
                 if let pillow = try pillowDecode(entry) {
-                    let difference = byteDifference(ImageTransforms.testPixels(pillow, resolution: expected.resolution), want)
-                    #expect(difference.max == 0, "\(expected.file): \(difference.count) bytes differ, by up to \(difference.max)")
+                    let difference = byteDifference(
+                        ImageTransforms.testPixels(pillow, resolution: expected.resolution), want)
+                    #expect(
+                        difference.max == 0,
+                        "\(expected.file): \(difference.count) bytes differ, by up to \(difference.max)")
                     exactChecks += 1
                 }
                 resolutions.insert(expected.resolution)
@@ -54,15 +62,20 @@ import Tensor
             let image = try JPEG.decode(path: fixtureFolder + "/" + entry.file)
             let pillow = try pillowDecode(entry)
             for expected in entry.train {
-                let box = CropBox(top: expected.box[0], left: expected.box[1], height: expected.box[2], width: expected.box[3])
+                let box = CropBox(
+                    top: expected.box[0], left: expected.box[1], height: expected.box[2], width: expected.box[3])
                 let want = try fixtureBytes(expected.file)
                 let endToEnd = byteDifference(
-                    ImageTransforms.cropResizeFlip(image, box: box, resolution: expected.resolution, flip: expected.flip), want)
+                    ImageTransforms.cropResizeFlip(
+                        image, box: box, resolution: expected.resolution, flip: expected.flip), want)
                 #expect(endToEnd.max <= 2, "\(expected.file): \(endToEnd.count) bytes differ, by up to \(endToEnd.max)")
                 if let pillow {
                     let difference = byteDifference(
-                        ImageTransforms.cropResizeFlip(pillow, box: box, resolution: expected.resolution, flip: expected.flip), want)
-                    #expect(difference.max == 0, "\(expected.file): \(difference.count) bytes differ, by up to \(difference.max)")
+                        ImageTransforms.cropResizeFlip(
+                            pillow, box: box, resolution: expected.resolution, flip: expected.flip), want)
+                    #expect(
+                        difference.max == 0,
+                        "\(expected.file): \(difference.count) bytes differ, by up to \(difference.max)")
                     exactChecks += 1
                 }
                 cases += 1
@@ -78,15 +91,21 @@ import Tensor
             let entry = try #require(manifest.images.first { $0.file == resize.file })
             let image = try #require(try pillowDecode(entry))
             let box = CropBox(top: resize.box[0], left: resize.box[1], height: resize.box[2], width: resize.box[3])
-            let pixels = resizeBicubic(image, region: box, outWidth: resize.width, outHeight: resize.height,
-                                       window: CropBox(top: 0, left: 0, height: resize.height, width: resize.width))
+            let pixels = resizeBicubic(
+                image, region: box, outWidth: resize.width, outHeight: resize.height,
+                window: CropBox(top: 0, left: 0, height: resize.height, width: resize.width))
             let expected = try fixtureBytes(resize.expected)
             let difference = byteDifference(pixels, expected)
-            #expect(difference.max == 0, "\(box) -> \(resize.width)x\(resize.height): \(difference.count) bytes differ by up to \(difference.max)")
+            #expect(
+                difference.max == 0,
+                "\(box) -> \(resize.width)x\(resize.height): \(difference.count) bytes differ by \(difference.max)"
+            )
             // Any window of the output is the same window of the full output.
-            let window = CropBox(top: resize.height / 3, left: resize.width / 4, height: (resize.height + 1) / 2,
-                                 width: (resize.width + 2) / 2)
-            let part = resizeBicubic(image, region: box, outWidth: resize.width, outHeight: resize.height, window: window)
+            let window = CropBox(
+                top: resize.height / 3, left: resize.width / 4, height: (resize.height + 1) / 2,
+                width: (resize.width + 2) / 2)
+            let part = resizeBicubic(
+                image, region: box, outWidth: resize.width, outHeight: resize.height, window: window)
             var cut: [UInt8] = []
             for y in window.top..<(window.top + window.height) {
                 let start = (y * resize.width + window.left) * 3
@@ -159,16 +178,18 @@ import Tensor
             if crop.fallback { fallbacks += 1 }
         }
         #expect(manifest.rrcCases.count == 48)
-        #expect(fallbacks >= 12, "the fixture should exercise the fallback")  // 1000x30 and 30x1000 always fall back
+        #expect(fallbacks >= 12, "the fixture should exercise the fallback") // 1000x30 and 30x1000 always fall back
     }
 
     @Test func randomResizedCropFallbackClampsTheRatio() {
         // No try can fit a 1000x30 strip (h = sqrt(area/ratio) > 30 for every area >= 0.08 * 30000),
         // so the box is the centred crop with ratio clamped to 4/3: h 30, w round(30 * 4/3) = 40.
         var rng = SplitMix64(seed: 5)
-        #expect(ImageTransforms.randomResizedCropBox(width: 1000, height: 30, using: &rng)
+        #expect(
+            ImageTransforms.randomResizedCropBox(width: 1000, height: 30, using: &rng)
                 == CropBox(top: 0, left: 480, height: 30, width: 40))
-        #expect(ImageTransforms.randomResizedCropBox(width: 30, height: 1000, using: &rng)
+        #expect(
+            ImageTransforms.randomResizedCropBox(width: 30, height: 1000, using: &rng)
                 == CropBox(top: 480, left: 0, height: 40, width: 30))
     }
 
@@ -180,11 +201,14 @@ import Tensor
             var areaSum = 0.0, logAspectSum = 0.0, fallbacks = 0
             var minAspect = Double.infinity, maxAspect = 0.0
             var tooLarge = AlwaysTooLarge()
-            let fallbackBox = ImageTransforms.randomResizedCropBox(width: reference.width, height: reference.height,
-                                                                   using: &tooLarge)
+            let fallbackBox = ImageTransforms.randomResizedCropBox(
+                width: reference.width, height: reference.height,
+                using: &tooLarge)
             for _ in 0..<n {
-                let box = ImageTransforms.randomResizedCropBox(width: reference.width, height: reference.height, using: &rng)
-                #expect(box.top >= 0 && box.left >= 0 && box.top + box.height <= reference.height
+                let box = ImageTransforms.randomResizedCropBox(
+                    width: reference.width, height: reference.height, using: &rng)
+                #expect(
+                    box.top >= 0 && box.left >= 0 && box.top + box.height <= reference.height
                         && box.left + box.width <= reference.width)
                 areaSum += Double(box.width * box.height) / Double(reference.width * reference.height)
                 logAspectSum += log(Double(box.width) / Double(box.height))
@@ -197,9 +221,13 @@ import Tensor
             }
             let size = "\(reference.width)x\(reference.height)"
             // Standard errors over 20000 draws are about 0.0015 (area), 0.0012 (log aspect), 0.0023 (fallback).
-            #expect(abs(areaSum / Double(n) - reference.meanAreaFraction) < 0.01, "\(size) mean area \(areaSum / Double(n))")
+            #expect(
+                abs(areaSum / Double(n) - reference.meanAreaFraction) < 0.01, "\(size) mean area \(areaSum / Double(n))"
+            )
             #expect(abs(logAspectSum / Double(n) - reference.meanLogAspect) < 0.01, "\(size) mean log aspect")
-            #expect(abs(Double(fallbacks) / Double(n) - reference.fallbackRate) < 0.012, "\(size) fallback rate \(Double(fallbacks) / Double(n))")
+            #expect(
+                abs(Double(fallbacks) / Double(n) - reference.fallbackRate) < 0.012,
+                "\(size) fallback rate \(Double(fallbacks) / Double(n))")
             #expect(minAspect >= reference.minAspect - 0.02 && minAspect < 0.77, "\(size) min aspect \(minAspect)")
             #expect(maxAspect <= reference.maxAspect + 0.02 && maxAspect > 1.30, "\(size) max aspect \(maxAspect)")
         }

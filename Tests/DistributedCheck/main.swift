@@ -73,11 +73,11 @@ func runCollectives(_ comm: Communicator, outputDirectory: URL) throws {
     let broadcastText = #"{"model": "ViT-B/32", "classes": ["café", "日本の猫"], "lr": 0.002}"#
     comm.resetStats()
 
-    var sumFloat = (0 ..< 7).map { Float(rank + 1) * Float($0) - 0.25 }
+    var sumFloat = (0..<7).map { Float(rank + 1) * Float($0) - 0.25 }
     try comm.allreduceSum(&sumFloat)
-    var sumDouble = (0 ..< 5).map { Double(rank) + 0.5 * Double($0) }
+    var sumDouble = (0..<5).map { Double(rank) + 0.5 * Double($0) }
     try sumDouble.withUnsafeMutableBufferPointer { try comm.allreduceSum($0) }
-    var maxDouble = (0 ..< 5).map { Double((rank * 7 + $0) % 5) }
+    var maxDouble = (0..<5).map { Double((rank * 7 + $0) % 5) }
     try comm.allreduce(&maxDouble, .max)
     let sumInt64 = try comm.allreduce(Int64(1) << (40 + rank), .sum)
 
@@ -89,14 +89,14 @@ func runCollectives(_ comm: Communicator, outputDirectory: URL) throws {
     let emptyText = try comm.broadcast(rank == 0 ? "" : "not empty", root: 0)
 
     // Rank r contributes r + 1 values 100r + j.
-    let counts = (0 ..< size).map { $0 + 1 }
-    let contribution = (0 ..< rank + 1).map { Float(100 * rank + $0) }
+    let counts = (0..<size).map { $0 + 1 }
+    let contribution = (0..<rank + 1).map { Float(100 * rank + $0) }
     var gatheredFixed = [Float](repeating: .nan, count: counts.reduce(0, +))
     try contribution.withUnsafeBufferPointer { source in
         try gatheredFixed.withUnsafeMutableBufferPointer { try comm.allgather(source, into: $0, counts: counts) }
     }
     // Rank r contributes r values 10r + j: rank 0's part is empty, like an empty shard.
-    let gatheredArrays = try comm.allgather((0 ..< rank).map { Float(10 * rank + $0) })
+    let gatheredArrays = try comm.allgather((0..<rank).map { Float(10 * rank + $0) })
 
     // Even and odd ranks, each group in reverse rank order.
     let half = try comm.split(color: rank % 2, key: -rank)
@@ -121,7 +121,7 @@ func runCollectives(_ comm: Communicator, outputDirectory: URL) throws {
 func runFailure(_ comm: Communicator) throws {
     let failingRank = comm.size > 1 ? 1 : 0
     if comm.rank == failingRank {
-        usleep(300_000)  // let the other ranks get into the allreduce first
+        usleep(300_000) // let the other ranks get into the allreduce first
         comm.fail("corrupt image train/cat/003.jpg: not a JPEG file (read only by this rank)")
     }
     var value: [Float] = [1]
@@ -130,7 +130,8 @@ func runFailure(_ comm: Communicator) throws {
 }
 
 func runInfo(_ comm: Communicator) throws {
-    let line = "rank \(comm.rank)/\(comm.size) local \(comm.localRank)/\(comm.localSize) nodeCPUs \(comm.nodeCPUs) "
+    let line =
+        "rank \(comm.rank)/\(comm.size) local \(comm.localRank)/\(comm.localSize) nodeCPUs \(comm.nodeCPUs) "
         + "processCPUs \(processCPUCount()) onlineCPUs \(onlineCPUCount()) "
         + "blasThreads \(comm.defaultBLASThreads(override: nil)) backend \(comm.backend)"
     let lines = try comm.allgather(Array(line.utf8))
@@ -146,8 +147,8 @@ func runBenchmark(_ comm: Communicator, megabytes: [Double]) throws {
         let iterations = count <= 1 << 20 ? 50 : 10
         var times: [Double] = []
         try buffer.withUnsafeMutableBufferPointer { pointer in
-            for _ in 0 ..< 3 { try comm.allreduceSum(pointer) }
-            for _ in 0 ..< iterations {
+            for _ in 0..<3 { try comm.allreduceSum(pointer) }
+            for _ in 0..<iterations {
                 try comm.barrier()
                 let start = ContinuousClock.now
                 try comm.allreduceSum(pointer)
@@ -160,8 +161,10 @@ func runBenchmark(_ comm: Communicator, megabytes: [Double]) throws {
         let best = times.min() ?? mean
         let bytes = Double(count * MemoryLayout<Float>.stride)
         if comm.isRoot {
-            print(String(format: "%6.2f MB (%8d floats): mean %8.3f ms  best %8.3f ms  %6.2f GB/s (buffer/mean)",
-                         bytes / 1_048_576, count, mean * 1e3, best * 1e3, bytes / mean / 1e9))
+            print(
+                String(
+                    format: "%6.2f MB (%8d floats): mean %8.3f ms  best %8.3f ms  %6.2f GB/s (buffer/mean)",
+                    bytes / 1_048_576, count, mean * 1e3, best * 1e3, bytes / mean / 1e9))
         }
     }
 }

@@ -1,6 +1,7 @@
 // Communicator backends: the single-process one in this process, the MPI one under real mpirun (1–3 ranks).
 import Foundation
 import Testing
+
 @testable import Distributed
 
 // MARK: - Single process, in this process
@@ -106,8 +107,9 @@ import Testing
         #expect(throws: CommError.mpi(call: "MPI_Allreduce", code: 15, message: "")) {
             try mpiCheck(15, "MPI_Allreduce")
         }
-        #expect(CommError.mpi(call: "MPI_Allreduce", code: 15, message: "MPI_ERR_TRUNCATE: message truncated")
-            .description == "MPI_Allreduce failed (rc=15: MPI_ERR_TRUNCATE: message truncated)")
+        #expect(
+            CommError.mpi(call: "MPI_Allreduce", code: 15, message: "MPI_ERR_TRUNCATE: message truncated")
+                .description == "MPI_Allreduce failed (rc=15: MPI_ERR_TRUNCATE: message truncated)")
         #expect(throws: Never.self) { try mpiCheck(0, "MPI_Barrier") }
         #expect(CommError.mpi(call: "MPI_Bcast", code: 3, message: "").description == "MPI_Bcast failed (rc=3)")
         #expect(throws: CommError.countTooLarge(call: "MPI_Bcast", count: 1 << 31)) {
@@ -125,7 +127,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: directory) }
         let launch = try launch(mpirun(ranks: ranks, ["collectives", directory.path]))
         try #require(launch.status == 0, "mpirun -np \(ranks) failed:\n\(launch.stderr)")
-        let records = try (0 ..< ranks).map { try readRecord(directory, rank: $0) }
+        let records = try (0..<ranks).map { try readRecord(directory, rank: $0) }
         for record in records { expectCollectives(record, size: ranks, backend: "mpi") }
     }
 
@@ -134,7 +136,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: directory) }
         let launch = try launch(check(["collectives", directory.path]))
         try #require(launch.status == 0, "DistributedCheck failed:\n\(launch.stderr)")
-        #expect(launch.stderr.isEmpty)  // no MPI start-up warnings
+        #expect(launch.stderr.isEmpty) // no MPI start-up warnings
         expectCollectives(try readRecord(directory, rank: 0), size: 1, backend: "single")
     }
 
@@ -145,9 +147,10 @@ import Testing
         #expect(!launch.timedOut, "mpirun -np \(ranks) hung after rank 1 failed")
         #expect(launch.status != 0)
         let errorLines = launch.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
-        #expect(errorLines == [
-            "error: [rank 1] corrupt image train/cat/003.jpg: not a JPEG file (read only by this rank)",
-        ])
+        #expect(
+            errorLines == [
+                "error: [rank 1] corrupt image train/cat/003.jpg: not a JPEG file (read only by this rank)"
+            ])
         #expect(!launch.stdout.contains("allreduce returned"))
     }
 
@@ -186,17 +189,17 @@ func expectCollectives(_ record: CollectivesRecord, size n: Int, backend: String
     let rank = record.rank
     #expect(record.backend == backend)
     #expect(record.size == n)
-    #expect((0 ..< n).contains(rank))
+    #expect((0..<n).contains(rank))
     // One node: local and world ranks coincide; --bind-to none gives every rank this process's CPUs.
     #expect(record.localRank == rank)
     #expect(record.localSize == n)
     #expect(record.nodeCPUs == processCPUCount())
 
-    let ranks = 0 ..< n
+    let ranks = 0..<n
     // Rank r holds (r+1)·i − 0.25 (exact in Float at these sizes).
-    #expect(record.sumFloat == (0 ..< 7).map { Float($0 * n * (n + 1) / 2) - 0.25 * Float(n) })
-    #expect(record.sumDouble == (0 ..< 5).map { Double(n * (n - 1) / 2) + 0.5 * Double($0 * n) })
-    #expect(record.maxDouble == (0 ..< 5).map { i in Double(ranks.map { ($0 * 7 + i) % 5 }.max() ?? -1) })
+    #expect(record.sumFloat == (0..<7).map { Float($0 * n * (n + 1) / 2) - 0.25 * Float(n) })
+    #expect(record.sumDouble == (0..<5).map { Double(n * (n - 1) / 2) + 0.5 * Double($0 * n) })
+    #expect(record.maxDouble == (0..<5).map { i in Double(ranks.map { ($0 * 7 + i) % 5 }.max() ?? -1) })
     #expect(record.sumInt64 == ranks.reduce(Int64(0)) { $0 + (Int64(1) << (40 + $1)) })
 
     #expect(record.broadcastFromFirst == [1.5, -2, 3.25, 0, 1e-3, 65504])
@@ -204,8 +207,8 @@ func expectCollectives(_ record: CollectivesRecord, size n: Int, backend: String
     #expect(record.broadcastString == broadcastText)
     #expect(record.broadcastEmptyString == "")
 
-    #expect(record.gatheredFixed == ranks.flatMap { r in (0 ..< r + 1).map { Float(100 * r + $0) } })
-    #expect(record.gatheredArrays == ranks.map { r in (0 ..< r).map { Float(10 * r + $0) } })
+    #expect(record.gatheredFixed == ranks.flatMap { r in (0..<r + 1).map { Float(100 * r + $0) } })
+    #expect(record.gatheredArrays == ranks.map { r in (0..<r).map { Float(10 * r + $0) } })
 
     // split(color: rank % 2, key: -rank): same parity, highest world rank first.
     let group = ranks.filter { $0 % 2 == rank % 2 }.sorted(by: >)
@@ -257,7 +260,8 @@ func checkExecutable() throws -> URL {
         .deletingLastPathComponent().appendingPathComponent("DistributedCheck")
     let candidates = [besideTests, packageRoot.appendingPathComponent(".build/debug/DistributedCheck")]
     guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-        throw LaunchError("DistributedCheck not found at \(candidates.map(\.path)); run `swift build --product DistributedCheck`")
+        throw LaunchError(
+            "DistributedCheck not found at \(candidates.map(\.path)); run `swift build --product DistributedCheck`")
     }
     return found
 }
@@ -277,9 +281,12 @@ func check(_ arguments: [String]) throws -> Command {
 
 /// Flags for a test machine: root in CI containers, more ranks than cores, no pinning so ranks may share.
 func mpirun(ranks: Int, _ arguments: [String]) throws -> Command {
-    Command(executable: try findInPath("mpirun"),
-            arguments: ["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", String(ranks),
-                        try checkExecutable().path] + arguments)
+    Command(
+        executable: try findInPath("mpirun"),
+        arguments: [
+            "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", String(ranks),
+            try checkExecutable().path,
+        ] + arguments)
 }
 
 struct LaunchError: Error, CustomStringConvertible {
@@ -294,8 +301,9 @@ func temporaryDirectory() throws -> URL {
 }
 
 func readRecord(_ directory: URL, rank: Int) throws -> CollectivesRecord {
-    try JSONDecoder().decode(CollectivesRecord.self,
-                             from: Data(contentsOf: directory.appendingPathComponent("rank-\(rank).json")))
+    try JSONDecoder().decode(
+        CollectivesRecord.self,
+        from: Data(contentsOf: directory.appendingPathComponent("rank-\(rank).json")))
 }
 
 /// Runs a command with output in files (no pipe can fill up) and kills it after `timeout` seconds,
@@ -320,14 +328,15 @@ func launch(_ command: Command, timeout: Double = 60) throws -> Launch {
     while process.isRunning {
         if Date() > deadline {
             timedOut = true
-            process.terminate()  // mpirun forwards SIGTERM to its ranks
+            process.terminate() // mpirun forwards SIGTERM to its ranks
             break
         }
         usleep(20_000)
     }
     process.waitUntilExit()
-    return Launch(status: process.terminationStatus,
-                  stdout: String(decoding: try Data(contentsOf: stdoutURL), as: UTF8.self),
-                  stderr: String(decoding: try Data(contentsOf: stderrURL), as: UTF8.self),
-                  timedOut: timedOut)
+    return Launch(
+        status: process.terminationStatus,
+        stdout: String(decoding: try Data(contentsOf: stdoutURL), as: UTF8.self),
+        stderr: String(decoding: try Data(contentsOf: stderrURL), as: UTF8.self),
+        timedOut: timedOut)
 }

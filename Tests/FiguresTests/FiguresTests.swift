@@ -2,11 +2,13 @@
 // charts whose SVG holds one polyline per series with labelled axes.
 import CZlib
 import Foundation
+import Testing
+
+@testable import Figures
+
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
-import Testing
-@testable import Figures
 
 @Suite struct FiguresTests {
     @Test func theFontHasEveryPrintableGlyph() {
@@ -70,33 +72,45 @@ import Testing
         let epochs: [Double] = (1...10).map(Double.init)
         let a = Series(name: "vpt_deep seed 1", points: epochs.map { e -> (x: Double, y: Double) in (e, 3 / e) })
         let b = Series(name: "coop seed 1", points: epochs.map { e -> (x: Double, y: Double) in (e, 2 / e + 0.5) })
-        let lr = Series(name: "visual", points: epochs.map { e -> (x: Double, y: Double) in (e, e == 1 ? 1e-5 : 0.001 * (11 - e)) })
-        let figure = Figure(panels: [Panel(title: "training loss", yLabel: "loss", series: [a, b]),
-                                     Panel(title: "learning rate", yLabel: "lr", series: [lr], logY: true)], columns: 2)
+        let lr = Series(
+            name: "visual", points: epochs.map { e -> (x: Double, y: Double) in (e, e == 1 ? 1e-5 : 0.001 * (11 - e)) })
+        let figure = Figure(
+            panels: [
+                Panel(title: "training loss", yLabel: "loss", series: [a, b]),
+                Panel(title: "learning rate", yLabel: "lr", series: [lr], logY: true),
+            ], columns: 2)
         let svg = figure.svg()
         // Valid XML, a polyline per series, the axis labels and tick labels present.
         final class Counter: NSObject, XMLParserDelegate {
             var polylines = 0, texts: [String] = [], current = ""
-            func parser(_ p: XMLParser, didStartElement e: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
+            func parser(
+                _ p: XMLParser, didStartElement e: String, namespaceURI: String?, qualifiedName: String?,
+                attributes: [String: String] = [:]
+            ) {
                 if e == "polyline" { polylines += 1 }
                 current = ""
             }
             func parser(_ p: XMLParser, foundCharacters s: String) { current += s }
-            func parser(_ p: XMLParser, didEndElement e: String, namespaceURI: String?, qualifiedName: String?) { if e == "text" { texts.append(current) } }
+            func parser(_ p: XMLParser, didEndElement e: String, namespaceURI: String?, qualifiedName: String?) {
+                if e == "text" { texts.append(current) }
+            }
         }
         let counter = Counter()
         let parser = XMLParser(data: Data(svg.utf8))
         parser.delegate = counter
         #expect(parser.parse(), "\(parser.parserError.map { "\($0)" } ?? "")")
         #expect(counter.polylines == 3)
-        for label in ["training loss", "learning rate", "epoch", "loss", "lr", "vpt_deep seed 1", "coop seed 1", "1e-5", "1e-2"] {
+        for label in [
+            "training loss", "learning rate", "epoch", "loss", "lr", "vpt_deep seed 1", "coop seed 1", "1e-5", "1e-2",
+        ] {
             #expect(counter.texts.contains(label), "\(label) not in \(counter.texts)")
         }
         // The raster has each series' colour.
         let pixels = figure.canvas().pixels
         for color in [figure.colors["vpt_deep seed 1"]!, figure.colors["coop seed 1"]!] {
             var found = false
-            for i in Swift.stride(from: 0, to: pixels.count, by: 3) where pixels[i] == color.r && pixels[i + 1] == color.g && pixels[i + 2] == color.b {
+            for i in Swift.stride(from: 0, to: pixels.count, by: 3)
+            where pixels[i] == color.r && pixels[i + 1] == color.g && pixels[i + 2] == color.b {
                 found = true
                 break
             }

@@ -3,6 +3,7 @@
 import CLIP
 import Tensor
 import Testing
+
 @testable import PromptTuning
 
 /// A tokenizer stand-in: "X" → 300, any other word → a stable id, SOT/EOT of the tiny vocabulary.
@@ -17,8 +18,9 @@ private func fakeTokenize(_ text: String) -> [Int] {
 
 private let model = try! CLIPModel(tensors: RandomCLIP.make(.tiny(vocabularySize: 1014), seed: 21))
 private let classNames = ["cat", "dog", "red car", "blue sky", "tree"]
-private let prompts = try! ClassPrompts(classNames: classNames, template: "a photo of a {}.", contextLength: 4,
-                                        tokenize: fakeTokenize)
+private let prompts = try! ClassPrompts(
+    classNames: classNames, template: "a photo of a {}.", contextLength: 4,
+    tokenize: fakeTokenize)
 
 private func learner(_ preset: String, _ edit: (inout MethodSettings) -> Void = { _ in }) throws -> PromptLearner {
     var settings = MethodSettings.preset(preset)!
@@ -34,13 +36,23 @@ private func learner(_ preset: String, _ edit: (inout MethodSettings) -> Void = 
         ("coop", ["text.ctx"]),
         ("vpt_shallow", ["visual.prompts"]),
         ("vpt_deep", ["visual.prompts"]),
-        ("vpt_cavpt", ["visual.prompts", "cavpt.2.query.0.weight", "cavpt.2.query.0.bias", "cavpt.2.query.2.weight",
-                       "cavpt.2.query.2.bias", "cavpt.2.kv_extra", "cavpt.2.attn.q.weight", "cavpt.2.attn.k.weight",
-                       "cavpt.2.attn.v.weight", "cavpt.2.ln_a.weight", "cavpt.2.ln_a.bias", "cavpt.2.classifier.weight",
-                       "cavpt.2.ln_b.weight", "cavpt.2.ln_b.bias", "cavpt.2.out.weight", "cavpt.2.out.bias"]),
-        ("dpt_released", ["text.ctx", "visual.prompts", "cavpt.2.query.0.weight", "cavpt.2.query.0.bias", "cavpt.2.kv_extra",
-                          "cavpt.2.attn.q.weight", "cavpt.2.attn.k.weight", "cavpt.2.attn.v.weight", "cavpt.2.ln_a.weight",
-                          "cavpt.2.ln_a.bias", "cavpt.2.classifier.weight", "cavpt.2.ln_b.weight", "cavpt.2.ln_b.bias"]),
+        (
+            "vpt_cavpt",
+            [
+                "visual.prompts", "cavpt.2.query.0.weight", "cavpt.2.query.0.bias", "cavpt.2.query.2.weight",
+                "cavpt.2.query.2.bias", "cavpt.2.kv_extra", "cavpt.2.attn.q.weight", "cavpt.2.attn.k.weight",
+                "cavpt.2.attn.v.weight", "cavpt.2.ln_a.weight", "cavpt.2.ln_a.bias", "cavpt.2.classifier.weight",
+                "cavpt.2.ln_b.weight", "cavpt.2.ln_b.bias", "cavpt.2.out.weight", "cavpt.2.out.bias",
+            ]
+        ),
+        (
+            "dpt_released",
+            [
+                "text.ctx", "visual.prompts", "cavpt.2.query.0.weight", "cavpt.2.query.0.bias", "cavpt.2.kv_extra",
+                "cavpt.2.attn.q.weight", "cavpt.2.attn.k.weight", "cavpt.2.attn.v.weight", "cavpt.2.ln_a.weight",
+                "cavpt.2.ln_a.bias", "cavpt.2.classifier.weight", "cavpt.2.ln_b.weight", "cavpt.2.ln_b.bias",
+            ]
+        ),
     ])
     func presetsTrainTheirTensors(_ preset: String, _ names: [String]) throws {
         let l = try learner(preset)
@@ -90,7 +102,7 @@ private func learner(_ preset: String, _ edit: (inout MethodSettings) -> Void = 
         #expect(uniform.contributingPairs(globalBatch: 3) == 9)
         #expect(!uniform.pairCountNeedsReduction)
         let ignore = try learner("vpt_cavpt") { $0.cavpt.nonTarget = .ignore }
-        #expect(ignore.contributingPairs(selection, labels: labels) == 2)   // images 0 and 2 hold their label
+        #expect(ignore.contributingPairs(selection, labels: labels) == 2) // images 0 and 2 hold their label
         #expect(ignore.pairCountNeedsReduction)
     }
 
@@ -115,7 +127,8 @@ private func learner(_ preset: String, _ edit: (inout MethodSettings) -> Void = 
     @Test func ctxPlaceholderMustTokenizeToMTokens() {
         #expect(throws: PromptError.self) {
             _ = try ClassPrompts(classNames: ["cat"], template: "{}", contextLength: 4) { text in
-                text.hasPrefix("X") ? [1012, 300, 301, 300, 300, 1013] + Array(repeating: 0, count: 71) : fakeTokenize(text)
+                text.hasPrefix("X")
+                    ? [1012, 300, 301, 300, 300, 1013] + Array(repeating: 0, count: 71) : fakeTokenize(text)
             }
         }
     }
@@ -126,21 +139,31 @@ private func learner(_ preset: String, _ edit: (inout MethodSettings) -> Void = 
     /// *detached* layer input (DESIGN §3.1), so for CAVPT methods the visual prompts' gradient is by design
     /// not the full derivative; it is checked on vlp_deep, and against PyTorch in the gradient goldens.
     @Test(arguments: [
-        ("vlp_cavpt", ["text.ctx", "cavpt.2.query.0.weight", "cavpt.2.kv_extra", "cavpt.2.attn.v.weight", "cavpt.2.ln_b.bias"]),
+        (
+            "vlp_cavpt",
+            ["text.ctx", "cavpt.2.query.0.weight", "cavpt.2.kv_extra", "cavpt.2.attn.v.weight", "cavpt.2.ln_b.bias"]
+        ),
         ("vlp_deep", ["text.ctx", "visual.prompts"]),
     ])
     func gradientMatchesFiniteDifferences(_ preset: String, _ names: [String]) throws {
-        let l = try learner(preset) { $0.cavpt.queries = .learned; $0.cavpt.nonTarget = .ignore }
+        let l = try learner(preset) {
+            $0.cavpt.queries = .learned; $0.cavpt.nonTarget = .ignore
+        }
         let pixels = Tensor.randn([3, 3, 32, 32], seed: 9)
         let labels = [0, 3, 4]
         let selection = l.select(pixels: pixels, epoch: 0)
         let pairs = max(l.contributingPairs(selection, labels: labels), 1)
         func lossValue() -> Double {
-            Double(l.loss(pixels: pixels, labels: labels, selection: selection, epoch: 0, globalBatch: 3,
-                          contributingPairs: pairs).loss.value.scalar)
+            Double(
+                l.loss(
+                    pixels: pixels, labels: labels, selection: selection, epoch: 0, globalBatch: 3,
+                    contributingPairs: pairs
+                ).loss.value.scalar)
         }
-        l.loss(pixels: pixels, labels: labels, selection: selection, epoch: 0, globalBatch: 3,
-               contributingPairs: pairs).loss.backward()
+        l.loss(
+            pixels: pixels, labels: labels, selection: selection, epoch: 0, globalBatch: 3,
+            contributingPairs: pairs
+        ).loss.backward()
         for name in names {
             let p = l.parameters.first { $0.0 == name }!.1
             let grad = p.grad!.copy()
@@ -157,7 +180,9 @@ private func learner(_ preset: String, _ edit: (inout MethodSettings) -> Void = 
                 worst = max(worst, abs(numeric - grad.data[i]))
                 scale = max(scale, abs(grad.data[i]), abs(numeric))
             }
-            #expect(worst <= 2e-2 * max(scale, 1e-2), "\(preset) \(name): finite-difference mismatch \(worst) at scale \(scale)")
+            #expect(
+                worst <= 2e-2 * max(scale, 1e-2),
+                "\(preset) \(name): finite-difference mismatch \(worst) at scale \(scale)")
         }
     }
 }

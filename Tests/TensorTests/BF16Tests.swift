@@ -2,6 +2,7 @@
 // oneDNN against the fp32 ops on the same inputs (values and input gradients), and their counting.
 import Foundation
 import Testing
+
 @testable import Tensor
 
 private func r(_ shape: [Int], _ seed: UInt64, std: Float = 1) -> Tensor { .randn(shape, std: std, seed: seed) }
@@ -20,14 +21,14 @@ private let hasBF16 = OneDNN.bf16Unsupported == nil
         #expect(bf16Bits(Float(1)) == 0x3F80)
         #expect(bf16Bits(Float(1) + 0x1p-8) == 0x3F80)
         #expect(bf16Bits(Float(1) + 0x1p-8 + 0x1p-20) == 0x3F81)
-        #expect(bf16Bits(Float(1) + 3 * 0x1p-8) == 0x3F82)   // halfway above an odd one: up
+        #expect(bf16Bits(Float(1) + 3 * 0x1p-8) == 0x3F82) // halfway above an odd one: up
         #expect(bf16Bits(-Float(2)) == 0xC000)
         #expect(bf16Bits(Float.infinity) == 0x7F80)
         #expect(bf16Bits(Float.nan) & 0x7FC0 == 0x7FC0)
         let t = Tensor(shape: [3], values: [0.1, -3.75, 1e-3])
         let back = BF16Tensor(rounding: t).floats()
         for i in 0..<3 { #expect(abs(back.data[i] - t.data[i]) <= abs(t.data[i]) * 0x1p-8) }
-        #expect(back.data[1] == -3.75)   // exactly representable
+        #expect(back.data[1] == -3.75) // exactly representable
     }
 }
 
@@ -70,10 +71,14 @@ private let hasBF16 = OneDNN.bf16Unsupported == nil
         let gamma = r([72], 15), beta = r([72], 16)
         for fused in ["gelu", "layerNorm"] {
             let xs = (Var(trainable: x), Var(trainable: x.copy()))
-            let reference = fused == "gelu" ? linear(quickGELU(xs.0), Var(w), Var(b))
-                                            : linear(layerNorm(xs.0, Var(gamma), Var(beta)), Var(w), Var(b))
+            let reference =
+                fused == "gelu"
+                ? linear(quickGELU(xs.0), Var(w), Var(b))
+                : linear(layerNorm(xs.0, Var(gamma), Var(beta)), Var(w), Var(b))
             let wb = FrozenMatrix(w, precision: .bf16)
-            let y = fused == "gelu" ? geluLinear(xs.1, wb, Var(b)) : layerNormLinear(xs.1, Var(gamma), Var(beta), wb, Var(b))
+            let y =
+                fused == "gelu"
+                ? geluLinear(xs.1, wb, Var(b)) : layerNormLinear(xs.1, Var(gamma), Var(beta), wb, Var(b))
             sum(reference * Var(probe)).backward()
             sum(y * Var(probe)).backward()
             let (ey, edx) = (relativeError(y.value, reference.value), relativeError(xs.1.grad!, xs.0.grad!))
@@ -82,7 +87,8 @@ private let hasBF16 = OneDNN.bf16Unsupported == nil
         }
         // LayerNorm with its bf16 copy: the fp32 output and input gradient are the fp32 op's to rounding.
         let xs = (Var(trainable: x), Var(trainable: x.copy()))
-        let plain = layerNorm(xs.0, Var(gamma), Var(beta)), copied = layerNorm(xs.1, Var(gamma), Var(beta), bf16Copy: true)
+        let plain = layerNorm(xs.0, Var(gamma), Var(beta)),
+            copied = layerNorm(xs.1, Var(gamma), Var(beta), bf16Copy: true)
         sum(plain * plain).backward()
         sum(copied * copied).backward()
         #expect(relativeError(copied.value, plain.value) < 1e-5)
@@ -92,10 +98,10 @@ private let hasBF16 = OneDNN.bf16Unsupported == nil
         // A gradient written with its bf16 copy loses the copy when another gradient is added to it.
         let v = Var(trainable: Tensor(zeros: [4]))
         v.accumulate(Tensor(shape: [4], values: [1, 2, 3, 4]))
-        v.accumulate(Tensor(shape: [4], values: [1, 1, 1, 1]))          // now a buffer of its own: [2, 3, 4, 5]
+        v.accumulate(Tensor(shape: [4], values: [1, 1, 1, 1])) // now a buffer of its own: [2, 3, 4, 5]
         let copy = v.grad!.attachBF16()
         for i in 0..<4 { copy[i] = bf16Bits(v.grad!.data[i]) }
-        v.accumulate(Tensor(shape: [4], values: [1, 1, 1, 1]))          // [3, 4, 5, 6]: the copy is stale
+        v.accumulate(Tensor(shape: [4], values: [1, 1, 1, 1])) // [3, 4, 5, 6]: the copy is stale
         #expect(v.grad!.data[0] == 3)
         let rounded = v.grad!.bf16Rounded()
         withExtendedLifetime(rounded) { #expect(rounded.data[0] == bf16Bits(Float(3))) }
@@ -125,7 +131,9 @@ private let hasBF16 = OneDNN.bf16Unsupported == nil
     @Test(arguments: ["none", "causal", "prefix"])
     func attentionMatchesFP32(_ maskKind: String) {
         let (n, Sq, Sk, d, h) = (3, 4, 6, 32, 4)
-        let mask: AttentionMask = maskKind == "none" ? .none : maskKind == "causal" ? .causal(offset: Sk - Sq) : .prefix([1, 3, 6, 2, 5, 4, 6, 6, 1, 2, 3, 4])
+        let mask: AttentionMask =
+            maskKind == "none"
+            ? .none : maskKind == "causal" ? .causal(offset: Sk - Sq) : .prefix([1, 3, 6, 2, 5, 4, 6, 6, 1, 2, 3, 4])
         let q = r([n, Sq, d], 9), kv = r([n, Sk, 2 * d], 10)
         let upstream = Var(r([n, Sq, d], 11))
         let a = (Var(trainable: q), Var(trainable: kv)), b = (Var(trainable: q.copy()), Var(trainable: kv.copy()))
@@ -139,8 +147,10 @@ private let hasBF16 = OneDNN.bf16Unsupported == nil
         }
         #expect(counter.bf16SmallGEMMs == 6, "2 batched products forward, 4 backward")
         #expect(counter.gemms == 0)
-        let errors = [relativeError(y.value, reference.value), relativeError(b.0.grad!, a.0.grad!),
-                      relativeError(b.1.grad!, a.1.grad!)]
+        let errors = [
+            relativeError(y.value, reference.value), relativeError(b.0.grad!, a.0.grad!),
+            relativeError(b.1.grad!, a.1.grad!),
+        ]
         for e in errors { #expect(e < 3e-2 && e > 1e-6, "\(maskKind): errors \(errors)") }
     }
 

@@ -1,20 +1,25 @@
 // Finite-difference checks of every op's backward, and the frozen-weight guarantees.
 import Foundation
 import Testing
+
 @testable import Tensor
 
 private func r(_ shape: [Int], _ seed: UInt64, std: Float = 1) -> Tensor { .randn(shape, std: std, seed: seed) }
 private let tolerance: Float = 1e-2
 
-private func expectGradients(_ inputs: [Tensor], _ trainable: [Bool]? = nil, eps: Float = 1e-2,
-                             _ op: ([Var]) -> Var, sourceLocation: SourceLocation = #_sourceLocation) {
+private func expectGradients(
+    _ inputs: [Tensor], _ trainable: [Bool]? = nil, eps: Float = 1e-2,
+    _ op: ([Var]) -> Var, sourceLocation: SourceLocation = #_sourceLocation
+) {
     let errs = gradientCheck(inputs, trainable: trainable ?? inputs.map { _ in true }, eps: eps, op)
     #expect(!errs.isEmpty, sourceLocation: sourceLocation)
     for e in errs { #expect(e < tolerance, "relative gradient error \(e)", sourceLocation: sourceLocation) }
 }
 
 @Suite struct OpGradients {
-    @Test func linearWithBias() { expectGradients([r([2, 3, 5], 1), r([4, 5], 2), r([4], 3)]) { linear($0[0], $0[1], $0[2]) } }
+    @Test func linearWithBias() {
+        expectGradients([r([2, 3, 5], 1), r([4, 5], 2), r([4], 3)]) { linear($0[0], $0[1], $0[2]) }
+    }
     @Test func linearWithoutBias() { expectGradients([r([6, 5], 4), r([3, 5], 5)]) { linear($0[0], $0[1]) } }
 
     @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
@@ -57,7 +62,7 @@ private func expectGradients(_ inputs: [Tensor], _ trainable: [Bool]? = nil, eps
             concatTokens([$0[0], $0[1], $0[2]], samples: 2)
         }
         expectGradients([r([2, 5, 3], 27)]) { sliceTokens($0[0], 1..<4) }
-        expectGradients([r([5, 3], 28)]) { gatherRows($0[0], [4, 0, 4, 2, 4]) }   // repeats scatter-add
+        expectGradients([r([5, 3], 28)]) { gatherRows($0[0], [4, 0, 4, 2, 4]) } // repeats scatter-add
         expectGradients([r([4, 2, 3], 29)]) { sliceLeading($0[0], 1..<3) }
     }
 
@@ -80,7 +85,9 @@ private func expectGradients(_ inputs: [Tensor], _ trainable: [Bool]? = nil, eps
         // 2 heads of width 3; every mask kind; gradients into q and the packed keys/values.
         let q = r([2, 3, 6], 37), kv = r([2, 5, 12], 38)
         expectGradients([q, kv]) { attention($0[0], $0[1], heads: 2) }
-        expectGradients([r([2, 4, 6], 39), r([2, 4, 12], 40)]) { attention($0[0], $0[1], heads: 2, mask: .causal(offset: 0)) }
+        expectGradients([r([2, 4, 6], 39), r([2, 4, 12], 40)]) {
+            attention($0[0], $0[1], heads: 2, mask: .causal(offset: 0))
+        }
         expectGradients([q, kv]) { attention($0[0], $0[1], heads: 2, mask: .prefix([1, 3, 5, 2, 4, 5])) }
     }
 
@@ -110,12 +117,12 @@ private func expectGradients(_ inputs: [Tensor], _ trainable: [Bool]? = nil, eps
 @Suite struct FrozenWeights {
     @Test func frozenWeightGetsNoGradientAndOneGEMM() {
         let x = Var(trainable: .randn([8, 16], seed: 1))
-        let w = Var(.randn([4, 16], seed: 2))          // frozen
+        let w = Var(.randn([4, 16], seed: 2)) // frozen
         let b = Var(.randn([4], seed: 3))
         let y = linear(x, w, b)
         let counter = OpCounter()
         BLAS.$counter.withValue(counter) { sum(y).backward() }
-        #expect(counter.gemms == 1)                      // dx only; no dW
+        #expect(counter.gemms == 1) // dx only; no dW
         #expect(w.grad == nil && b.grad == nil)
         #expect(x.grad != nil)
     }

@@ -11,13 +11,17 @@ import Testing
 
     @Test(arguments: ["zsclip", "vpt_shallow", "vpt_deep", "vpt_cavpt", "vlp_cavpt"])
     func mapsEqualTheReference(_ name: String) throws {
-        let document = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: g("grad_cases.json")))) as! [String: Any]
+        let document =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: g("grad_cases.json"))))
+            as! [String: Any]
         let cases = document["cases"] as! [[String: Any]]
         let c = try #require(cases.first { $0["name"] as? String == name })
         let out = temporaryDirectory("attention-\(name)") + "/maps.safetensors"
-        var args = ["attention", "--model", g("tiny_a_openai.safetensors"), "--vocab", g("tiny_vocab.txt.gz"),
-                    "--classes", g("classes.txt"), "--template", "a photo of a {}.", "--pixels", g("grad_inputs.safetensors"),
-                    "--save-maps", out]
+        var args = [
+            "attention", "--model", g("tiny_a_openai.safetensors"), "--vocab", g("tiny_vocab.txt.gz"),
+            "--classes", g("classes.txt"), "--template", "a photo of a {}.", "--pixels", g("grad_inputs.safetensors"),
+            "--save-maps", out,
+        ]
         if let params = c["params"] as? String {
             args += ["--method", c["preset"] as! String, "--params", g(params)]
             for assignment in c["set"] as? [String] ?? [] { args += ["--set", assignment] }
@@ -43,10 +47,17 @@ import Testing
         let run = base + "/run"
         let trained = try cavptDist(tinyRun.trainArguments(method: "vlp_cavpt", output: run, epochs: 2))
         try #require(trained.status == 0, "\(trained.stderr)")
-        let images = ["red_disc/red_disc_0000.jpg", "blue_sky/blue_sky_0001.jpg"].map { tinyRun.dataRoot + "/synthetic/images/" + $0 }
-        let r = try cavptDist(["attention", "--run", run, "--model", tinyRun.model, "--dataset", tinyRun.datasetYAML,
-                               "--data-root", tinyRun.dataRoot, "--images"] + images + ["--out", base + "/figure", "--cell", "64",
-                               "--save-maps", base + "/maps.safetensors"])
+        let images = ["red_disc/red_disc_0000.jpg", "blue_sky/blue_sky_0001.jpg"].map {
+            tinyRun.dataRoot + "/synthetic/images/" + $0
+        }
+        let r = try cavptDist(
+            [
+                "attention", "--run", run, "--model", tinyRun.model, "--dataset", tinyRun.datasetYAML,
+                "--data-root", tinyRun.dataRoot, "--images",
+            ] + images + [
+                "--out", base + "/figure", "--cell", "64",
+                "--save-maps", base + "/maps.safetensors",
+            ])
         try #require(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("2 image(s) × 2 column(s): zero-shot CLIP, vlp_cavpt"), "\(r.stdout)")
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: base + "/figure/attention.png")))
@@ -56,9 +67,16 @@ import Testing
         #expect(width == 3 * 70 + 6)
         let maps = try SafeTensorsFile(path: base + "/maps.safetensors")
         #expect(try maps.tensor("attention").shape == [2, 4, 4] && maps.contains("attention.1"))
-        let jpeg = try cavptDist(["attention", "--model", tinyRun.model, "--dataset", tinyRun.datasetYAML, "--data-root", tinyRun.dataRoot,
-                                  "--images"] + images + ["--out", base + "/zs.jpg"])
+        let jpeg = try cavptDist(
+            [
+                "attention", "--model", tinyRun.model, "--dataset", tinyRun.datasetYAML, "--data-root",
+                tinyRun.dataRoot,
+                "--images",
+            ] + images + ["--out", base + "/zs.jpg"])
         #expect(jpeg.status == 0, "\(jpeg.stderr)")
-        #expect(Array([UInt8](try Data(contentsOf: URL(fileURLWithPath: base + "/zs.jpg"))).prefix(3)) == [0xFF, 0xD8, 0xFF])
+        #expect(
+            Array([UInt8](try Data(contentsOf: URL(fileURLWithPath: base + "/zs.jpg"))).prefix(3)) == [
+                0xFF, 0xD8, 0xFF,
+            ])
     }
 }

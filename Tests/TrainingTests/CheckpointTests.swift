@@ -2,21 +2,27 @@
 import Foundation
 import Tensor
 import Testing
+
 @testable import Training
 
 @Suite struct CheckpointTests {
     func state(_ epoch: Int) -> CheckpointState {
-        CheckpointState(epoch: epoch, seed: 1, configHash: "h", config: Config().yaml(), rngKeys: ["seed": 1, "epoch": epoch],
-                        ranks: 1, version: cavptDistVersion)
+        CheckpointState(
+            epoch: epoch, seed: 1, configHash: "h", config: Config().yaml(), rngKeys: ["seed": 1, "epoch": epoch],
+            ranks: 1, version: cavptDistVersion)
     }
 
     @Test func keepsTheNewestAndSkipsDamagedOnes() throws {
         let dir = temporaryDirectory("checkpoints") + "/checkpoints"
         for epoch in 1...4 {
-            try Checkpoints.write(state(epoch), parameters: [("visual.prompts", Tensor(shape: [2], repeating: Float(epoch)))],
-                                  momentum: ["visual.prompts": Tensor(shape: [2], repeating: -Float(epoch))], to: dir, keep: 3)
+            try Checkpoints.write(
+                state(epoch), parameters: [("visual.prompts", Tensor(shape: [2], repeating: Float(epoch)))],
+                momentum: ["visual.prompts": Tensor(shape: [2], repeating: -Float(epoch))], to: dir, keep: 3)
         }
-        #expect(try Checkpoints.list(dir).map { URL(fileURLWithPath: $0).lastPathComponent } == ["epoch-0002", "epoch-0003", "epoch-0004"])
+        #expect(
+            try Checkpoints.list(dir).map { URL(fileURLWithPath: $0).lastPathComponent } == [
+                "epoch-0002", "epoch-0003", "epoch-0004",
+            ])
         let newest = try #require(Checkpoints.newest(in: dir))
         #expect(newest.state.epoch == 4)
         #expect(newest.parameters["visual.prompts"]?.scalars == [4, 4])
@@ -35,13 +41,15 @@ import Testing
     func state(_ epoch: Int, epochs: Int = 200) -> CheckpointState {
         var c = Config()
         try? c.set("train.epochs", raw: epochs, source: "test")
-        return CheckpointState(epoch: epoch, seed: 1, configHash: "h", config: c.yaml(), rngKeys: ["seed": 1, "epoch": epoch],
-                               ranks: 1, version: cavptDistVersion)
+        return CheckpointState(
+            epoch: epoch, seed: 1, configHash: "h", config: c.yaml(), rngKeys: ["seed": 1, "epoch": epoch],
+            ranks: 1, version: cavptDistVersion)
     }
 
     func write(_ epoch: Int, to dir: String, keep: Int = 10, epochs: Int = 20_000) throws {
-        try Checkpoints.write(state(epoch, epochs: epochs), parameters: [("visual.prompts", Tensor(shape: [3], repeating: Float(epoch)))],
-                              momentum: [:], to: dir, keep: keep)
+        try Checkpoints.write(
+            state(epoch, epochs: epochs), parameters: [("visual.prompts", Tensor(shape: [3], repeating: Float(epoch)))],
+            momentum: [:], to: dir, keep: keep)
     }
 
     @Test func rotationOrdersByEpochNumberNotName() throws {
@@ -68,7 +76,9 @@ import Testing
         var skipped: [String] = []
         let newest = Checkpoints.newest(in: dir) { path, reason in skipped.append("\(path): \(reason)") }
         #expect(newest?.state.epoch == 1)
-        #expect(skipped.count == 1 && skipped[0].contains("epoch-0002") && skipped[0].contains("checksum mismatch"), "\(skipped)")
+        #expect(
+            skipped.count == 1 && skipped[0].contains("epoch-0002") && skipped[0].contains("checksum mismatch"),
+            "\(skipped)")
     }
 
     @Test func theStatesEpochIsValidated() throws {
@@ -83,11 +93,15 @@ import Testing
         try rewrite { $0["epoch"] = -1 }
         #expect(thrownText { _ = try Checkpoints.read(dir + "/epoch-0003") }.contains("epoch -1 is negative"))
         try rewrite { $0["epoch"] = 4 }
-        #expect(thrownText { _ = try Checkpoints.read(dir + "/epoch-0003") }.contains("does not match the folder name epoch-0003"))
+        #expect(
+            thrownText { _ = try Checkpoints.read(dir + "/epoch-0003") }.contains(
+                "does not match the folder name epoch-0003"))
         // Beyond the run's 5 epochs, in a folder whose name agrees.
         try FileManager.default.moveItem(atPath: dir + "/epoch-0003", toPath: dir + "/epoch-0009")
         try rewrite2(dir + "/epoch-0009") { $0["epoch"] = 9 }
-        #expect(thrownText { _ = try Checkpoints.read(dir + "/epoch-0009") }.contains("epoch 9 is beyond the run's 5 epochs"))
+        #expect(
+            thrownText { _ = try Checkpoints.read(dir + "/epoch-0009") }.contains(
+                "epoch 9 is beyond the run's 5 epochs"))
     }
 
     func rewrite2(_ folder: String, _ change: (inout [String: Any]) -> Void) throws {

@@ -2,6 +2,7 @@
 import Foundation
 import PromptTuning
 import Testing
+
 @testable import Training
 
 @Suite struct ConfigTests {
@@ -41,7 +42,10 @@ import Testing
         ("train.epochs=abc", "--set: config key 'train.epochs' must be an integer ≥ 0, got 'abc'"),
         ("train.epochs=-1", "--set: config key 'train.epochs' must be an integer ≥ 0, got '-1'"),
         ("cavpt.residual=token", "--set: config key 'cavpt.residual' must be one of query, classToken, got 'token'"),
-        ("cavpt.outputProjection=maybe", "--set: config key 'cavpt.outputProjection' must be true or false, got 'maybe'"),
+        (
+            "cavpt.outputProjection=maybe",
+            "--set: config key 'cavpt.outputProjection' must be true or false, got 'maybe'"
+        ),
         ("cavpt.layers=[a]", "--set: config key 'cavpt.layers' must be a list of integers such as [1, 2], got '[a]'"),
         ("nokey", "--set: expected key=value, got 'nokey'"),
     ])

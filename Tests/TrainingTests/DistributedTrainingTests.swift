@@ -37,8 +37,11 @@ import Testing
         let base = temporaryDirectory("shard-text")
         let one = try cavptDist(tinyRun.trainArguments(method: method, output: base + "/np1", epochs: 2))
         try #require(one.status == 0, "\(one.stderr)")
-        let three = try mpirun(3, tinyRun.trainArguments(method: method, output: base + "/np3", epochs: 2,
-                                                          extra: ["--set", "train.shardText=true"]))
+        let three = try mpirun(
+            3,
+            tinyRun.trainArguments(
+                method: method, output: base + "/np3", epochs: 2,
+                extra: ["--set", "train.shardText=true"]))
         try #require(three.status == 0, "\(three.stderr)")
         let a = try checkpointTensors(base + "/np1", epoch: 2), b = try checkpointTensors(base + "/np3", epoch: 2)
         #expect(Set(a.keys) == Set(b.keys))
@@ -58,7 +61,9 @@ import Testing
         for e in epochs {
             let steps = e["steps"] as? Int ?? -1
             #expect(steps > 0)
-            #expect(e["allreduces"] as? Int == steps, "epoch \(e["epoch"] ?? "?"): \(e["allreduces"] ?? "?") allreduces for \(steps) steps")
+            #expect(
+                e["allreduces"] as? Int == steps,
+                "epoch \(e["epoch"] ?? "?"): \(e["allreduces"] ?? "?") allreduces for \(steps) steps")
         }
     }
 
@@ -67,11 +72,13 @@ import Testing
         let full = base + "/full", killed = base + "/killed"
         let r1 = try mpirun(2, tinyRun.trainArguments(method: "vpt_cavpt", output: full, epochs: 4))
         try #require(r1.status == 0, "\(r1.stderr)")
-        let r2 = try mpirun(2, tinyRun.trainArguments(method: "vpt_cavpt", output: killed, epochs: 4),
-                            environment: ["CAVPT_DIST_FAULT": "kill-rank:1:after-epoch:2"])
+        let r2 = try mpirun(
+            2, tinyRun.trainArguments(method: "vpt_cavpt", output: killed, epochs: 4),
+            environment: ["CAVPT_DIST_FAULT": "kill-rank:1:after-epoch:2"])
         #expect(r2.status != 0, "the killed job must fail")
         #expect(!FileManager.default.fileExists(atPath: killed + "/results.json"))
-        let r3 = try mpirun(2, tinyRun.trainArguments(method: "vpt_cavpt", output: killed, epochs: 4, extra: ["--resume"]))
+        let r3 = try mpirun(
+            2, tinyRun.trainArguments(method: "vpt_cavpt", output: killed, epochs: 4, extra: ["--resume"]))
         try #require(r3.status == 0, "\(r3.stderr)")
         #expect(r3.stdout.contains("resumed from"))
         // metrics.jsonl was cut back to the checkpoint: every epoch exactly once.
@@ -92,7 +99,8 @@ import Testing
         try #require(resumed.status == 0, "\(resumed.stderr)")
         #expect(resumed.stdout.contains("epoch-0001"))
         let uninterrupted = temporaryDirectory("midwrite-ref") + "/run"
-        try #require(try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: uninterrupted, epochs: 3)).status == 0)
+        try #require(
+            try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: uninterrupted, epochs: 3)).status == 0)
         let a = try checkpointTensors(uninterrupted, epoch: 3), b = try checkpointTensors(out, epoch: 3)
         for (name, t) in a { #expect(t.scalars == b[name]!.scalars, "\(name)") }
     }
@@ -103,11 +111,14 @@ import Testing
         for d in dirs { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
         // MPMD launch: each rank starts in its own working directory; the run directory is relative.
         let args = tinyRun.trainArguments(method: "vpt_deep", output: "run", epochs: 1)
-        let result = try runProcess("/usr/bin/mpirun",
-                                    ["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-q",
-                                     "-np", "1", "-wdir", dirs[0], binaryPath] + args
-                                    + [":", "-np", "1", "-wdir", dirs[1], binaryPath] + args,
-                                    environment: ["CAVPT_DIST_BLAS_THREADS": "1"])
+        let result = try runProcess(
+            "/usr/bin/mpirun",
+            [
+                "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-q",
+                "-np", "1", "-wdir", dirs[0], binaryPath,
+            ] + args
+                + [":", "-np", "1", "-wdir", dirs[1], binaryPath] + args,
+            environment: ["CAVPT_DIST_BLAS_THREADS": "1"])
         try #require(result.status == 0, "\(result.stderr)")
         #expect(FileManager.default.fileExists(atPath: dirs[0] + "/run/results.json"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: dirs[1]).isEmpty)
@@ -117,7 +128,10 @@ import Testing
         // Corrupt the last test image: evaluation gives the end of each batch to the last rank.
         let root = temporaryDirectory("corrupt")
         try FileManager.default.copyItem(atPath: tinyRun.dataRoot, toPath: root + "/data")
-        let split = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/data/synthetic/split_synthetic.json"))) as! [String: [[Any]]]
+        let split =
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: root + "/data/synthetic/split_synthetic.json")))
+            as! [String: [[Any]]]
         let victim = root + "/data/synthetic/images/" + (split["test"]!.last![0] as! String)
         try Data("not a jpeg".utf8).write(to: URL(fileURLWithPath: victim))
         var args = tinyRun.trainArguments(method: "vpt_deep", output: root + "/run", epochs: 0)
@@ -140,13 +154,23 @@ import Testing
         try FileManager.default.createDirectory(atPath: base + "/busy", withIntermediateDirectories: true)
         try Data("x".utf8).write(to: URL(fileURLWithPath: base + "/busy/notes.txt"))
         let cases: [([String], String)] = [
-            (tinyRun.trainArguments(method: "vpt_deep", output: base + "/run", epochs: 1, extra: ["--set", "bad.key=1"]),
-             "error: [rank 0] --set: unknown config key 'bad.key'"),
-            (tinyRun.trainArguments(method: "vpt_deep", output: base + "/busy", epochs: 1),
-             "error: [rank 0] \(base)/busy is not empty (notes.txt)"),
-            (["sweep", "--datasets", tinyRun.datasetYAML, "--methods", "vpt_deep", "--data-root", tinyRun.dataRoot,
-              "--model", tinyRun.model, "--output", base + "/sweep", "--ranks-per-job", "3"],
-             "error: [rank 0] --ranks-per-job 3 does not divide the 2 ranks"),
+            (
+                tinyRun.trainArguments(
+                    method: "vpt_deep", output: base + "/run", epochs: 1, extra: ["--set", "bad.key=1"]),
+                "error: [rank 0] --set: unknown config key 'bad.key'"
+            ),
+            (
+                tinyRun.trainArguments(method: "vpt_deep", output: base + "/busy", epochs: 1),
+                "error: [rank 0] \(base)/busy is not empty (notes.txt)"
+            ),
+            (
+                [
+                    "sweep", "--datasets", tinyRun.datasetYAML, "--methods", "vpt_deep", "--data-root",
+                    tinyRun.dataRoot,
+                    "--model", tinyRun.model, "--output", base + "/sweep", "--ranks-per-job", "3",
+                ],
+                "error: [rank 0] --ranks-per-job 3 does not divide the 2 ranks"
+            ),
         ]
         for (arguments, expected) in cases {
             let r = try mpirun(2, arguments)
@@ -162,7 +186,8 @@ import Testing
         let base = temporaryDirectory("empty-shards")
         let one = try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: base + "/np1", epochs: 1, batch: 2))
         try #require(one.status == 0, "\(one.stderr)")
-        let three = try mpirun(3, tinyRun.trainArguments(method: "vpt_deep", output: base + "/np3", epochs: 1, batch: 2))
+        let three = try mpirun(
+            3, tinyRun.trainArguments(method: "vpt_deep", output: base + "/np3", epochs: 1, batch: 2))
         try #require(three.status == 0, "\(three.stderr)")
         let a = try checkpointTensors(base + "/np1", epoch: 1), b = try checkpointTensors(base + "/np3", epoch: 1)
         for (name, t) in a { #expect(relativeError(b[name]!, t) < 1e-4, "\(name)") }

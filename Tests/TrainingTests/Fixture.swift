@@ -13,10 +13,12 @@ struct TinyRun: Sendable {
 
     /// `train` arguments for a small run into `output`.
     func trainArguments(method: String, output: String, epochs: Int, batch: Int = 8, extra: [String] = []) -> [String] {
-        ["train", "--dataset", datasetYAML, "--method", method, "--data-root", dataRoot, "--model", model,
-         "--output", output, "--seed", "3", "--set", "train.epochs=\(epochs)", "--set", "train.batchSize=\(batch)",
-         "--set", "optim.visual.warmupEpochs=1", "--set", "optim.text.warmupEpochs=1", "--set", "checkpoint.every=1",
-         "--set", "checkpoint.keep=10", "--set", "train.workers=1"] + extra
+        [
+            "train", "--dataset", datasetYAML, "--method", method, "--data-root", dataRoot, "--model", model,
+            "--output", output, "--seed", "3", "--set", "train.epochs=\(epochs)", "--set", "train.batchSize=\(batch)",
+            "--set", "optim.visual.warmupEpochs=1", "--set", "optim.text.warmupEpochs=1", "--set", "checkpoint.every=1",
+            "--set", "checkpoint.keep=10", "--set", "train.workers=1",
+        ] + extra
     }
 }
 
@@ -24,14 +26,17 @@ struct TinyRun: Sendable {
 let tinyRun: TinyRun = {
     let root = temporaryDirectory("tinyrun")
     // Few images keep the multi-rank runs short.
-    let result = try? cavptDist(["demo", "--dir", root, "--prepare-only", "--classes", "4", "--shots", "6",
-                                 "--test-per-class", "4"])
+    let result = try? cavptDist([
+        "demo", "--dir", root, "--prepare-only", "--classes", "4", "--shots", "6",
+        "--test-per-class", "4",
+    ])
     precondition(result?.status == 0, "demo --prepare-only failed: \(result?.stderr ?? "did not start")")
     return TinyRun(root: root)
 }()
 
 func checkpointTensors(_ runDirectory: String, epoch: Int) throws -> [String: Tensor] {
-    let file = try SafeTensorsFile(path: runDirectory + "/checkpoints/" + String(format: "epoch-%04d", epoch) + "/state.safetensors")
+    let file = try SafeTensorsFile(
+        path: runDirectory + "/checkpoints/" + String(format: "epoch-%04d", epoch) + "/state.safetensors")
     var out: [String: Tensor] = [:]
     for name in file.names { out[name] = try file.tensor(name) }
     return out

@@ -2,6 +2,7 @@
 // hundred kilobytes (root only; skipped with a message otherwise).
 import Foundation
 import Testing
+
 @testable import Training
 
 @Suite(.serialized) struct FullDiskTests {
@@ -55,12 +56,15 @@ import Testing
         let padding = open(dir + "/padding", O_WRONLY | O_CREAT, 0o644)
         _ = [UInt8](repeating: 0, count: 100_000).withUnsafeBytes { write(padding, $0.baseAddress, 100_000) }
         close(padding)
-        let r = try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: dir + "/run", epochs: 100,
-                                                     extra: ["--set", "checkpoint.every=0"]))
+        let r = try cavptDist(
+            tinyRun.trainArguments(
+                method: "vpt_deep", output: dir + "/run", epochs: 100,
+                extra: ["--set", "checkpoint.every=0"]))
         #expect(r.status == 1, "\(r.stderr)")
         let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
         // The per-epoch appends (metrics.jsonl, the TensorBoard events) hit the full disk first.
-        #expect(errors.count == 1 && errors[0].hasPrefix("error: cannot append to \(dir)/run/")
+        #expect(
+            errors.count == 1 && errors[0].hasPrefix("error: cannot append to \(dir)/run/")
                 && errors[0].hasSuffix(": No space left on device"), "\(r.stderr)")
         #expect(!r.stderr.contains("Fatal error"))
         // Whatever metrics made it are whole lines.

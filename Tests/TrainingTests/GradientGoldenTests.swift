@@ -4,6 +4,7 @@ import CLIP
 import Foundation
 import Tensor
 import Testing
+
 @testable import Training
 
 struct GradientCase: Decodable, Sendable, CustomTestStringConvertible {
@@ -19,9 +20,11 @@ struct GradientCase: Decodable, Sendable, CustomTestStringConvertible {
     /// The `gradients` command line for this case on the manifest's model, data and pixels.
     func arguments(_ m: GradientManifest, out: String, precision: String? = nil) -> [String] {
         let g = { goldenDirectory + "/" + $0 }
-        var args = ["gradients", "--model", g(m.model), "--vocab", g(m.vocab), "--method", preset,
-                    "--classes", g(m.classes), "--template", m.template, "--pixels", g(m.pixels), "--labels", g(m.labels),
-                    "--epoch", String(epoch), "--out", out]
+        var args = [
+            "gradients", "--model", g(m.model), "--vocab", g(m.vocab), "--method", preset,
+            "--classes", g(m.classes), "--template", m.template, "--pixels", g(m.pixels), "--labels", g(m.labels),
+            "--epoch", String(epoch), "--out", out,
+        ]
         if let precision { args += ["--precision", precision] }
         if let params { args += ["--params", g(params)] }
         for s in set { args += ["--set", s] }
@@ -38,7 +41,8 @@ struct GradientManifest: Decodable {
 let gradientManifest: GradientManifest = {
     let data = FileManager.default.contents(atPath: goldenDirectory + "/grad_cases.json") ?? Data()
     return (try? JSONDecoder().decode(GradientManifest.self, from: data))
-        ?? GradientManifest(model: "", vocab: "", classes: "", template: "", pixels: "", labels: "", tolerance: 0, cases: [])
+        ?? GradientManifest(
+            model: "", vocab: "", classes: "", template: "", pixels: "", labels: "", tolerance: 0, cases: [])
 }()
 
 @Suite struct GradientGoldens {
@@ -69,8 +73,9 @@ let gradientManifest: GradientManifest = {
         let f = try SafeTensorsFile(path: goldenDirectory + "/sgd.safetensors")
         let p = Var(trainable: try f.tensor("param"), name: "visual.prompts")
         let lrs = try f.tensor("lr")
-        let sgd = SGD(parameters: [("visual.prompts", p)], momentum: try f.tensor("momentum").scalar,
-                      weightDecay: try f.tensor("weight_decay").scalar)
+        let sgd = SGD(
+            parameters: [("visual.prompts", p)], momentum: try f.tensor("momentum").scalar,
+            weightDecay: try f.tensor("weight_decay").scalar)
         for step in 1...3 {
             p.setGrad(try f.tensor("grad\(step)"))
             sgd.step { _ in lrs.data[step - 1] }
@@ -80,7 +85,9 @@ let gradientManifest: GradientManifest = {
     }
 
     struct Schedules: Decodable {
-        struct Entry: Decodable { var lr: Double; var warmupEpochs: Int; var warmupLR: Double; var epochs: Int; var lrPerEpoch: [Double] }
+        struct Entry: Decodable {
+            var lr: Double; var warmupEpochs: Int; var warmupLR: Double; var epochs: Int; var lrPerEpoch: [Double]
+        }
         var schedules: [Entry]
     }
 
@@ -89,7 +96,8 @@ let gradientManifest: GradientManifest = {
         let s = try JSONDecoder().decode(Schedules.self, from: data)
         #expect(s.schedules.count == 2)
         for entry in s.schedules {
-            let schedule = LRSchedule(lr: entry.lr, warmupEpochs: entry.warmupEpochs, warmupLR: entry.warmupLR, epochs: entry.epochs)
+            let schedule = LRSchedule(
+                lr: entry.lr, warmupEpochs: entry.warmupEpochs, warmupLR: entry.warmupLR, epochs: entry.epochs)
             for (e, expected) in entry.lrPerEpoch.enumerated() {
                 #expect(abs(schedule.rate(epoch: e) - expected) <= 1e-12 * max(1, expected), "epoch \(e)")
             }

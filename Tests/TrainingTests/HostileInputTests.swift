@@ -3,15 +3,19 @@
 // inputs the fuzzers found. Each must be one `error:` line and exit status 1, never a crash or a hang.
 import Foundation
 import Testing
+
 @testable import Training
 
-private func deepList(_ depth: Int) -> String { String(repeating: "[", count: depth) + String(repeating: "]", count: depth) }
+private func deepList(_ depth: Int) -> String {
+    String(repeating: "[", count: depth) + String(repeating: "]", count: depth)
+}
 
 /// "Billion laughs" under `key`: 9^9 scalars once expanded.
 private func aliasBomb(key: String) -> String {
     var lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
     for level in 1...8 {
-        lines.append("a\(level): &a\(level) [" + Array(repeating: "*a\(level - 1)", count: 9).joined(separator: ", ") + "]")
+        lines.append(
+            "a\(level): &a\(level) [" + Array(repeating: "*a\(level - 1)", count: 9).joined(separator: ", ") + "]")
     }
     lines.append("\(key): *a8")
     return lines.joined(separator: "\n") + "\n"
@@ -31,8 +35,10 @@ private func singleErrorLine(_ r: ProcessResult, sourceLocation: SourceLocation 
         let dir = temporaryDirectory("deep-config")
         let config = dir + "/deep.yaml"
         try ("train:\n  epochs: " + deepList(5000) + "\n").write(toFile: config, atomically: true, encoding: .utf8)
-        let r = try cavptDist(["train", "--config", config, "--dataset", tinyRun.datasetYAML, "--data-root", tinyRun.dataRoot,
-                               "--model", tinyRun.model, "--output", dir + "/run"])
+        let r = try cavptDist([
+            "train", "--config", config, "--dataset", tinyRun.datasetYAML, "--data-root", tinyRun.dataRoot,
+            "--model", tinyRun.model, "--output", dir + "/run",
+        ])
         #expect(singleErrorLine(r) == "error: \(config): nests deeper than 64 levels (line 2)")
     }
 
@@ -40,20 +46,30 @@ private func singleErrorLine(_ r: ProcessResult, sourceLocation: SourceLocation 
         let dir = temporaryDirectory("deep-dataset")
         let dataset = dir + "/deep.yaml"
         // Indentation nesting, as a careless generator would write it.
-        let text = "dataset:\n" + (1..<3000).map { String(repeating: " ", count: $0) + "k\($0):" }.joined(separator: "\n") + " 1\n"
+        let text =
+            "dataset:\n" + (1..<3000).map { String(repeating: " ", count: $0) + "k\($0):" }.joined(separator: "\n")
+            + " 1\n"
         try text.write(toFile: dataset, atomically: true, encoding: .utf8)
         for command in ["train", "fewshot", "fewshot --config"] {
-            var arguments = [String(command.prefix { $0 != " " }), command.hasSuffix("--config") ? "--config" : "--dataset",
-                             dataset, "--data-root", tinyRun.dataRoot]
-            arguments += command == "train" ? ["--model", tinyRun.model, "--output", dir + "/run"] : ["--seed", "1", "--out", dir + "/f.json"]
+            var arguments = [
+                String(command.prefix { $0 != " " }), command.hasSuffix("--config") ? "--config" : "--dataset",
+                dataset, "--data-root", tinyRun.dataRoot,
+            ]
+            arguments +=
+                command == "train"
+                ? ["--model", tinyRun.model, "--output", dir + "/run"] : ["--seed", "1", "--out", dir + "/f.json"]
             let line = singleErrorLine(try cavptDist(arguments))
-            #expect(line.hasPrefix("error: ") && line.contains(dataset) && line.contains("nests deeper than 64 levels"), "\(line)")
+            #expect(
+                line.hasPrefix("error: ") && line.contains(dataset) && line.contains("nests deeper than 64 levels"),
+                "\(line)")
         }
     }
 
     @Test func deepSetValueIsOneErrorLine() throws {
-        let r = try cavptDist(["train", "--dataset", tinyRun.datasetYAML, "--data-root", tinyRun.dataRoot, "--model", tinyRun.model,
-                               "--output", temporaryDirectory("deep-set") + "/run", "--set", "cavpt.layers=" + deepList(5000)])
+        let r = try cavptDist([
+            "train", "--dataset", tinyRun.datasetYAML, "--data-root", tinyRun.dataRoot, "--model", tinyRun.model,
+            "--output", temporaryDirectory("deep-set") + "/run", "--set", "cavpt.layers=" + deepList(5000),
+        ])
         #expect(singleErrorLine(r) == "error: --set cavpt.layers: the value nests deeper than 64 levels (line 1)")
     }
 
@@ -61,24 +77,31 @@ private func singleErrorLine(_ r: ProcessResult, sourceLocation: SourceLocation 
         let dir = temporaryDirectory("alias-bomb")
         let config = dir + "/bomb.yaml"
         try aliasBomb(key: "cavpt:\n  layers").write(toFile: config, atomically: true, encoding: .utf8)
-        let common = ["train", "--dataset", tinyRun.datasetYAML, "--data-root", tinyRun.dataRoot, "--model", tinyRun.model,
-                      "--output", dir + "/run"]
-        #expect(singleErrorLine(try cavptDist(common + ["--config", config]))
+        let common = [
+            "train", "--dataset", tinyRun.datasetYAML, "--data-root", tinyRun.dataRoot, "--model", tinyRun.model,
+            "--output", dir + "/run",
+        ]
+        #expect(
+            singleErrorLine(try cavptDist(common + ["--config", config]))
                 == "error: \(config): expands to more than 100000 nodes through aliases (line 6)")
         let inline = "{" + aliasBomb(key: "b").split(separator: "\n").joined(separator: ", ") + "}"
-        #expect(singleErrorLine(try cavptDist(common + ["--set", "cavpt.layers=" + inline]))
+        #expect(
+            singleErrorLine(try cavptDist(common + ["--set", "cavpt.layers=" + inline]))
                 == "error: --set cavpt.layers: the value expands to more than 100000 nodes through aliases (line 1)")
     }
 
     @Test func hugeValuesAreQuotedInPart() throws {
         // Under Linux's 128 KiB limit on one argument.
         let value = String(repeating: "9x", count: 50_000)
-        let r = try cavptDist(["train", "--dataset", tinyRun.datasetYAML, "--data-root", tinyRun.dataRoot, "--model", tinyRun.model,
-                               "--output", temporaryDirectory("huge-value") + "/run", "--set", "train.epochs=" + value])
+        let r = try cavptDist([
+            "train", "--dataset", tinyRun.datasetYAML, "--data-root", tinyRun.dataRoot, "--model", tinyRun.model,
+            "--output", temporaryDirectory("huge-value") + "/run", "--set", "train.epochs=" + value,
+        ])
         let line = singleErrorLine(r)
         #expect(line == "error: --set: config key 'train.epochs' must be an integer ≥ 0, got '\(value.prefix(80))…'")
         let key = String(repeating: "k", count: 100_000)
-        #expect(singleErrorLine(try cavptDist(["train", "--dataset", tinyRun.datasetYAML, "--set", key + "=1"]))
+        #expect(
+            singleErrorLine(try cavptDist(["train", "--dataset", tinyRun.datasetYAML, "--set", key + "=1"]))
                 == "error: --set: unknown config key '\(key.prefix(80))…'")
     }
 
@@ -116,7 +139,9 @@ private func singleErrorLine(_ r: ProcessResult, sourceLocation: SourceLocation 
         try Data(#"{"accuracy": 0.5}"#.utf8).write(to: URL(fileURLWithPath: dir + "/results.json"))
         try #require(mkfifo(dir + "/config.yaml", 0o644) == 0)
         let report = try runProcess(binaryPath, ["report", dir], timeout: 120)
-        #expect(singleErrorLine(report) == "error: \(dir): results.json without a readable config.yaml (not a regular file (a FIFO))")
+        #expect(
+            singleErrorLine(report)
+                == "error: \(dir): results.json without a readable config.yaml (not a regular file (a FIFO))")
     }
 
     @Test func fifoImageIsAnErrorNotAHang() throws {
@@ -155,14 +180,19 @@ private func singleErrorLine(_ r: ProcessResult, sourceLocation: SourceLocation 
             }
         }
         // The first crash: a mapping used as a mapping key, which Yams.load traps on.
-        let r = try cavptDist(["train", "--config", dir + "/complex-key-yams-trap.yaml", "--dataset", tinyRun.datasetYAML])
-        #expect(singleErrorLine(r).hasSuffix("has a mapping key that is a list or mapping (line 3); keys must be plain names"))
+        let r = try cavptDist([
+            "train", "--config", dir + "/complex-key-yams-trap.yaml", "--dataset", tinyRun.datasetYAML,
+        ])
+        #expect(
+            singleErrorLine(r).hasSuffix(
+                "has a mapping key that is a list or mapping (line 3); keys must be plain names"))
     }
 
     @Test func deepCheckpointStateIsAnError() throws {
         let checkpoint = temporaryDirectory("deep-state") + "/epoch-0001"
         try FileManager.default.createDirectory(atPath: checkpoint, withIntermediateDirectories: true)
-        try ("{\"epoch\": " + deepList(100_000) + "}").write(toFile: checkpoint + "/state.json", atomically: true, encoding: .utf8)
+        try ("{\"epoch\": " + deepList(100_000) + "}").write(
+            toFile: checkpoint + "/state.json", atomically: true, encoding: .utf8)
         do {
             _ = try Checkpoints.read(checkpoint)
             Issue.record("a 100000-deep state.json was accepted")

@@ -6,7 +6,8 @@ import Testing
 @Suite(.serialized) struct MetricsTests {
     @Test func lossPartsAndValidationAccuracy() throws {
         let out = temporaryDirectory("metrics") + "/run"
-        let r = try cavptDist(tinyRun.trainArguments(method: "vlp_cavpt", output: out, epochs: 3, extra: ["--set", "eval.valEvery=1"]))
+        let r = try cavptDist(
+            tinyRun.trainArguments(method: "vlp_cavpt", output: out, epochs: 3, extra: ["--set", "eval.valEvery=1"]))
         try #require(r.status == 0, "\(r.stderr)")
         let lines = try metricLines(out)
         #expect(lines.count == 3)

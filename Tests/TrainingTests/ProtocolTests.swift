@@ -6,12 +6,15 @@ import CLIP
 import Foundation
 import Tensor
 import Testing
+
 @testable import Training
 
 /// A 6-class synthetic dataset (labels 0–2 base, 3–5 new), written once per test process.
 let sixClasses: TinyRun = {
     let root = temporaryDirectory("sixclasses")
-    let result = try? cavptDist(["demo", "--dir", root, "--prepare-only", "--classes", "6", "--shots", "4", "--test-per-class", "3"])
+    let result = try? cavptDist([
+        "demo", "--dir", root, "--prepare-only", "--classes", "6", "--shots", "4", "--test-per-class", "3",
+    ])
     precondition(result?.status == 0, "demo --prepare-only failed: \(result?.stderr ?? "did not start")")
     return TinyRun(root: root)
 }()
@@ -26,10 +29,12 @@ let sixClasses: TinyRun = {
     @Test(arguments: ["coop", "vpt_deep", "vlp_cavpt", "dpt_released"])
     func baseToNew(_ method: String) throws {
         let out = temporaryDirectory("b2n-\(method)") + "/run"
-        let args = ["train", "--dataset", sixClasses.datasetYAML, "--method", method, "--data-root", sixClasses.dataRoot,
-                    "--model", sixClasses.model, "--output", out, "--set", "train.epochs=2", "--set", "train.batchSize=4",
-                    "--set", "train.shots=4", "--set", "data.subsample=base", "--set", "train.workers=1",
-                    "--set", "cavpt.guidanceEpochs=1"]
+        let args = [
+            "train", "--dataset", sixClasses.datasetYAML, "--method", method, "--data-root", sixClasses.dataRoot,
+            "--model", sixClasses.model, "--output", out, "--set", "train.epochs=2", "--set", "train.batchSize=4",
+            "--set", "train.shots=4", "--set", "data.subsample=base", "--set", "train.workers=1",
+            "--set", "cavpt.guidanceEpochs=1",
+        ]
         let trained = try cavptDist(args)
         try #require(trained.status == 0, "\(trained.stderr)")
         // Trained on exactly the 3 base classes: 3 × 4 shots per epoch, base test images only.
@@ -47,15 +52,20 @@ let sixClasses: TinyRun = {
         #expect(record["evaluated"] as? Int == 9 && record["subsample"] as? String == "new")
     }
 
-    @Test(arguments: ["zsclip", "coop", "vpt_shallow", "vpt_deep", "vpt_cavpt", "vlp_deep", "vlp_cavpt", "dpt_released"])
+    @Test(arguments: [
+        "zsclip", "coop", "vpt_shallow", "vpt_deep", "vpt_cavpt", "vlp_deep", "vlp_cavpt", "dpt_released",
+    ])
     func crossDataset(_ method: String) throws {
         // Train on the 4-class set, evaluate on the 6-class one (its classes, its 18 test images).
         let out = temporaryDirectory("cross-\(method)") + "/run"
-        let trained = try cavptDist(tinyRun.trainArguments(method: method, output: out, epochs: 1, extra: ["--set", "cavpt.guidanceEpochs=0"]))
+        let trained = try cavptDist(
+            tinyRun.trainArguments(method: method, output: out, epochs: 1, extra: ["--set", "cavpt.guidanceEpochs=0"]))
         try #require(trained.status == 0, "\(trained.stderr)")
         let other = temporaryDirectory("cross-target-\(method)") + "/other.yaml"
-        try String(contentsOfFile: sixClasses.datasetYAML, encoding: .utf8).replacingOccurrences(of: "name: synthetic", with: "name: six")
-            .write(toFile: other, atomically: true, encoding: .utf8)
+        try String(contentsOfFile: sixClasses.datasetYAML, encoding: .utf8).replacingOccurrences(
+            of: "name: synthetic", with: "name: six"
+        )
+        .write(toFile: other, atomically: true, encoding: .utf8)
         let r = try cavptDist(["eval", "--run", out, "--dataset", other, "--data-root", sixClasses.dataRoot])
         try #require(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.hasPrefix("six test accuracy") && r.stdout.contains("(18 images, 6 classes)"), "\(r.stdout)")
@@ -69,11 +79,14 @@ let sixClasses: TinyRun = {
     @Test func crossDatasetPredictionsAgreeWithAnIndependentComputation() throws {
         let base = temporaryDirectory("cross-check")
         let out = base + "/run"
-        let trained = try cavptDist(tinyRun.trainArguments(method: "coop", output: out, epochs: 2, extra: ["--set", "optim.text.lr=0.05"]))
+        let trained = try cavptDist(
+            tinyRun.trainArguments(method: "coop", output: out, epochs: 2, extra: ["--set", "optim.text.lr=0.05"]))
         try #require(trained.status == 0, "\(trained.stderr)")
         let predictions = base + "/predictions.jsonl"
-        let r = try cavptDist(["eval", "--run", out, "--dataset", sixClasses.datasetYAML, "--data-root", sixClasses.dataRoot,
-                               "--predictions", predictions])
+        let r = try cavptDist([
+            "eval", "--run", out, "--dataset", sixClasses.datasetYAML, "--data-root", sixClasses.dataRoot,
+            "--predictions", predictions,
+        ])
         try #require(r.status == 0, "\(r.stderr)")
         let lines = try String(contentsOfFile: predictions, encoding: .utf8).split(separator: "\n").map {
             try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
@@ -88,7 +101,10 @@ let sixClasses: TinyRun = {
         let predicted = images.map { $0["prediction"] as! Int }
         let probability = images.map { (($0["top5"] as! [[String: Any]])[0]["probability"] as! NSNumber).doubleValue }
         let pixels = base + "/pixels.safetensors"
-        let f = try cavptDist(["features", "--model", sixClasses.model, "--images"] + paths + ["--out", base + "/f.safetensors", "--save-pixels"])
+        let f = try cavptDist(
+            ["features", "--model", sixClasses.model, "--images"] + paths + [
+                "--out", base + "/f.safetensors", "--save-pixels",
+            ])
         try #require(f.status == 0, "\(f.stderr)")
         let saved = try SafeTensorsFile(path: base + "/f.safetensors")
         try SafeTensorsFile.write([("pixels", try saved.tensor("pixels"))], to: pixels)
@@ -96,13 +112,17 @@ let sixClasses: TinyRun = {
         try allClasses.joined(separator: "\n").write(toFile: base + "/classes.txt", atomically: true, encoding: .utf8)
         let checkpoint = try SafeTensorsFile(path: out + "/checkpoints/epoch-0002/state.safetensors")
         try SafeTensorsFile.write([("text.ctx", try checkpoint.tensor("text.ctx"))], to: base + "/params.safetensors")
-        let g = try cavptDist(["gradients", "--model", sixClasses.model, "--method", "coop", "--classes", base + "/classes.txt",
-                               "--template", "a photo of a {}.", "--pixels", pixels, "--labels", base + "/labels.safetensors",
-                               "--params", base + "/params.safetensors", "--out", base + "/g.safetensors"])
+        let g = try cavptDist([
+            "gradients", "--model", sixClasses.model, "--method", "coop", "--classes", base + "/classes.txt",
+            "--template", "a photo of a {}.", "--pixels", pixels, "--labels", base + "/labels.safetensors",
+            "--params", base + "/params.safetensors", "--out", base + "/g.safetensors",
+        ])
         try #require(g.status == 0, "\(g.stderr)")
         let loss = Double(try SafeTensorsFile(path: base + "/g.safetensors").tensor("loss").scalars[0])
         let expected = -probability.map(log).reduce(0, +) / Double(probability.count)
-        #expect(abs(loss - expected) < 1e-4 * max(1, abs(expected)), "gradients loss \(loss) vs eval's −mean log p \(expected)")
+        #expect(
+            abs(loss - expected) < 1e-4 * max(1, abs(expected)),
+            "gradients loss \(loss) vs eval's −mean log p \(expected)")
     }
 
     @Test func predictAgreesWithEvalPredictions() throws {
@@ -117,11 +137,14 @@ let sixClasses: TinyRun = {
             try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
         }
         let imageRoot = tinyRun.dataRoot + "/synthetic/images/"
-        let p = try cavptDist(["predict", "--run", out, "--out", base + "/predict.jsonl"] + fromEval.map { imageRoot + ($0["path"] as! String) })
+        let p = try cavptDist(
+            ["predict", "--run", out, "--out", base + "/predict.jsonl"]
+                + fromEval.map { imageRoot + ($0["path"] as! String) })
         try #require(p.status == 0, "\(p.stderr)")
-        let fromPredict = try String(contentsOfFile: base + "/predict.jsonl", encoding: .utf8).split(separator: "\n").map {
-            try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
-        }
+        let fromPredict = try String(contentsOfFile: base + "/predict.jsonl", encoding: .utf8).split(separator: "\n")
+            .map {
+                try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+            }
         #expect(fromPredict.count == fromEval.count && !fromEval.isEmpty)
         for (a, b) in zip(fromEval, fromPredict) {
             #expect(a["prediction"] as? Int == b["prediction"] as? Int, "\(a["path"] ?? "")")
@@ -135,8 +158,10 @@ let sixClasses: TinyRun = {
 
 @Suite struct ReportTests {
     /// A finished run as `train` and `eval` leave it, with chosen accuracies.
-    func fakeRun(_ dir: String, dataset: String, method: String, seed: Int, accuracy: Double, subsample: String = "all",
-                 new: Double? = nil, extra: [String] = []) throws {
+    func fakeRun(
+        _ dir: String, dataset: String, method: String, seed: Int, accuracy: Double, subsample: String = "all",
+        new: Double? = nil, extra: [String] = []
+    ) throws {
         try FileManager.default.createDirectory(atPath: dir + "/evaluations", withIntermediateDirectories: true)
         var c = Config()
         try c.set("dataset.name", raw: dataset, source: "t")
@@ -148,8 +173,10 @@ let sixClasses: TinyRun = {
         try JSONSerialization.data(withJSONObject: ["accuracy": accuracy, "macroF1": accuracy, "shots": 16])
             .write(to: URL(fileURLWithPath: dir + "/results.json"))
         if let new {
-            try JSONSerialization.data(withJSONObject: ["accuracy": new, "dataset": dataset, "subsample": "new", "split": "test"])
-                .write(to: URL(fileURLWithPath: dir + "/evaluations/\(dataset)-test-new.json"))
+            try JSONSerialization.data(withJSONObject: [
+                "accuracy": new, "dataset": dataset, "subsample": "new", "split": "test",
+            ])
+            .write(to: URL(fileURLWithPath: dir + "/evaluations/\(dataset)-test-new.json"))
         }
     }
 
@@ -157,8 +184,9 @@ let sixClasses: TinyRun = {
         let root = temporaryDirectory("report-b2n")
         let base = [0.80, 0.90, 0.85], new = [0.60, 0.40, 0.50]
         for seed in 1...3 {
-            try fakeRun(root + "/eurosat/coop/seed\(seed)", dataset: "eurosat", method: "coop", seed: seed,
-                        accuracy: base[seed - 1], subsample: "base", new: new[seed - 1])
+            try fakeRun(
+                root + "/eurosat/coop/seed\(seed)", dataset: "eurosat", method: "coop", seed: seed,
+                accuracy: base[seed - 1], subsample: "base", new: new[seed - 1])
         }
         let json = try Report.render(try Report.collect([root]), format: .json, ci95: false)
         let tables = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [[String: Any]]
@@ -169,7 +197,9 @@ let sixClasses: TinyRun = {
         #expect(abs((eurosat["base"] as! Double) - 85) < 1e-9 && abs((eurosat["new"] as! Double) - 50) < 1e-9)
         let markdown = try Report.render(try Report.collect([root]), format: .markdown, ci95: false)
         // Population std (CoOp's np.std) of 80, 90, 85 is 4.08; of 60, 40, 50 is 8.16.
-        #expect(markdown.contains("85.00 ± 4.08") && markdown.contains("50.00 ± 8.16") && markdown.contains("62.96"), "\(markdown)")
+        #expect(
+            markdown.contains("85.00 ± 4.08") && markdown.contains("50.00 ± 8.16") && markdown.contains("62.96"),
+            "\(markdown)")
         let ci = try Report.render(try Report.collect([root]), format: .markdown, ci95: true)
         #expect(ci.contains(String(format: "85.00 ± %.2f", 1.96 * 4.0824829 / 3.0.squareRoot())), "\(ci)")
     }
@@ -178,22 +208,30 @@ let sixClasses: TinyRun = {
         let root = temporaryDirectory("report-groups")
         for seed in 1...3 {
             for alpha in ["0.0", "1.0"] {
-                try fakeRun(root + "/dtd/vlp_cavpt/a\(alpha)/seed\(seed)", dataset: "dtd", method: "vlp_cavpt", seed: seed,
-                            accuracy: alpha == "0.0" ? 0.5 : 0.6, extra: ["cavpt.alpha=\(alpha)", "cavpt.topK=5"])
-                try fakeRun(root + "/eurosat/vlp_cavpt/a\(alpha)/seed\(seed)", dataset: "eurosat", method: "vlp_cavpt", seed: seed,
-                            accuracy: alpha == "0.0" ? 0.7 : 0.8, extra: ["cavpt.alpha=\(alpha)", "cavpt.topK=10"])
+                try fakeRun(
+                    root + "/dtd/vlp_cavpt/a\(alpha)/seed\(seed)", dataset: "dtd", method: "vlp_cavpt", seed: seed,
+                    accuracy: alpha == "0.0" ? 0.5 : 0.6, extra: ["cavpt.alpha=\(alpha)", "cavpt.topK=5"])
+                try fakeRun(
+                    root + "/eurosat/vlp_cavpt/a\(alpha)/seed\(seed)", dataset: "eurosat", method: "vlp_cavpt",
+                    seed: seed,
+                    accuracy: alpha == "0.0" ? 0.7 : 0.8, extra: ["cavpt.alpha=\(alpha)", "cavpt.topK=10"])
             }
             try fakeRun(root + "/dtd/coop/seed\(seed)", dataset: "dtd", method: "coop", seed: seed, accuracy: 0.4)
         }
         let markdown = try Report.render(try Report.collect([root]), format: .markdown, ci95: false)
         // Two rows for the alpha ablation (topK follows the dataset and names no row); coop has no
         // EuroSAT runs, so no average.
-        #expect(markdown.contains("| vlp_cavpt [cavpt.alpha=0.0] | 16 | 70.00 ± 0.00 | 50.00 ± 0.00 | 60.00 |"), "\(markdown)")
-        #expect(markdown.contains("| vlp_cavpt [cavpt.alpha=1.0] | 16 | 80.00 ± 0.00 | 60.00 ± 0.00 | 70.00 |"), "\(markdown)")
+        #expect(
+            markdown.contains("| vlp_cavpt [cavpt.alpha=0.0] | 16 | 70.00 ± 0.00 | 50.00 ± 0.00 | 60.00 |"),
+            "\(markdown)")
+        #expect(
+            markdown.contains("| vlp_cavpt [cavpt.alpha=1.0] | 16 | 80.00 ± 0.00 | 60.00 ± 0.00 | 70.00 |"),
+            "\(markdown)")
         #expect(markdown.contains("| coop | 16 | — | 40.00 ± 0.00 | — |"), "\(markdown)")
         // The same configuration and seed twice is refused, not averaged.
         try fakeRun(root + "/copy/seed1", dataset: "dtd", method: "coop", seed: 1, accuracy: 0.4)
-        #expect(thrownText { _ = try Report.render(try Report.collect([root]), format: .markdown, ci95: false) }
-                    .contains("two runs of the same configuration and seed 1"))
+        #expect(
+            thrownText { _ = try Report.render(try Report.collect([root]), format: .markdown, ci95: false) }
+                .contains("two runs of the same configuration and seed 1"))
     }
 }

@@ -4,6 +4,7 @@
 import Data
 import Foundation
 import Testing
+
 @testable import Training
 
 @Suite struct RecordedConfigTests {
@@ -22,9 +23,10 @@ import Testing
         return c
     }
 
-    let spec = DatasetSpec(name: "mine", layout: .coopSplit, folder: "my data", images: "imgs",
-                           splitFile: "split: odd.json", template: "a photo of a {}, \"quoted\".",
-                           classNames: ClassNameRules(replaceUnderscores: false, rename: ["a: b": "c", "x": "y #z"]), topK: 4)
+    let spec = DatasetSpec(
+        name: "mine", layout: .coopSplit, folder: "my data", images: "imgs",
+        splitFile: "split: odd.json", template: "a photo of a {}, \"quoted\".",
+        classNames: ClassNameRules(replaceUnderscores: false, rename: ["a: b": "c", "x": "y #z"]), topK: 4)
 
     @Test func eachSectionOnceAndTheSameValuesBack() throws {
         let c = try sample()
@@ -35,7 +37,9 @@ import Testing
         var back = Config()
         try back.merge(savedRun: text, source: "config.yaml", definitionFile: "/run/config.yaml")
         for key in c.values.keys where !key.hasPrefix("dataset.") && key != "data.root" {
-            #expect(back.values[key] == c.values[key], "\(key): \(String(describing: back.values[key])) vs \(String(describing: c.values[key]))")
+            #expect(
+                back.values[key] == c.values[key],
+                "\(key): \(String(describing: back.values[key])) vs \(String(describing: c.values[key]))")
         }
         #expect(back.string("data.root") == FileManager.default.currentDirectoryPath + "/relative/data")
         #expect(back.string("dataset.name") == "mine")
@@ -64,7 +68,8 @@ import Testing
             flat([], yaml.safe_load(open(sys.argv[1], encoding="utf-8")), out)
             print(json.dumps(out))
             """
-        let python = ["/usr/bin/python3", "/usr/local/bin/python3"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        let python =
+            ["/usr/bin/python3", "/usr/local/bin/python3"].first { FileManager.default.isExecutableFile(atPath: $0) }
             ?? "/usr/bin/env"
         let result = try runProcess(python, (python == "/usr/bin/env" ? ["python3"] : []) + ["-c", script, path])
         try #require(result.status == 0, "PyYAML (python3-yaml) is needed for this test: \(result.stderr)")
@@ -73,7 +78,8 @@ import Testing
             let other = try #require(read[key], "PyYAML lacks \(key)")
             switch value {
             case .int(let v): #expect((other as? NSNumber)?.intValue == v && !(other is String), "\(key)")
-            case .double(let v): #expect((other as? NSNumber)?.doubleValue == v && !(other is String), "\(key): \(other)")
+            case .double(let v):
+                #expect((other as? NSNumber)?.doubleValue == v && !(other is String), "\(key): \(other)")
             case .bool(let v): #expect((other as? Bool) == v, "\(key)")
             case .string(let v): #expect((other as? String) == v, "\(key): \(other)")
             case .intList(let v): #expect((other as? [NSNumber])?.map(\.intValue) == v, "\(key)")

@@ -3,6 +3,7 @@
 // metrics back, and eval names the checkpoint it evaluated (warning about damaged ones).
 import Foundation
 import Testing
+
 @testable import Training
 
 @Suite(.serialized) struct RunDirectoryTests {
@@ -16,12 +17,14 @@ import Testing
         // Again without --resume: one line, nothing touched.
         let again = try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 1))
         #expect(again.status == 1)
-        #expect(errors(again).count == 1 && errors(again)[0].contains("already holds a run")
+        #expect(
+            errors(again).count == 1 && errors(again)[0].contains("already holds a run")
                 && errors(again)[0].contains("--resume") && errors(again)[0].contains("--overwrite"), "\(again.stderr)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/results.json")) == before)
         #expect(try metricLines(out).count == 2)
         // --overwrite: the old run's checkpoints and metrics are gone, only the new run's remain.
-        let replaced = try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 1, extra: ["--overwrite"]))
+        let replaced = try cavptDist(
+            tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 1, extra: ["--overwrite"]))
         try #require(replaced.status == 0, "\(replaced.stderr)")
         #expect(try metricLines(out).map { $0["epoch"] as? Int } == [1])
         #expect(try Checkpoints.list(out + "/checkpoints").map { ($0 as NSString).lastPathComponent } == ["epoch-0001"])
@@ -49,16 +52,20 @@ import Testing
         _ = "pid 4242 on elsewhere\n".withCString { write(fd, $0, strlen($0)) }
         let r = try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 1, extra: ["--resume"]))
         #expect(r.status == 1)
-        #expect(errors(r).count == 1 && errors(r)[0].contains("in use by another cavpt-dist process (pid 4242 on elsewhere)"), "\(r.stderr)")
+        #expect(
+            errors(r).count == 1
+                && errors(r)[0].contains("in use by another cavpt-dist process (pid 4242 on elsewhere)"), "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: out + "/config.yaml"))
-        close(fd)   // released: the same command now runs
-        let free = try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 1, extra: ["--resume"]))
+        close(fd) // released: the same command now runs
+        let free = try cavptDist(
+            tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 1, extra: ["--resume"]))
         #expect(free.status == 0, "\(free.stderr)")
     }
 
     @Test func resumeCutsMetricsBackAndDropsATornLine() throws {
         let out = temporaryDirectory("torn") + "/run"
-        let args = tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 3, extra: ["--set", "optim.momentum=0.8"])
+        let args = tinyRun.trainArguments(
+            method: "vpt_deep", output: out, epochs: 3, extra: ["--set", "optim.momentum=0.8"])
         let crashed = try cavptDist(args, environment: ["CAVPT_DIST_FAULT": "kill-rank:0:after-epoch:2"])
         #expect(crashed.status != 0)
         // Epoch 2's checkpoint exists; fake what a crash or a full disk could leave: a line of a
@@ -89,14 +96,20 @@ import Testing
         try bytes.write(to: URL(fileURLWithPath: path))
         let older = try cavptDist(["eval", "--run", out])
         try #require(older.status == 0, "\(older.stderr)")
-        #expect(older.stderr.contains("warning: skipping checkpoint \(out)/checkpoints/epoch-0002") && older.stderr.contains("checksum mismatch"), "\(older.stderr)")
+        #expect(
+            older.stderr.contains("warning: skipping checkpoint \(out)/checkpoints/epoch-0002")
+                && older.stderr.contains("checksum mismatch"), "\(older.stderr)")
         #expect(older.stderr.contains("is from epoch 1, not the run's last (2)"), "\(older.stderr)")
         #expect(older.stdout.contains("checkpoints/epoch-0001 (epoch 1 of 2)"), "\(older.stdout)")
         // --resume-from the damaged one is an error, not a silent fallback.
-        let resumeDamaged = try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 2,
-                                                                 extra: ["--resume-from", out + "/checkpoints/epoch-0002"]))
+        let resumeDamaged = try cavptDist(
+            tinyRun.trainArguments(
+                method: "vpt_deep", output: out, epochs: 2,
+                extra: ["--resume-from", out + "/checkpoints/epoch-0002"]))
         #expect(resumeDamaged.status == 1)
-        #expect(errors(resumeDamaged).count == 1 && errors(resumeDamaged)[0].contains("checksum mismatch"), "\(resumeDamaged.stderr)")
+        #expect(
+            errors(resumeDamaged).count == 1 && errors(resumeDamaged)[0].contains("checksum mismatch"),
+            "\(resumeDamaged.stderr)")
     }
 
     @Test func theRecordedConfigDrivesARunFromAnotherFolderAfterTheDatasetYAMLMoved() throws {
@@ -112,8 +125,11 @@ import Testing
         let elsewhere = temporaryDirectory("elsewhere")
         let evaluation = try cavptDist(["eval", "--run", base + "/run"], directory: elsewhere)
         #expect(evaluation.status == 0, "\(evaluation.stderr)")
-        let again = try cavptDist(["train", "--config", base + "/run/config.yaml", "--output", elsewhere + "/again"], directory: elsewhere)
+        let again = try cavptDist(
+            ["train", "--config", base + "/run/config.yaml", "--output", elsewhere + "/again"], directory: elsewhere)
         #expect(again.status == 0, "\(again.stderr)")
-        #expect(try results(elsewhere + "/again")["accuracy"] as? Double == (try results(base + "/run")["accuracy"] as? Double))
+        #expect(
+            try results(elsewhere + "/again")["accuracy"] as? Double
+                == (try results(base + "/run")["accuracy"] as? Double))
     }
 }

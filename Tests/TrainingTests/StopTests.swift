@@ -6,11 +6,13 @@ import CLIP
 import Foundation
 import Tensor
 import Testing
+
 @testable import Training
 
 /// A tiny run whose epochs have 3 steps (24 images, batch 8); epoch 1 is warmup at lr 1e-5.
 func stopRunArguments(_ output: String, epochs: Int, extra: [String] = []) -> [String] {
-    tinyRun.trainArguments(method: "vpt_cavpt", output: output, epochs: epochs, extra: ["--set", "train.logEvery=1"] + extra)
+    tinyRun.trainArguments(
+        method: "vpt_cavpt", output: output, epochs: epochs, extra: ["--set", "train.logEvery=1"] + extra)
 }
 
 /// Every line of metrics.jsonl, each of which must be valid JSON.
@@ -50,7 +52,8 @@ func processesMentioning(_ needle: String) -> [String] {
     let ownPid = getpid()
     return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
         guard let pid = Int32(entry), pid != ownPid,
-              let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"), !raw.isEmpty else { return nil }
+            let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"), !raw.isEmpty
+        else { return nil }
         let command = String(decoding: raw.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
         return command.contains(needle) ? "\(pid): \(command)" : nil
     }
@@ -58,20 +61,26 @@ func processesMentioning(_ needle: String) -> [String] {
 
 /// The command rank 0 printed after "resume with: ".
 func printedResumeCommand(_ stdout: String) throws -> String {
-    let line = try #require(stdout.split(separator: "\n").first { $0.hasPrefix("resume with: ") }, "no resume command in:\n\(stdout)")
+    let line = try #require(
+        stdout.split(separator: "\n").first { $0.hasPrefix("resume with: ") }, "no resume command in:\n\(stdout)")
     return String(line.dropFirst("resume with: ".count))
 }
 
 /// Runs a printed command through the shell, as a user pasting it would.
 func runPrinted(_ command: String) throws -> ProcessResult {
-    try runProcess("/bin/sh", ["-c", command],
-                   environment: ["CAVPT_DIST_BLAS_THREADS": "1", "OMPI_MCA_rmaps_base_oversubscribe": "1",
-                                 "OMPI_MCA_hwloc_base_binding_policy": "none"])
+    try runProcess(
+        "/bin/sh", ["-c", command],
+        environment: [
+            "CAVPT_DIST_BLAS_THREADS": "1", "OMPI_MCA_rmaps_base_oversubscribe": "1",
+            "OMPI_MCA_hwloc_base_binding_policy": "none",
+        ])
 }
 
 @Suite(.serialized) struct DivergenceGuard {
-    @Test(arguments: [(["--set", "optim.visual.lr=1e30"], 1), (["--set", "optim.weightDecay=1e10"], 1),
-                      (["--set", "optim.momentum=5"], 1), (["--set", "optim.visual.lr=1e30"], 2)])
+    @Test(arguments: [
+        (["--set", "optim.visual.lr=1e30"], 1), (["--set", "optim.weightDecay=1e10"], 1),
+        (["--set", "optim.momentum=5"], 1), (["--set", "optim.visual.lr=1e30"], 2),
+    ])
     func aDivergingRunStopsAndKeepsItsLastFiniteCheckpoint(_ setting: [String], ranks: Int) throws {
         let out = temporaryDirectory("diverge") + "/run"
         // keep=1: rotation must still leave the last finite checkpoint, since a non-finite one is never written.
@@ -122,10 +131,13 @@ func runPrinted(_ command: String) throws -> ProcessResult {
         let name = try #require(good.parameters.keys.sorted().first)
         good.parameters[name]!.data[0] = .nan
         let damaged = out + "/damaged"
-        try Checkpoints.write(good.state, parameters: good.parameters.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
-                              momentum: good.momentum, to: damaged, keep: 1)
-        let r = try cavptDist(["eval", "--checkpoint", damaged + "/" + Checkpoints.folderName(epoch: 1),
-                               "--config", out + "/config.yaml", "--out", out + "/nan-eval.json"])
+        try Checkpoints.write(
+            good.state, parameters: good.parameters.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+            momentum: good.momentum, to: damaged, keep: 1)
+        let r = try cavptDist([
+            "eval", "--checkpoint", damaged + "/" + Checkpoints.folderName(epoch: 1),
+            "--config", out + "/config.yaml", "--out", out + "/nan-eval.json",
+        ])
         #expect(r.status == 1)
         let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }.map(String.init)
         #expect(errors.count == 1 && errors[0].contains("tensor \(name) holds NaN or infinity"), "\(r.stderr)")
@@ -148,7 +160,10 @@ func runPrinted(_ command: String) throws -> ProcessResult {
         let source = try SafeTensorsFile(path: tinyRun.model + "/model.safetensors")
         var copied: [(String, Tensor)] = []
         for name in source.names { if let t = try? source.tensor(name) { copied.append((name, t)) } }
-        let victim = try #require(copied.firstIndex { $0.0.contains("resblocks.0.attn.in_proj_weight") || $0.0.contains("layers.0.self_attn.q_proj.weight") })
+        let victim = try #require(
+            copied.firstIndex {
+                $0.0.contains("resblocks.0.attn.in_proj_weight") || $0.0.contains("layers.0.self_attn.q_proj.weight")
+            })
         copied[victim].1.data[5] = .nan
         try SafeTensorsFile.write(copied, to: dir + "/model.safetensors")
         var args = stopRunArguments(dir + "/run", epochs: 1)
@@ -156,7 +171,9 @@ func runPrinted(_ command: String) throws -> ProcessResult {
         let r = try cavptDist(args)
         #expect(r.status == 1)
         let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }.map(String.init)
-        #expect(errors.count == 1 && errors[0].contains(copied[victim].0) && errors[0].contains("nan at element 5"), "\(r.stderr)")
+        #expect(
+            errors.count == 1 && errors[0].contains(copied[victim].0) && errors[0].contains("nan at element 5"),
+            "\(r.stderr)")
     }
 }
 
@@ -164,7 +181,9 @@ func runPrinted(_ command: String) throws -> ProcessResult {
     /// CAVPT_DIST_FAULT raises a real signal on one rank while it computes the given step; the job
     /// stops after that step, on every rank, and the printed command resumes it.
     @Test(arguments: [(1, "INT", 0, 2), (2, "TERM", 1, 2), (2, "USR1", 0, 1), (2, "TERM", 0, 3)])
-    func aSignalCheckpointsTheStepBoundaryAndResumesBitIdentical(ranks: Int, signal: String, rank: Int, step: Int) throws {
+    func aSignalCheckpointsTheStepBoundaryAndResumesBitIdentical(
+        ranks: Int, signal: String, rank: Int, step: Int
+    ) throws {
         let base = temporaryDirectory("preempt-\(signal)")
         let full = base + "/full", stopped = base + "/stopped"
         func run(_ args: [String], _ env: [String: String] = [:]) throws -> ProcessResult {
@@ -175,8 +194,9 @@ func runPrinted(_ command: String) throws -> ProcessResult {
         let reference = try run(stopRunArguments(full, epochs: 4), env)
         try #require(reference.status == 0, "\(reference.stderr)")
 
-        let r = try run(stopRunArguments(stopped, epochs: 4),
-                        env.merging(["CAVPT_DIST_FAULT": "signal-self:\(rank):\(signal):epoch:3:step:\(step)"]) { $1 })
+        let r = try run(
+            stopRunArguments(stopped, epochs: 4),
+            env.merging(["CAVPT_DIST_FAULT": "signal-self:\(rank):\(signal):epoch:3:step:\(step)"]) { $1 })
         #expect(r.status == TrainingStop.preemptedExitCode, "exit \(r.status)\n\(r.stderr)")
         #expect(!r.stderr.contains("error:"), "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: stopped + "/results.json"))
@@ -184,10 +204,13 @@ func runPrinted(_ command: String) throws -> ProcessResult {
         let folder = step < 3 ? Checkpoints.folderName(epoch: 2, step: step) : Checkpoints.folderName(epoch: 3)
         #expect(checkpointFolders(stopped).last == folder, "\(checkpointFolders(stopped))")
         let who = rank == 0 ? "SIG\(signal)" : "a signal to another rank"
-        #expect(r.stdout.contains("preempted by \(who) (1 rank(s) signalled) after epoch 3 step \(step): checkpoint "
-                                  + stopped + "/checkpoints/" + folder), "\(r.stdout)")
+        #expect(
+            r.stdout.contains(
+                "preempted by \(who) (1 rank(s) signalled) after epoch 3 step \(step): checkpoint "
+                    + stopped + "/checkpoints/" + folder), "\(r.stdout)")
         let status = try statusRecord(stopped)
-        #expect(status["state"] as? String == "preempted" && status["epoch"] as? Int == 3 && status["step"] as? Int == step)
+        #expect(
+            status["state"] as? String == "preempted" && status["epoch"] as? Int == 3 && status["step"] as? Int == step)
         let state = try Checkpoints.read(stopped + "/checkpoints/" + folder).state
         #expect(state.epoch == (step < 3 ? 2 : 3) && state.progress?.steps == (step < 3 ? step : nil))
         // The partial epoch writes no metrics line; its statistics travel in the checkpoint.
@@ -198,7 +221,9 @@ func runPrinted(_ command: String) throws -> ProcessResult {
         let resumed = try runPrinted(command)
         try #require(resumed.status == 0, "\(command)\n\(resumed.stderr)")
         #expect(resumed.stdout.contains("resumed from \(stopped)/checkpoints/\(folder)"), "\(resumed.stdout)")
-        expectBitIdentical(try checkpointTensors(full, epoch: 4), try checkpointTensors(stopped, epoch: 4), "\(ranks) rank(s) SIG\(signal)")
+        expectBitIdentical(
+            try checkpointTensors(full, epoch: 4), try checkpointTensors(stopped, epoch: 4),
+            "\(ranks) rank(s) SIG\(signal)")
         #expect(try statusRecord(stopped)["state"] as? String == "completed")
         #expect(try results(stopped)["accuracy"] as? Double == results(full)["accuracy"] as? Double)
 
@@ -225,9 +250,12 @@ func runPrinted(_ command: String) throws -> ProcessResult {
         // using the CPU; the uninterrupted reference runs at full speed.
         let epochs = 60
         let extra = ["--set", "checkpoint.every=\(epochs)", "--set", "train.logEvery=3"]
-        let reference = ranks == 1 ? try cavptDist(stopRunArguments(full, epochs: epochs, extra: extra),
-                                                   environment: ["CAVPT_DIST_BLAS_THREADS": "1"])
-                                   : try mpirun(ranks, stopRunArguments(full, epochs: epochs, extra: extra))
+        let reference =
+            ranks == 1
+            ? try cavptDist(
+                stopRunArguments(full, epochs: epochs, extra: extra),
+                environment: ["CAVPT_DIST_BLAS_THREADS": "1"])
+            : try mpirun(ranks, stopRunArguments(full, epochs: epochs, extra: extra))
         try #require(reference.status == 0, "\(reference.stderr)")
 
         let process = Process()
@@ -236,8 +264,11 @@ func runPrinted(_ command: String) throws -> ProcessResult {
             process.arguments = stopRunArguments(stopped, epochs: epochs, extra: extra)
         } else {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
-            process.arguments = ["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-q",
-                                 "--mca", "odls_base_sigkill_timeout", "3", "-np", "\(ranks)", binaryPath]
+            process.arguments =
+                [
+                    "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-q",
+                    "--mca", "odls_base_sigkill_timeout", "3", "-np", "\(ranks)", binaryPath,
+                ]
                 + stopRunArguments(stopped, epochs: epochs, extra: extra)
         }
         var environment = ProcessInfo.processInfo.environment
@@ -279,10 +310,11 @@ func runPrinted(_ command: String) throws -> ProcessResult {
             // mpirun itself exits 1 after its own SIGTERM handling; the ranks report the stop. It
             // signals them one after the other: the step may carry one rank's flag or both.
             #expect(process.terminationStatus != 0)
-            #expect(stdout.contains("preempted by \(name) (2 rank(s) signalled) after epoch ")
+            #expect(
+                stdout.contains("preempted by \(name) (2 rank(s) signalled) after epoch ")
                     || stdout.contains("preempted by \(name) (1 rank(s) signalled) after epoch ")
                     || stdout.contains("preempted by a signal to another rank (1 rank(s) signalled) after epoch "),
-                    "\(stdout)\n\(stderr)")
+                "\(stdout)\n\(stderr)")
         }
         let status = try statusRecord(stopped)
         #expect(status["state"] as? String == "preempted")
@@ -296,8 +328,9 @@ func runPrinted(_ command: String) throws -> ProcessResult {
 
         let resumed = try runPrinted(try printedResumeCommand(stdout))
         try #require(resumed.status == 0, "\(resumed.stderr)")
-        expectBitIdentical(try checkpointTensors(full, epoch: epochs), try checkpointTensors(stopped, epoch: epochs),
-                           "\(name) at epoch \(epoch) step \(step)")
+        expectBitIdentical(
+            try checkpointTensors(full, epoch: epochs), try checkpointTensors(stopped, epoch: epochs),
+            "\(name) at epoch \(epoch) step \(step)")
     }
 }
 
@@ -322,17 +355,24 @@ final class OutputCollector: @unchecked Sendable {
 
 @Suite struct StopRecords {
     @Test func theResumeCommandIsTheSameCommandWithResume() {
-        let command = resumeCommand(arguments: ["/opt/cavpt dist/cavpt-dist", "train", "--resume-from", "/r/checkpoints/epoch-0001",
-                                                "--set", "model.name=it's", "--output", "runs/a b", "--resume"],
-                                    ranks: 4, workingDirectory: "/home/me")
-        #expect(command == "cd /home/me && mpirun -np 4 '/opt/cavpt dist/cavpt-dist' train --set 'model.name=it'\\''s' "
-                           + "--output 'runs/a b' --resume")
-        #expect(resumeCommand(arguments: ["cavpt-dist", "train", "--resume-from=/x"], ranks: 1, workingDirectory: "/w")
+        let command = resumeCommand(
+            arguments: [
+                "/opt/cavpt dist/cavpt-dist", "train", "--resume-from", "/r/checkpoints/epoch-0001",
+                "--set", "model.name=it's", "--output", "runs/a b", "--resume",
+            ],
+            ranks: 4, workingDirectory: "/home/me")
+        #expect(
+            command == "cd /home/me && mpirun -np 4 '/opt/cavpt dist/cavpt-dist' train --set 'model.name=it'\\''s' "
+                + "--output 'runs/a b' --resume")
+        #expect(
+            resumeCommand(arguments: ["cavpt-dist", "train", "--resume-from=/x"], ranks: 1, workingDirectory: "/w")
                 == "cd /w && cavpt-dist train --resume")
     }
 
     @Test func olderCheckpointStatesHaveNoStep() throws {
-        let json = #"{"epoch": 3, "seed": 1, "configHash": "h", "config": "", "rngKeys": {"seed": 1}, "ranks": 2, "version": "0.1.0"}"#
+        let json =
+            #"{"epoch": 3, "seed": 1, "configHash": "h", "config": "", "rngKeys": {"seed": 1}, "ranks": 2, "#
+            + #""version": "0.1.0"}"#
         let state = try JSONDecoder().decode(CheckpointState.self, from: Data(json.utf8))
         #expect(state.epoch == 3 && state.progress == nil)
         #expect(Checkpoints.folderName(epoch: 3) < Checkpoints.folderName(epoch: 3, step: 1))
@@ -342,16 +382,22 @@ final class OutputCollector: @unchecked Sendable {
     @Test func midEpochCheckpointsSortBetweenEpochsAndRotateLikeThem() throws {
         let dir = temporaryDirectory("step-checkpoints") + "/checkpoints"
         func state(_ epoch: Int, _ step: Int) -> CheckpointState {
-            CheckpointState(epoch: epoch, seed: 1, configHash: "h", config: "", rngKeys: ["seed": 1, "epoch": epoch], ranks: 1,
-                            version: cavptDistVersion,
-                            progress: step == 0 ? nil : EpochProgress(steps: step, lossSum: 1, correct: 1, images: 8, seconds: 0,
-                                                                      communicationSeconds: 0, allreduces: step))
+            CheckpointState(
+                epoch: epoch, seed: 1, configHash: "h", config: "", rngKeys: ["seed": 1, "epoch": epoch], ranks: 1,
+                version: cavptDistVersion,
+                progress: step == 0
+                    ? nil
+                    : EpochProgress(
+                        steps: step, lossSum: 1, correct: 1, images: 8, seconds: 0,
+                        communicationSeconds: 0, allreduces: step))
         }
         for (epoch, step) in [(9, 0), (9, 2), (10, 0), (10, 1)] {
-            try Checkpoints.write(state(epoch, step), parameters: [("visual.prompts", Tensor(shape: [1], repeating: Float(epoch)))],
-                                  momentum: [:], to: dir, keep: 3)
+            try Checkpoints.write(
+                state(epoch, step), parameters: [("visual.prompts", Tensor(shape: [1], repeating: Float(epoch)))],
+                momentum: [:], to: dir, keep: 3)
         }
-        #expect(try Checkpoints.list(dir).map { URL(fileURLWithPath: $0).lastPathComponent }
+        #expect(
+            try Checkpoints.list(dir).map { URL(fileURLWithPath: $0).lastPathComponent }
                 == ["epoch-0009-step-0002", "epoch-0010", "epoch-0010-step-0001"])
         let newest = try #require(Checkpoints.newest(in: dir))
         #expect(newest.state.epoch == 10 && newest.state.progress?.steps == 1)
@@ -364,7 +410,8 @@ final class OutputCollector: @unchecked Sendable {
     }
 
     @Test func nonFiniteNumbersBecomeNullInJSON() throws {
-        let record = jsonSafe(["loss": Double.nan, "lr": ["visual": Double.infinity, "text": 0.5], "steps": 2]) as! [String: Any]
+        let record =
+            jsonSafe(["loss": Double.nan, "lr": ["visual": Double.infinity, "text": 0.5], "steps": 2]) as! [String: Any]
         let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
         #expect(String(decoding: data, as: UTF8.self) == #"{"loss":null,"lr":{"text":0.5,"visual":null},"steps":2}"#)
     }

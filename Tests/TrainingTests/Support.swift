@@ -23,8 +23,10 @@ struct ProcessResult {
 
 /// Runs a program to completion, capturing its output; `timeout` guards a hang, not a speed.
 @discardableResult
-func runProcess(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
-                directory: String? = nil, timeout: TimeInterval = 600) throws -> ProcessResult {
+func runProcess(
+    _ executable: String, _ arguments: [String], environment: [String: String] = [:],
+    directory: String? = nil, timeout: TimeInterval = 600
+) throws -> ProcessResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
@@ -42,27 +44,42 @@ func runProcess(_ executable: String, _ arguments: [String], environment: [Strin
     // Drain both pipes concurrently so a chatty child never blocks on a full pipe.
     nonisolated(unsafe) var outData = Data(), errData = Data()
     let group = DispatchGroup()
-    group.enter(); DispatchQueue.global().async { outData = outPipe.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-    group.enter(); DispatchQueue.global().async { errData = errPipe.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    group.enter();
+    DispatchQueue.global().async {
+        outData = outPipe.fileHandleForReading.readDataToEndOfFile(); group.leave()
+    }
+    group.enter();
+    DispatchQueue.global().async {
+        errData = errPipe.fileHandleForReading.readDataToEndOfFile(); group.leave()
+    }
     let deadline = Date().addingTimeInterval(timeout)
     while process.isRunning && Date() < deadline { usleep(20_000) }
     if process.isRunning { process.terminate(); kill(-process.processIdentifier, SIGKILL) }
     process.waitUntilExit()
     group.wait()
-    return ProcessResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                         stderr: String(decoding: errData, as: UTF8.self))
+    return ProcessResult(
+        status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+        stderr: String(decoding: errData, as: UTF8.self))
 }
 
-func cavptDist(_ arguments: [String], directory: String? = nil, environment: [String: String] = [:]) throws -> ProcessResult {
+func cavptDist(
+    _ arguments: [String], directory: String? = nil, environment: [String: String] = [:]
+) throws -> ProcessResult {
     try runProcess(binaryPath, arguments, environment: environment, directory: directory)
 }
 
-func mpirun(_ ranks: Int, _ arguments: [String], directory: String? = nil, environment: [String: String] = [:]) throws -> ProcessResult {
+func mpirun(
+    _ ranks: Int, _ arguments: [String], directory: String? = nil, environment: [String: String] = [:]
+) throws -> ProcessResult {
     var env = environment
     env["CAVPT_DIST_BLAS_THREADS"] = env["CAVPT_DIST_BLAS_THREADS"] ?? "1"
-    return try runProcess("/usr/bin/mpirun", ["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-q",
-                                              "-np", String(ranks), binaryPath] + arguments,
-                          environment: env, directory: directory)
+    return try runProcess(
+        "/usr/bin/mpirun",
+        [
+            "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-q",
+            "-np", String(ranks), binaryPath,
+        ] + arguments,
+        environment: env, directory: directory)
 }
 
 /// All of this process's scratch folders live under one root; roots left by earlier test processes

@@ -3,6 +3,7 @@
 // file with Dassl's tags.
 import Foundation
 import Testing
+
 @testable import Training
 
 @Suite struct TensorBoardTests {
@@ -14,11 +15,13 @@ import Testing
             (1_764_580_000.25, 1, "train/loss", 2.302585), (1_764_580_000.25, 1, "train/acc", 12.5),
             (1_764_580_000.25, 1, "train/lr", 1e-05), (1_764_580_001.5, 2, "train/loss", 1.75),
             (1_764_580_001.5, 2, "train/lr", 0.01), (1_764_580_002.0, 2, "test/accuracy", 87.5),
-            (1_764_580_002.0, 2, "test/macro_f1", -0.0), (1_764_580_002.0, 123_456_789, "train/ünïcode tag", 3.4028234663852886e38),
+            (1_764_580_002.0, 2, "test/macro_f1", -0.0),
+            (1_764_580_002.0, 123_456_789, "train/ünïcode tag", 3.4028234663852886e38),
         ]
         for (wall, step, tag, value) in events { try writer.scalar(tag, value, step: step, wallTime: wall) }
         let written = try Data(contentsOf: URL(fileURLWithPath: writer.path))
-        let expected = try Data(contentsOf: URL(fileURLWithPath: packageRoot + "/Tests/Fixtures/tensorboard/expected.tfevents"))
+        let expected = try Data(
+            contentsOf: URL(fileURLWithPath: packageRoot + "/Tests/Fixtures/tensorboard/expected.tfevents"))
         #expect(written.count == expected.count)
         if let i = zip(written, expected).enumerated().first(where: { $0.element.0 != $0.element.1 })?.offset {
             Issue.record("first differing byte at \(i) of \(expected.count)")
@@ -30,7 +33,9 @@ import Testing
         let out = temporaryDirectory("tb-run") + "/run"
         let r = try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 2))
         try #require(r.status == 0, "\(r.stderr)")
-        let files = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasPrefix("events.out.tfevents.") }
+        let files = try FileManager.default.contentsOfDirectory(atPath: out).filter {
+            $0.hasPrefix("events.out.tfevents.")
+        }
         try #require(files.count == 1, "\(files)")
         let bytes = try Data(contentsOf: URL(fileURLWithPath: out + "/" + files[0]))
         let tags = Set(tfrecordTags(bytes))
@@ -42,8 +47,10 @@ import Testing
         #expect(log.hasPrefix("# ") && log.contains(" train --dataset "))
         for line in r.stdout.split(separator: "\n") { #expect(log.contains(line), "\(line) not in log.txt") }
         // A failure's error line lands there too.
-        let failed = try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 3,
-                                                          extra: ["--resume", "--set", "optim.visual.lr=0.5"]))
+        let failed = try cavptDist(
+            tinyRun.trainArguments(
+                method: "vpt_deep", output: out, epochs: 3,
+                extra: ["--resume", "--set", "optim.visual.lr=0.5"]))
         #expect(failed.status == 1)
         #expect(try String(contentsOfFile: out + "/log.txt", encoding: .utf8).contains("error: cannot resume from"))
     }
@@ -58,7 +65,8 @@ func tfrecordTags(_ data: Data) -> [String] {
     while offset + 12 <= bytes.count {
         let length = bytes[offset..<offset + 8].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
         let payload = Array(bytes[(offset + 12)..<(offset + 12 + length)])
-        #expect(TensorBoardWriter.record(payload) == Data(bytes[offset..<(offset + 16 + length)]), "record at \(offset)")
+        #expect(
+            TensorBoardWriter.record(payload) == Data(bytes[offset..<(offset + 16 + length)]), "record at \(offset)")
         for summary in fields(payload, number: 5) {
             for value in fields(summary, number: 1) {
                 for tag in fields(value, number: 1) { tags.append(String(decoding: tag, as: UTF8.self)) }

@@ -27,19 +27,27 @@ import Training
         let first = try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 2))
         try #require(first.status == 0, "\(first.stderr)")
         // A different learning rate is a different run: resuming it must name the key and keep the checkpoints.
-        let changed = try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 2,
-                                                           extra: ["--resume", "--set", "optim.visual.lr=0.5"]))
+        let changed = try cavptDist(
+            tinyRun.trainArguments(
+                method: "vpt_deep", output: out, epochs: 2,
+                extra: ["--resume", "--set", "optim.visual.lr=0.5"]))
         #expect(changed.status == 1)
         let lines = changed.stderr.split(separator: "\n")
-        #expect(lines.count == 1 && lines[0].contains("optim.visual.lr") && lines[0].contains("epoch-0002"), "\(changed.stderr)")
+        #expect(
+            lines.count == 1 && lines[0].contains("optim.visual.lr") && lines[0].contains("epoch-0002"),
+            "\(changed.stderr)")
         #expect(FileManager.default.fileExists(atPath: out + "/checkpoints/epoch-0002/state.safetensors"))
         // Operational keys may change.
-        let same = try cavptDist(tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 2,
-                                                        extra: ["--resume", "--set", "train.workers=2"]))
+        let same = try cavptDist(
+            tinyRun.trainArguments(
+                method: "vpt_deep", output: out, epochs: 2,
+                extra: ["--resume", "--set", "train.workers=2"]))
         #expect(same.status == 0, "\(same.stderr)")
         // eval --checkpoint --config gives the accuracy train reported.
         let accuracy = try results(out)["accuracy"] as! Double
-        let evaluation = try cavptDist(["eval", "--checkpoint", out + "/checkpoints/epoch-0002", "--config", out + "/config.yaml"])
+        let evaluation = try cavptDist([
+            "eval", "--checkpoint", out + "/checkpoints/epoch-0002", "--config", out + "/config.yaml",
+        ])
         try #require(evaluation.status == 0, "\(evaluation.stderr)")
         #expect(evaluation.stdout.contains(String(format: "accuracy %.2f%%", accuracy * 100)), "\(evaluation.stdout)")
     }
@@ -55,21 +63,28 @@ import Training
         try #require(r.status == 0, "\(r.stderr)")
         var saved = Config()
         let recorded = dir + "/run/config.yaml"
-        try saved.merge(savedRun: try String(contentsOfFile: recorded, encoding: .utf8), source: recorded, definitionFile: recorded)
+        try saved.merge(
+            savedRun: try String(contentsOfFile: recorded, encoding: .utf8), source: recorded, definitionFile: recorded)
         #expect(saved.string("method.name") == "vpt_deep")
         #expect(saved.string("dataset.name") == "synthetic")
-        #expect(saved.int("cavpt.topK") == 3)          // from the definition's cavpt section
+        #expect(saved.int("cavpt.topK") == 3) // from the definition's cavpt section
         #expect(saved.string("method.visualPrompt") == "deep")
     }
 
     @Test func badInputsGiveOneLineErrors() throws {
         let out = temporaryDirectory("bad") + "/run"
         let cases: [([String], String)] = [
-            (tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 1, extra: ["--set", "train.epoch=2"]),
-             "unknown config key 'train.epoch'"),
+            (
+                tinyRun.trainArguments(method: "vpt_deep", output: out, epochs: 1, extra: ["--set", "train.epoch=2"]),
+                "unknown config key 'train.epoch'"
+            ),
             (tinyRun.trainArguments(method: "nope", output: out, epochs: 1), "unknown method 'nope'"),
-            (["train", "--dataset", tinyRun.datasetYAML, "--method", "vpt_deep", "--data-root", tinyRun.dataRoot,
-              "--model", "/nonexistent/model.safetensors", "--output", out], "/nonexistent"),
+            (
+                [
+                    "train", "--dataset", tinyRun.datasetYAML, "--method", "vpt_deep", "--data-root", tinyRun.dataRoot,
+                    "--model", "/nonexistent/model.safetensors", "--output", out,
+                ], "/nonexistent"
+            ),
         ]
         for (args, needle) in cases {
             let r = try cavptDist(args)

@@ -1,10 +1,10 @@
+import CLibFuzzer
 // libFuzzer target: the whole config-load path. The input is a YAML file, then `--set`
 // assignments, separated by NUL bytes; the YAML is also read as a dataset definition and as
 // a `fewshot` command config.
 import Data
 import Foundation
 import Training
-import CLibFuzzer
 
 private let scratch: String = {
     let folder = NSTemporaryDirectory() + "cavpt-fuzz-config-\(getpid())"

@@ -1,7 +1,7 @@
 // libFuzzer target: JPEG decoding through the setjmp shim (cjpeg.c) and its Swift wrapper.
 import CJPEG
-import Data
 import CLibFuzzer
+import Data
 import Foundation
 
 /// Below JPEG.maxPixels so a header claiming a huge image does not spend each run on allocation;

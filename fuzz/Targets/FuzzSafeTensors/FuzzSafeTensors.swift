@@ -1,8 +1,9 @@
+import CLibFuzzer
+import Foundation
+
 // libFuzzer target: the safetensors header (length prefix, JSON, dtype/shape/offset checks) of a
 // whole file held in memory, as `SafeTensorsFile(path:)` validates it after mmap.
 @testable import CLIP
-import CLibFuzzer
-import Foundation
 
 @main enum FuzzSafeTensors {
     static func main() {

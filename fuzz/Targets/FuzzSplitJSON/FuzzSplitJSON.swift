@@ -1,8 +1,8 @@
+import CLibFuzzer
 // libFuzzer target: CoOp's split_zhou_*.json and the few-shot JSON, each read from a file the
 // way a run reads them (the input is written to a scratch file first).
 import Data
 import Foundation
-import CLibFuzzer
 
 private let scratch: String = {
     let folder = NSTemporaryDirectory() + "cavpt-fuzz-split-\(getpid())"
@@ -23,8 +23,9 @@ func fuzzOne(_ bytes: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     guard let data = bytes else { return 0 }
     let file = scratch + "/split.json"
     guard FileManager.default.createFile(atPath: file, contents: Data(bytes: data, count: size)) else { return 0 }
-    let spec = DatasetSpec(name: "fuzz", layout: .coopSplit, folder: "", images: "images",
-                           splitFile: "split.json", template: "a photo of a {}.")
+    let spec = DatasetSpec(
+        name: "fuzz", layout: .coopSplit, folder: "", images: "images",
+        splitFile: "split.json", template: "a photo of a {}.")
     let splits = try? loadDataset(spec: spec, dataRoot: scratch)
     if let lists = try? FewShotLists.read(from: file), let splits {
         _ = try? lists.validate(against: splits, file: file)

@@ -1,8 +1,8 @@
 // libFuzzer target: text → token ids with the real CLIP vocabulary (the one the product finds,
 // or $CAVPT_FUZZ_VOCAB); cleaning, byte-level BPE and truncation to the context length.
 import CLIP
-import Foundation
 import CLibFuzzer
+import Foundation
 
 private let tokenizer: CLIPTokenizer = {
     let path = ProcessInfo.processInfo.environment["CAVPT_FUZZ_VOCAB"]
