@@ -375,3 +375,39 @@ int ck_parallel(long threads, ck_body body, void *ctx) {
     gomp_parallel(ck_trampoline, &job, (unsigned)threads, 0);
     return 1;
 }
+
+// MARK: Emulated bf16 products (see ckernels.h)
+
+static inline float widen_bf16(uint16_t h) {
+    uint32_t b = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+void ck_matmul_bf16_emulated(long b0, long b1, long m, long n, long k, float alpha,
+                             const uint16_t *a, const long *as, const uint16_t *b, const long *bs,
+                             float *c, const long *cs, const float *bias, int accumulate) {
+    float *row = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!row) abort();
+    for (long x = 0; x < b0; x++)
+        for (long y = 0; y < b1; y++) {
+            const uint16_t *ab = a + x * as[0] + y * as[1];
+            const uint16_t *bb = b + x * bs[0] + y * bs[1];
+            float *cb = c + x * cs[0] + y * cs[1];
+            for (long i = 0; i < m; i++) {
+                for (long j = 0; j < n; j++) row[j] = 0.f;
+                for (long p = 0; p < k; p++) {
+                    float av = widen_bf16(ab[i * as[2] + p * as[3]]);
+                    const uint16_t *brow = bb + p * bs[2];
+                    for (long j = 0; j < n; j++) row[j] += av * widen_bf16(brow[j * bs[3]]);
+                }
+                float *out = cb + i * cs[2];
+                for (long j = 0; j < n; j++) {
+                    float v = alpha * row[j] + (bias ? bias[j] : 0.f);
+                    out[j * cs[3]] = accumulate ? out[j * cs[3]] + v : v;
+                }
+            }
+        }
+    free(row);
+}

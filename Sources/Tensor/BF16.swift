@@ -180,3 +180,10 @@ final class AtomicCounter: @unchecked Sendable {
     func add(_ n: Int) { pthread_mutex_lock(&mutex); v += n; pthread_mutex_unlock(&mutex) }
     var value: Int { pthread_mutex_lock(&mutex); defer { pthread_mutex_unlock(&mutex) }; return v }
 }
+
+/// Which form of the element-wise kernels (Sources/CKernels) runs in this process.
+public enum ElementwiseKernels {
+    /// True when their AVX-512 BF16 form runs (the CPU has it and CAVPT_DIST_PORTABLE_KERNELS is unset);
+    /// false where the portable C form does (tests compare the two forms only where both exist).
+    public static var avx512BF16: Bool { ck_avx512bf16() != 0 }
+}

@@ -1,6 +1,7 @@
 // oneDNN at run time: the engine and stream, the instruction set it will use, its OpenMP threads,
 // and matmul primitives (bf16 × bf16 → fp32, or fp32) created once per shape and reused.
 import CDNNL
+import CKernels
 import Foundation
 
 #if canImport(Glibc)
@@ -51,12 +52,25 @@ public enum OneDNN {
         }
     }
 
-    /// bf16 products need native bf16 dot products (AVX-512 BF16, or AMX-BF16 tiles); on anything
-    /// less oneDNN emulates them, slower than fp32. Nil when this CPU (as oneDNN sees it) has them,
-    /// else the one-line reason, naming what is missing.
-    public static var bf16Unsupported: String? {
+    /// Whether oneDNN has native bf16 dot products here (AVX-512 BF16 or AMX-BF16, as it sees the CPU).
+    public static var bf16Native: Bool {
         let bf16Bits = dnnl_cpu_isa_avx512_core_bf16.rawValue
-        if isa.rawValue & bf16Bits == bf16Bits { return nil }
+        return isa.rawValue & bf16Bits == bf16Bits
+    }
+
+    /// `CAVPT_DIST_BF16_EMULATION=1` (tests and CI on CPUs without bf16 dot products): bf16 runs anyway,
+    /// on oneDNN's emulated bf16 (exact bf16 × bf16 products accumulated in fp32, the same arithmetic,
+    /// many times slower than fp32). Only meaningful where bf16 is not native.
+    public static var bf16Emulated: Bool {
+        guard let flag = getenv("CAVPT_DIST_BF16_EMULATION"), String(cString: flag) == "1" else { return false }
+        return !bf16Native
+    }
+
+    /// bf16 products need native bf16 dot products (AVX-512 BF16, or AMX-BF16 tiles); on anything
+    /// less oneDNN emulates them, slower than fp32. Nil when this CPU (as oneDNN sees it) has them or
+    /// when emulation was asked for (`bf16Emulated`), else the one-line reason, naming what is missing.
+    public static var bf16Unsupported: String? {
+        if bf16Native || bf16Emulated { return nil }
         var reason =
             "runtime.precision bf16 needs AVX-512 BF16 (avx512_bf16) or AMX-BF16, and oneDNN finds neither: "
             + "it would run \(isaName) kernels on this CPU"
@@ -151,6 +165,28 @@ public enum OneDNN {
         return md
     }
 
+    /// A bf16 product on CPUs without bf16 dot products (see `emulates`): batch dims padded to two.
+    static func emulate(
+        _ key: Key, src: UnsafeRawPointer, weights: UnsafeRawPointer, dst: UnsafeMutableRawPointer,
+        bias: UnsafeRawPointer?
+    ) {
+        func padded(_ v: [Int64], _ fill: Int64) -> [Int] {
+            (Array(repeating: fill, count: 4 - v.count) + v).map(Int.init)
+        }
+        let dims = padded(key.dst, 1), inner = Int(key.src.last!)
+        let (a, b, c) = (padded(key.srcStrides, 0), padded(key.weightStrides, 0), padded(key.dstStrides, 0))
+        ck_matmul_bf16_emulated(
+            dims[0], dims[1], dims[2], dims[3], inner, key.alpha,
+            src.assumingMemoryBound(to: UInt16.self), a, weights.assumingMemoryBound(to: UInt16.self), b,
+            dst.assumingMemoryBound(to: Float.self), c, bias?.assumingMemoryBound(to: Float.self),
+            key.accumulate ? 1 : 0)
+    }
+
+    /// Whether this bf16 product runs emulated: oneDNN 2.6 has no bf16 matmul below AVX-512, so with
+    /// CAVPT_DIST_BF16_EMULATION it runs in ck_matmul_bf16_emulated instead (exact bf16 × bf16 products
+    /// summed in fp32, row by row in a fixed order, so a row never depends on the batch it is in).
+    static func emulates(_ key: Key) -> Bool { key.srcType == dnnl_bf16.rawValue && bf16Emulated }
+
     static func primitive(_ key: Key) -> Primitive {
         if let p = cache[key] { return p }
         let srcType = dnnl_data_type_t(key.srcType), weightType = dnnl_data_type_t(key.weightType)
@@ -226,6 +262,13 @@ public enum OneDNN {
         _ key: Key, src: UnsafeRawPointer, weights: UnsafeRawPointer,
         dst: UnsafeMutableRawPointer, bias: UnsafeRawPointer?
     ) {
+        if emulates(key) {
+            lock.lock()
+            if creations[key] == nil { creations[key] = 1 } // one "primitive" per shape, as natively
+            lock.unlock()
+            emulate(key, src: src, weights: weights, dst: dst, bias: bias)
+            return
+        }
         lock.lock()
         defer { lock.unlock() }
         let p = primitive(key)

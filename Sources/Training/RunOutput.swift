@@ -138,7 +138,10 @@ public final class RunOutput: @unchecked Sendable {
                 "cavpt-dist": cavptDistVersion, "openblasCore": BLASRuntime.coreName,
                 "onednn": OneDNN.version, "onednnISA": OneDNN.isaName,
             ],
+            // This rank's peak resident memory so far (training and evaluation), in MiB.
+            "memory": ["peakRSSMB": (ProcessMemory.peakResidentMB * 10).rounded() / 10],
         ]
+        if OneDNN.bf16Emulated && config.string("runtime.precision") == "bf16" { record["bf16Emulated"] = true }
         var timing: [String: Any] = ["evaluationSeconds": result.seconds]
         for (k, v) in extra {
             if k.hasSuffix("Seconds") || k.hasSuffix("PerSecond") { timing[k] = v } else { record[k] = v }

@@ -222,7 +222,9 @@ public enum RunSetup {
 
     /// What the start line says about the arithmetic: "fp32" or "bf16 (oneDNN 2.6.3, avx512_core_bf16)".
     public static func precisionSummary(_ precision: Precision) -> String {
-        precision == .fp32 ? "fp32" : "bf16 (oneDNN \(OneDNN.version), \(OneDNN.isaName))"
+        precision == .fp32
+            ? "fp32"
+            : "bf16 (oneDNN \(OneDNN.version), \(OneDNN.isaName)\(OneDNN.bf16Emulated ? ", emulated" : ""))"
     }
 
     /// Dataset lists and the few-shot subset (sampled with the run's seed, or read from data.fewshot).

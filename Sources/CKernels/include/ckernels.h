@@ -45,3 +45,12 @@ void ck_add_in_place(float *x, const float *y, size_t n);
 /// runs nothing) when libgomp is not in the process.
 typedef void (*ck_body)(void *ctx, long t);
 int ck_parallel(long threads, ck_body body, void *ctx);
+
+/// Emulated bf16 matmul (CAVPT_DIST_BF16_EMULATION, CPUs without bf16 dot products, where oneDNN 2.6
+/// has no bf16 matmul): C[b0][b1][i][j] = alpha · Σ_k A[b0][b1][i][k] · B[b0][b1][k][j] (+ bias[j])
+/// (+ the old C when accumulate), A and B bf16 at any (b0, b1, row, column) strides in elements, C fp32.
+/// Every product of two bf16 values is exact in fp32 and each row sums over k in order, in fp32: the
+/// native kernels' arithmetic, and a row's result never depends on the other rows (as theirs does not).
+void ck_matmul_bf16_emulated(long b0, long b1, long m, long n, long k, float alpha,
+                             const uint16_t *a, const long *a_strides, const uint16_t *b, const long *b_strides,
+                             float *c, const long *c_strides, const float *bias, int accumulate);
