@@ -28,6 +28,11 @@ public struct ResidualBlock: Sendable {
     let outWeight: FrozenMatrix, outBias: Var
     let fcWeight: FrozenMatrix, fcBias: Var, projWeight: FrozenMatrix, projBias: Var
     let inProjWeight: FrozenMatrix
+    /// The same weights as the fused sublayers take them (DESIGN §3a).
+    let attentionWeights: AttentionWeights, mlpWeights: MLPWeights
+
+    /// runtime.recompute for every block of the process (set once by a run's set-up; DESIGN §3a).
+    nonisolated(unsafe) public static var recompute: Recompute = .none
 
     /// The weight matrices, whole (tests check where they are held).
     public var matrices: [FrozenMatrix] { [inProjWeight, outWeight, fcWeight, projWeight] }
@@ -54,6 +59,12 @@ public struct ResidualBlock: Sendable {
         outWeight = try m("attn.out_proj.weight"); outBias = try w("attn.out_proj.bias")
         fcWeight = try m("mlp.c_fc.weight"); fcBias = try w("mlp.c_fc.bias")
         projWeight = try m("mlp.c_proj.weight"); projBias = try w("mlp.c_proj.bias")
+        attentionWeights = AttentionWeights(
+            heads: heads, ln: (ln1.0.value, ln1.1.value), query: queryWeight, queryBias: queryBias.value,
+            keyValue: keyValueWeight, keyValueBias: keyValueBias.value, out: outWeight, outBias: outBias.value)
+        mlpWeights = MLPWeights(
+            ln: (ln2.0.value, ln2.1.value), fc: fcWeight, fcBias: fcBias.value, proj: projWeight,
+            projBias: projBias.value)
     }
 
     /// Every block `prefix{0,1,…}.` present in `weights`, in order; heads = width / 64 as in CLIP.
@@ -104,6 +115,23 @@ public struct ResidualBlock: Sendable {
 
     /// x: [n, S, d] -> [n, q, d].   causal: text encoder (row j attends to keys 0…j).
     public func callAsFunction(_ x: Var, outputs: OutputRows = .all, causal: Bool = false) -> Var {
+        if FusedAttention.enabled {
+            // Two ops, each keeping only what its backward reads (and less with runtime.recompute).
+            let rows: RowSelection
+            switch outputs {
+            case .all: rows = .all
+            case .prefix(let k): rows = .prefix(k)
+            case .onePerSample(let r): rows = .onePerSample(r)
+            }
+            let mode = x.requiresGrad ? Self.recompute : .none
+            let x1 = attentionSublayer(x, attentionWeights, rows: rows, causal: causal, recompute: mode != .none)
+            return mlpSublayer(x1, mlpWeights, recompute: mode == .blocks)
+        }
+        return unfused(x, outputs: outputs, causal: causal)
+    }
+
+    /// The block as separate ops, attention keeping its probabilities (CAVPT_DIST_ATTENTION=unfused).
+    func unfused(_ x: Var, outputs: OutputRows, causal: Bool) -> Var {
         let (n, S, d) = (x.shape[0], x.shape[1], x.shape[2])
         let bf16 = outWeight.precision == .bf16 // ln_1 also writes its output in bf16
         let h = layerNorm(x, ln1.0, ln1.1, bf16Copy: bf16)

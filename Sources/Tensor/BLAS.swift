@@ -20,6 +20,8 @@ public final class OpCounter: @unchecked Sendable {
     public var bf16GEMMs = 0, bf16Flops = 0.0, bf16Seconds = 0.0
     /// The same for the small batched products of attention done in bf16.
     public var bf16SmallGEMMs = 0, bf16SmallFlops = 0.0, bf16SmallSeconds = 0.0
+    /// Fused attention kernels (one call per block and direction): count, flops, seconds (when `timed`).
+    public var fusedAttentionCalls = 0, fusedAttentionFlops = 0.0, fusedAttentionSeconds = 0.0
     public let timed: Bool
     public init() { timed = false }
     public init(timed: Bool) { self.timed = timed }

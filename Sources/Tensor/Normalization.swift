@@ -25,25 +25,7 @@ public func layerNorm(_ x: Var, _ gamma: Var, _ beta: Var, eps: Float = 1e-5, bf
             ck_layernorm(px + r * d, pg, pb, ph + r * d, pr + r, py + r * d, yb + r * d, rows.count, d, eps)
         }
     } else {
-        Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in
-            for r in rows {
-                let row = px + r * d
-                var mean: Float = 0
-                for j in 0..<d { mean += row[j] }
-                mean /= Float(d)
-                var variance: Float = 0
-                for j in 0..<d { let c = row[j] - mean; variance += c * c }
-                variance /= Float(d)
-                let s = 1 / sqrtf(variance + eps)
-                pr[r] = s
-                let h = ph + r * d, out = py + r * d
-                for j in 0..<d {
-                    let v = (row[j] - mean) * s
-                    h[j] = v
-                    out[j] = v * pg[j] + pb[j]
-                }
-            }
-        }
+        layerNormRows(px, gamma: pg, beta: pb, xhat: ph, rstd: pr, into: py, rows: n, width: d, eps: eps)
     }
     return Var.op(y, [x, gamma, beta]) { dy in
         // Reach the saved buffers through their tensors so the closure keeps them alive.
@@ -118,6 +100,33 @@ func layerNormInputGradient(
             m1 /= Float(d); m2 /= Float(d)
             let s = rstd[r]
             for j in 0..<d { out[j] = s * (gr[j] * gamma[j] - m1 - h[j] * m2) }
+        }
+    }
+}
+
+/// The fp32 LayerNorm of `n` rows (the reference arithmetic): x̂ and 1/σ for the backward, y = x̂ γ + β.
+func layerNormRows(
+    _ px: UnsafePointer<Float>, gamma pg: UnsafePointer<Float>, beta pb: UnsafePointer<Float>,
+    xhat ph: UnsafeMutablePointer<Float>, rstd pr: UnsafeMutablePointer<Float>, into py: UnsafeMutablePointer<Float>,
+    rows n: Int, width d: Int, eps: Float
+) {
+    Parallel.chunks(n, grain: max(1, (1 << 14) / d)) { rows in
+        for r in rows {
+            let row = px + r * d
+            var mean: Float = 0
+            for j in 0..<d { mean += row[j] }
+            mean /= Float(d)
+            var variance: Float = 0
+            for j in 0..<d { let c = row[j] - mean; variance += c * c }
+            variance /= Float(d)
+            let s = 1 / sqrtf(variance + eps)
+            pr[r] = s
+            let h = ph + r * d, out = py + r * d
+            for j in 0..<d {
+                let v = (row[j] - mean) * s
+                h[j] = v
+                out[j] = v * pg[j] + pb[j]
+            }
         }
     }
 }

@@ -66,15 +66,22 @@ private func bf16Model() throws -> (CLIPModel, [() -> Storage?], Int) {
         }
         // Patch conv + 5 per block (key/value, query, out, c_fc, c_proj) + projection, forward and dx.
         #expect(counter.bf16GEMMs == 2 * (1 + 5 * L + 1))
-        // Attention: 2 batched products forward and 4 backward per block.
-        #expect(counter.bf16SmallGEMMs == 6 * L)
+        // Attention: one fused kernel call forward and one backward per block (or, unfused, 2 batched
+        // products forward and 4 backward).
+        if FusedAttention.enabled {
+            #expect(counter.fusedAttentionCalls == 2 * L && counter.bf16SmallGEMMs == 0)
+        } else {
+            #expect(counter.bf16SmallGEMMs == 6 * L)
+        }
         #expect(counter.gemms == 0, "no fp32 product in the bf16 image encoder")
         #expect(pixels.grad != nil)
 
         let text = OpCounter()
         _ = try BLAS.$counter.withValue(text) { try model.text(tokens: [[49406 % 1014, 5, 6, 1013, 0]]) }
         #expect(text.bf16GEMMs == 5 * shape.textLayers + 1)
-        #expect(text.bf16SmallGEMMs == 2 * shape.textLayers)
+        #expect(
+            FusedAttention.enabled
+                ? text.fusedAttentionCalls == shape.textLayers : text.bf16SmallGEMMs == 2 * shape.textLayers)
         #expect(text.gemms == 0)
     }
 

@@ -70,10 +70,13 @@ private let cpuHasAVX512Core = OneDNN.isaName.hasPrefix("avx512")
     /// difference can flip one bf16 rounding of an activation, a 2⁻⁹ step that this width-64 model
     /// feels. Measured over seeds 3–8: vpt_deep and vlp_cavpt (learned text context included) stay at
     /// ≤ 9e-7 after 3 epochs; vpt_cavpt does too for 4 of 6 seeds, and seeds 3 and 7 have such a flip
-    /// (2.5e-3, 1.3e-3). So the trained tensors are held to 1e-3 where no flip was seen and to 1e-2
-    /// for vpt_cavpt, whose flips are a property of bf16 on another CPU's kernels too (README, Precision).
+    /// (2.5e-3, 1.3e-3). The fused attention kernels and the bf16-held pre-activation (DESIGN §3a) round
+    /// other values to bf16, so where the flips fall moved: with them, seed 3 keeps ≤ 3e-7 at epoch 1 for
+    /// every preset (the sum order alone) and flips after the warm-up in vpt_deep (2.3e-3) and vlp_cavpt
+    /// (1.5e-3). So epoch 1 is held to 1e-3 and the trained tensors to 1e-2: a flip is a 2⁻⁹ step, while
+    /// anything that made the ranks compute different things would show at epoch 1 already.
     /// The single rank runs one thread like each of the two.
-    @Test(arguments: [("vpt_cavpt", Float(1e-2)), ("vlp_cavpt", Float(1e-3)), ("vpt_deep", Float(1e-3))])
+    @Test(arguments: [("vpt_cavpt", Float(1e-2)), ("vlp_cavpt", Float(1e-2)), ("vpt_deep", Float(1e-2))])
     func twoRanksAgreeWithOneInBF16(_ method: String, _ trainedBar: Float) throws {
         let base = temporaryDirectory("ranks-bf16-\(method)")
         let epochs = 3

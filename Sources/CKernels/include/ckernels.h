@@ -54,3 +54,43 @@ int ck_parallel(long threads, ck_body body, void *ctx);
 void ck_matmul_bf16_emulated(long b0, long b1, long m, long n, long k, float alpha,
                              const uint16_t *a, const long *a_strides, const uint16_t *b, const long *b_strides,
                              float *c, const long *c_strides, const float *bias, int accumulate);
+
+/// Fused multi-head attention for one batch (Sources/CKernels/attention.c): per (sample, head), QKᵀ,
+/// softmax online over blocks of keys, the product with V, and only the row statistics (log-sum-exp)
+/// kept for the backward, which recomputes the probabilities from them. Heads are strided views of the
+/// packed rows: head j of a row starts at column j·hd. Strides are in elements.
+typedef struct ck_attention {
+    long samples, heads, sq, sk, hd;
+    const void *q;              ///< [samples, sq] rows of queries (fp32, or bf16 when qkv_bf16)
+    long q_row, q_sample;
+    const void *k, *v;          ///< keys and values: [samples, sk] rows each
+    long kv_row, kv_sample;
+    int qkv_bf16;               ///< q, k, v hold bf16 bit patterns (uint16) instead of floats
+    int round;                  ///< bf16 arithmetic: q, k, v, P, dO and dS rounded to bf16 for the products
+    const int32_t *visible;     ///< [samples · sq]: query row i of sample s sees keys 0 ..< visible[s·sq + i]
+    float scale;                ///< scores = scale · q·k
+    long key_block;             ///< keys per online-softmax block (0: 256)
+    float *out;                 ///< forward: [samples, sq] rows (fp32)
+    long o_row, o_sample;
+    float *lse;                 ///< [samples, heads, sq]: written by the forward, read by the backward
+    const float *dout;          ///< backward: ∂loss/∂out, fp32, layout of out
+    long do_row, do_sample;
+    float *dq;                  ///< ∂loss/∂q (may be NULL), fp32, layout of q
+    long dq_row, dq_sample;
+    float *dk, *dv;             ///< ∂loss/∂k, ∂loss/∂v (both NULL or both set), fp32
+    long dkv_row, dkv_sample;
+    int form;                   ///< 0: the process's form (ck_attention_kernel); else ck_attention_form(name)
+} ck_attention;
+
+/// The (sample, head) pairs first ..< end (pair = sample · heads + head); pairs touch disjoint memory,
+/// so ranges may run on different threads. One scratch allocation per call.
+void ck_attention_forward(const ck_attention *a, long first, long end);
+void ck_attention_backward(const ck_attention *a, long first, long end);
+
+/// Which form ck_attention_* run: "avx512" (AVX-512F, 16 lanes), "avx2" (AVX2 + FMA, 8 lanes), or the
+/// portable C forms "generic16" / "generic8" (same source and the same order of every sum). Chosen by
+/// the CPU, or by CAVPT_DIST_ATTENTION_KERNEL; ck_attention_use sets it ("" = by the CPU again).
+const char *ck_attention_kernel(void);
+int ck_attention_use(const char *name);
+/// The `form` value that selects the named form for one call; 0 when this CPU cannot run it.
+int ck_attention_form(const char *name);
