@@ -121,6 +121,7 @@ public enum ConfigSchema {
         "eval.valEvery": (.int(min: 0), .int(0)),
         "runtime.blasThreads": (.int(min: 0), .int(0)),
         "runtime.precision": (.choice(["fp32", "bf16"]), .string("fp32")),
+        "runtime.recompute": (.choice(["none", "attention", "blocks"]), .string("none")),
     ]
 
     /// What each key means, for `cavpt-dist config --list` and the README's table (which a test
@@ -183,6 +184,9 @@ public enum ConfigSchema {
         "runtime.precision":
             "`fp32` or `bf16` (frozen-weight products in bf16 through oneDNN; see [Precision](#precision)); also "
             + "`--precision`",
+        "runtime.recompute":
+            "`none`, `attention` or `blocks`: activations the backward recomputes instead of keeping (same "
+            + "numbers, less memory, more time; see [Performance](#performance))",
     ]
 
     /// `config --list`: every key with its default and meaning, as a Markdown table or plain lines.
@@ -221,7 +225,7 @@ public enum ConfigSchema {
     public static let operational: Set<String> = [
         "train.workers", "train.prefetch", "train.logEvery", "train.shardText", "checkpoint.every", "checkpoint.keep",
         "model.path", "model.vocab", "data.root", "data.fewshot", "output.dir", "runtime.blasThreads",
-        "dataset.config", "eval.batchSize", "eval.valEvery",
+        "dataset.config", "eval.batchSize", "eval.valEvery", "runtime.recompute",
     ]
 }
 

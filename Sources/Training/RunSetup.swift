@@ -192,6 +192,8 @@ public enum RunSetup {
                 "model.path", hint: "pass --model PATH (a .safetensors file or a folder with model.safetensors)")
         }
         let precision = try Self.precision(c)
+        // Bit-identical numbers whichever is chosen (DESIGN §3a), so it may change on resume.
+        ResidualBlock.recompute = Recompute(rawValue: c.string("runtime.recompute")) ?? .none
         let (_, tensors) = try loadCLIPWeights(path: path)
         let model = try CLIPModel(tensors: tensors, precision: precision)
         let vocab = c.string("model.vocab")

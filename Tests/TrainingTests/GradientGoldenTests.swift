@@ -68,6 +68,48 @@ let gradientManifest: GradientManifest = {
     }
 }
 
+@Suite struct RecomputeAndAttentionSwitch {
+    /// runtime.recompute (attention, blocks) gives the gradients of `none` bit for bit, in fp32 and bf16; the
+    /// unfused attention (CAVPT_DIST_ATTENTION=unfused) meets the same float64 goldens.
+    @Test(arguments: ["fp32", "bf16"])
+    func recomputeChangesNoBit(_ precision: String) throws {
+        let m = gradientManifest
+        let c = m.cases.first { $0.preset == "vlp_cavpt" } ?? m.cases[0]
+        let env = precision == "bf16" && !OneDNN.bf16Native ? ["CAVPT_DIST_BF16_EMULATION": "1"] : [:]
+        var outputs: [SafeTensorsFile] = []
+        for mode in ["none", "attention", "blocks"] {
+            let out = temporaryDirectory("recompute") + "/out.safetensors"
+            let result = try cavptDist(
+                c.arguments(m, out: out, precision: precision) + ["--set", "runtime.recompute=\(mode)"],
+                environment: env)
+            try #require(result.status == 0, "\(result.stderr)")
+            outputs.append(try SafeTensorsFile(path: out))
+        }
+        for name in ["loss"] + c.trained.keys {
+            let reference = try outputs[0].tensor(name)
+            for other in outputs.dropFirst() {
+                let t = try other.tensor(name)
+                #expect((0..<t.count).allSatisfy { t.data[$0] == reference.data[$0] }, "\(precision) \(name)")
+            }
+        }
+    }
+
+    @Test func unfusedAttentionMeetsTheGoldens() throws {
+        let m = gradientManifest
+        for c in m.cases.filter({ ["vpt_deep", "vlp_cavpt", "coop"].contains($0.preset) }).prefix(3) {
+            let out = temporaryDirectory("unfused") + "/out.safetensors"
+            let result = try cavptDist(c.arguments(m, out: out), environment: ["CAVPT_DIST_ATTENTION": "unfused"])
+            try #require(result.status == 0, "\(result.stderr)")
+            let produced = try SafeTensorsFile(path: out)
+            let expected = try SafeTensorsFile(path: goldenDirectory + "/" + c.golden)
+            for (name, _) in c.trained {
+                let err = relativeError(try produced.tensor(name), try expected.tensor("grad." + name))
+                #expect(err < m.tolerance, "\(c.name): \(name) relative error \(err) unfused")
+            }
+        }
+    }
+}
+
 @Suite struct OptimiserGoldens {
     @Test func sgdMatchesTorch() throws {
         let f = try SafeTensorsFile(path: goldenDirectory + "/sgd.safetensors")
