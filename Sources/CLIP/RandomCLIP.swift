@@ -15,6 +15,29 @@ public struct CLIPShape: Sendable {
 
     public static let vitB32 = CLIPShape()
 
+    /// ViT-B/16: ViT-B/32's widths with 16-pixel patches (197 image tokens).
+    public static let vitB16: CLIPShape = {
+        var s = CLIPShape()
+        s.patch = 16
+        return s
+    }()
+
+    /// ViT-L/14: vision 1024 wide, 24 layers, 14-pixel patches (257 tokens); text 768 wide; embedding 768.
+    public static let vitL14: CLIPShape = {
+        var s = CLIPShape()
+        s.visionWidth = 1024; s.visionLayers = 24; s.patch = 14
+        s.textWidth = 768; s.embedDim = 768
+        return s
+    }()
+
+    /// The released architectures by their OpenAI names (`bench --arch`).
+    public static let named: [(name: String, shape: CLIPShape)] = [
+        ("ViT-B/32", vitB32), ("ViT-B/16", vitB16), ("ViT-L/14", vitL14),
+    ]
+
+    /// Image tokens: the class token and the patches.
+    public var imageTokens: Int { 1 + (resolution / patch) * (resolution / patch) }
+
     public static func tiny(vocabularySize: Int) -> CLIPShape {
         var s = CLIPShape()
         s.visionWidth = 128; s.visionLayers = 2; s.patch = 8; s.resolution = 32

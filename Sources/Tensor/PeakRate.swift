@@ -16,12 +16,18 @@ public enum PeakRate {
         }
     }
 
-    /// GFLOP/s on `threads` threads together, or nil where the CPU lacks the instructions.
+    /// GFLOP/s on `threads` threads together, or nil where the CPU lacks the instructions. fp32 uses
+    /// 512-bit FMAs with AVX-512, else 256-bit ones with AVX2 + FMA.
     public static func measure(_ kind: Kind, threads: Int, seconds: Double = 0.3) -> Double? {
         let flags = cpuFlags
-        guard flags.contains("avx512f"), kind == .fp32FMA || flags.contains("avx512_bf16") else { return nil }
+        let wide = flags.contains("avx512f")
+        let narrow = !wide && kind == .fp32FMA && flags.contains("avx2") && flags.contains("fma")
+        guard wide || narrow, kind == .fp32FMA || flags.contains("avx512_bf16") else { return nil }
         let iterations = 1 << 22
-        @Sendable func run() { kind == .fp32FMA ? cdnnl_probe_fma512(iterations) : cdnnl_probe_bf16dot512(iterations) }
+        @Sendable func run() {
+            if narrow { cdnnl_probe_fma256(iterations); return }
+            kind == .fp32FMA ? cdnnl_probe_fma512(iterations) : cdnnl_probe_bf16dot512(iterations)
+        }
         run() // wake the units up to their clock
         var best = 0.0
         let start = DispatchTime.now().uptimeNanoseconds
@@ -29,7 +35,8 @@ public enum PeakRate {
             let t0 = DispatchTime.now().uptimeNanoseconds
             DispatchQueue.concurrentPerform(iterations: threads) { _ in run() }
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            best = max(best, Double(threads) * Double(iterations) * flopsPerIteration(kind) / dt / 1e9)
+            let perIteration = flopsPerIteration(kind) / (narrow ? 2 : 1)
+            best = max(best, Double(threads) * Double(iterations) * perIteration / dt / 1e9)
         } while Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 < seconds
         return best
     }

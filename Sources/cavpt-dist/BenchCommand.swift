@@ -17,25 +17,29 @@ struct BenchGEMM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gemm",
         abstract:
-            "fp32 (OpenBLAS) and bf16 (oneDNN) GFLOP/s at the shapes of one ViT-B/32 layer (batch 32, 60 tokens), "
-            + "against the measured peak."
+            "fp32 (OpenBLAS) and bf16 (oneDNN) GFLOP/s at the shapes of one layer of an architecture (batch 32, "
+            + "its tokens + 10 prompts), against the measured peak."
     )
 
     @Option(help: "Comma-separated thread counts to measure.")
     var threads: String = "1,\(BLASRuntime.onlineCPUs)"
 
-    @Option(help: "Rows (batch × tokens); 1920 = 32 images × (50 tokens + 10 prompts).")
-    var rows: Int = 1920
+    @Option(help: "Architecture whose layer shapes to measure: ViT-B/32, ViT-B/16 or ViT-L/14.")
+    var arch: String = "ViT-B/32"
+
+    @Option(help: "Rows (batch × tokens; default 32 images × (tokens + 10 prompts), 1920 for ViT-B/32).")
+    var rows: Int?
 
     @Option(help: "Seconds to spend per shape and thread count.")
     var seconds: Double = 1.0
 
     func run() throws {
         try reportingErrors {
-            let counts = threads.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-            guard !counts.isEmpty, counts.allSatisfy({ $0 > 0 }) else {
-                throw ValidationError("--threads must list positive integers, got '\(threads)'")
-            }
+            let counts = try BenchArguments.threadCounts(threads)
+            let (archName, shape) = try BenchArguments.shape(arch)
+            let rows = self.rows ?? 32 * (shape.imageTokens + 10)
+            try BenchArguments.check("rows", rows, 1...65_536)
+            try BenchArguments.checkSeconds(seconds)
             let reexec = ProcessInfo.processInfo.environment["CAVPT_DIST_REEXEC_FROM"]
             print(
                 "OpenBLAS core: \(BLASRuntime.coreName)"
@@ -45,11 +49,13 @@ struct BenchGEMM: ParsableCommand {
             print(
                 "oneDNN \(OneDNN.version), ISA \(OneDNN.isaName)"
                     + (bf16 ? "" : " (no bf16 dot products: bf16 rows skipped)"))
-            // (m, n, k) of y = x Wᵀ in forward and dx = dy W in backward for one block.
+            // (m, n, k) of y = x Wᵀ in forward and dx = dy W in backward for one image block.
+            let d = shape.visionWidth
+            print("\(archName): image width \(d), \(rows) rows")
             let shapes: [(String, Int, Int, Int, Bool)] = [
-                ("qkv     fwd", rows, 2304, 768, true), ("out     fwd", rows, 768, 768, true),
-                ("c_fc    fwd", rows, 3072, 768, true), ("c_proj  fwd", rows, 768, 3072, true),
-                ("qkv     dx ", rows, 768, 2304, false), ("c_fc    dx ", rows, 768, 3072, false),
+                ("qkv     fwd", rows, 3 * d, d, true), ("out     fwd", rows, d, d, true),
+                ("c_fc    fwd", rows, 4 * d, d, true), ("c_proj  fwd", rows, d, 4 * d, true),
+                ("qkv     dx ", rows, d, 3 * d, false), ("c_fc    dx ", rows, d, 4 * d, false),
             ]
             for t in counts {
                 BLASRuntime.setThreads(t)
@@ -60,7 +66,7 @@ struct BenchGEMM: ParsableCommand {
                 }
                 print(
                     "threads \(t): measured peak "
-                        + (fp32Peak.map { String(format: "%.0f GFLOP/s fp32 FMA", $0) } ?? "fp32 n/a (no AVX-512)")
+                        + (fp32Peak.map { String(format: "%.0f GFLOP/s fp32 FMA", $0) } ?? "fp32 n/a (no AVX2/FMA)")
                         + (bf16Peak.map { String(format: ", %.0f GFLOP/s bf16 dot product", $0) } ?? ""))
                 for (name, m, n, k, transB) in shapes {
                     let rate = measureGEMM(m: m, n: n, k: k, seconds: seconds)
@@ -112,14 +118,14 @@ func timedRate(flops: Double, seconds: Double, _ body: () -> Void) -> Double {
     return flops * Double(runs) / elapsed / 1e9
 }
 
-/// One training step (forward + backward w.r.t. the trained tensors) on ViT-B/32 shapes with random
-/// frozen weights — the same work as a PyTorch step on the same shapes, for a ratio on one machine.
+/// One training step (forward + backward w.r.t. the trained tensors) on an architecture's shapes with
+/// random frozen weights — the same work as a PyTorch step on the same shapes, for a ratio on one machine.
 struct BenchStep: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "step",
         abstract:
-            "Seconds per data-parallel training step of a method on ViT-B/32 shapes (random weights); run under "
-            + "mpirun for N ranks."
+            "Seconds per data-parallel training step of a method on ViT-B/32, B/16 or L/14 shapes (random "
+            + "weights); run under mpirun for N ranks."
     )
 
     @Option(help: "Preset: zsclip (evaluation forward), coop, vpt_deep, vlp_deep, vpt_cavpt, vlp_cavpt, …")
@@ -132,9 +138,22 @@ struct BenchStep: ParsableCommand {
     @Flag(name: .customLong("shard-text"), help: "Split the learned-prompt text encoder over the ranks by class.")
     var shardText = false
     @Option(help: "Arithmetic of the frozen-weight products: fp32 or bf16.") var precision: String = "fp32"
+    @Option(help: "Architecture: ViT-B/32, ViT-B/16 or ViT-L/14 (widths, layers, heads, patch).")
+    var arch: String = "ViT-B/32"
+    @Option(help: "runtime.recompute: none, attention or blocks.") var recompute: String = "none"
 
     func run() throws {
         try withCommunicator { comm in
+            let (archName, shape) = try BenchArguments.shape(arch)
+            try BenchArguments.check("batch", batch, 1...4096)
+            try BenchArguments.check("classes", classes, 1...100_000)
+            try BenchArguments.check("eot", eot, 2...77)
+            try BenchArguments.check("steps", steps, 1...1000)
+            if let threads { try BenchArguments.check("threads", threads, 1...4 * BLASRuntime.onlineCPUs) }
+            guard let mode = Recompute(rawValue: recompute) else {
+                throw ValidationError("--recompute must be one of none, attention, blocks, got '\(recompute)'")
+            }
+            ResidualBlock.recompute = mode
             guard let settings = MethodSettings.preset(method) else {
                 throw ValidationError(
                     "unknown method '\(method)'; one of \(MethodSettings.presetNames.joined(separator: ", "))")
@@ -144,7 +163,7 @@ struct BenchStep: ParsableCommand {
                     override: threads
                         ?? ProcessInfo.processInfo.environment["CAVPT_DIST_BLAS_THREADS"].flatMap(Int.init)))
             let model = try CLIPModel(
-                tensors: RandomCLIP.make(.vitB32, seed: 1),
+                tensors: RandomCLIP.make(shape, seed: 1),
                 precision: try RunSetup.checkedPrecision(precision))
             // Class prompts of fixed length: SOT, words…, EOT at `eot`, as the PyTorch peer's.
             let names = (0..<classes).map { "class\($0)" }
@@ -164,7 +183,8 @@ struct BenchStep: ParsableCommand {
             }
             let learner = try PromptLearner(model: model, prompts: prompts, settings: settings, seed: 1)
             let shard = EpochPlan.shard(0..<batch, rank: comm.rank, size: comm.size)
-            let pixels = Tensor.randn([shard.count, 3, 224, 224], seed: 2 + UInt64(comm.rank))
+            let pixels = Tensor.randn(
+                [shard.count, 3, shape.resolution, shape.resolution], seed: 2 + UInt64(comm.rank))
             let labels = shard.map { $0 % classes }
             let gradientCount = learner.parameters.reduce(0) { $0 + $1.1.value.count }
             let packed = Tensor(zeros: [gradientCount + 1])
@@ -212,20 +232,26 @@ struct BenchStep: ParsableCommand {
                 try BLAS.$counter.withValue(counter) { try step() }
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
             }
+            // Every rank's peak memory (each holds its shard's activations), and the machine's peak rate.
+            let peaks = try comm.allgather(ProcessMemory.peakResidentMB)
             guard comm.rank == 0 else { return }
             let median = times.sorted()[times.count / 2], total = times.reduce(0, +)
             print(
                 "OpenBLAS core \(BLASRuntime.coreName); \(comm.size) rank(s) × \(BLASRuntime.threads) BLAS thread(s); "
-                    + "precision \(RunSetup.precisionSummary(model.precision))")
-            var usage = rusage()
-            getrusage(RUSAGE_SELF.rawValue, &usage)
+                    + "precision \(RunSetup.precisionSummary(model.precision)); \(archName); attention "
+                    + (FusedAttention.enabled ? "fused (\(FusedAttention.kernel))" : "unfused")
+                    + "; recompute \(mode.rawValue)")
             print(
                 String(
                     format: "%@ B=%d K=%d %@: median %.3fs/step min %.3f  (%.1f img/s)  peak RSS %.0f MB",
                     method, batch, classes, precision, median, times.min()!, Double(batch) / median,
-                    Double(usage.ru_maxrss) / 1024))
+                    peaks.max() ?? 0))
+            if comm.size > 1 {
+                print("  peak RSS per rank: " + peaks.map { String(format: "%.0f MB", $0) }.joined(separator: ", "))
+            }
             let perStep = { (x: Double) in x / Double(steps) }
-            let gemmSeconds = counter.seconds + counter.bf16Seconds + counter.bf16SmallSeconds
+            let gemmSeconds =
+                counter.seconds + counter.bf16Seconds + counter.bf16SmallSeconds + counter.fusedAttentionSeconds
             print(
                 String(
                     format:
@@ -239,20 +265,36 @@ struct BenchStep: ParsableCommand {
                         / max(counter.bf16Seconds + counter.bf16SmallSeconds, 1e-9)))
             print(
                 String(
-                    format: "  attention products: %.0f sgemm + %.0f bf16 batched, %.1f GFLOP, %.0f%% of step time",
-                    perStep(Double(counter.smallGEMMs)), perStep(Double(counter.bf16SmallGEMMs)),
-                    perStep(counter.smallFlops + counter.bf16SmallFlops) / 1e9,
-                    100 * (counter.smallSeconds + counter.bf16SmallSeconds) / total))
+                    format:
+                        "  attention: %.0f fused kernel calls + %.0f sgemm + %.0f bf16 batched products, %.1f GFLOP, "
+                        + "%.0f%% of step time",
+                    perStep(Double(counter.fusedAttentionCalls)), perStep(Double(counter.smallGEMMs)),
+                    perStep(Double(counter.bf16SmallGEMMs)),
+                    perStep(counter.smallFlops + counter.bf16SmallFlops + counter.fusedAttentionFlops) / 1e9,
+                    100 * (counter.smallSeconds + counter.bf16SmallSeconds + counter.fusedAttentionSeconds) / total))
+            // The whole step's counted FLOPs (products and fused attention) against the measured peak.
+            let stepFlops =
+                (counter.flops + counter.bf16Flops + counter.bf16SmallFlops + counter.fusedAttentionFlops)
+                / Double(steps)
+            let peak = PeakRate.measure(model.precision == .bf16 ? .bf16Dot : .fp32FMA, threads: BLASRuntime.threads)
+            print(
+                String(format: "  step: %.1f GFLOP counted, %.0f GFLOP/s", stepFlops / 1e9, stepFlops / median / 1e9)
+                    + (peak.map {
+                        String(
+                            format: ", %.0f%% of the measured %@ peak (%.0f GFLOP/s)",
+                            100 * stepFlops / median / 1e9 / $0, model.precision == .bf16 ? "bf16" : "fp32", $0)
+                    } ?? ""))
             if model.precision == .bf16 {
                 print("  oneDNN matmul implementations: " + OneDNN.implementations.joined(separator: ", "))
             }
             print(
                 String(
                     format:
-                        "  breakdown: GEMM %.0f%% of step time (sgemm %.0f%%, bf16 %.0f%%), non-GEMM %.0f%% "
-                        + "(%.3fs/step)",
+                        "  breakdown: GEMM %.0f%% of step time (sgemm %.0f%%, bf16 %.0f%%, fused attention %.0f%%), "
+                        + "non-GEMM %.0f%% (%.3fs/step)",
                     100 * gemmSeconds / total, 100 * counter.seconds / total,
                     100 * (counter.bf16Seconds + counter.bf16SmallSeconds) / total,
+                    100 * counter.fusedAttentionSeconds / total,
                     100 * (1 - gemmSeconds / total), (total - gemmSeconds) / Double(steps)))
             if comm.size > 1 {
                 print(
@@ -280,6 +322,9 @@ struct BenchData: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try BenchArguments.checkSeconds(seconds)
+            try BenchArguments.check("resolution", resolution, 8...4096)
+            let counts = try BenchArguments.threadCounts(threads)
             var files: [String] = []
             for path in paths {
                 var isDirectory: ObjCBool = false
@@ -297,10 +342,6 @@ struct BenchData: ParsableCommand {
                 }
             }
             guard !files.isEmpty else { throw ValidationError("no JPEG files in \(paths.joined(separator: ", "))") }
-            let counts = threads.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-            guard !counts.isEmpty, counts.allSatisfy({ $0 > 0 }) else {
-                throw ValidationError("--threads must list positive integers")
-            }
             print("\(files.count) JPEG files, train transform to \(resolution)×\(resolution)")
             for t in counts {
                 let rate = try benchmarkDecodeAugment(
