@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch peer of `cavpt-dist bench step`: one training step (forward + backward w.r.t. the prompts
-only) of a prompt-tuning method on CLIP ViT-B/32 shapes with random frozen weights, on the CPU,
-in fp32 or under torch.autocast("cpu", torch.bfloat16) as a PyTorch user would write it.
+only) of a prompt-tuning method on CLIP ViT-B/32, ViT-B/16 or ViT-L/14 shapes (--arch) with random
+frozen weights, on the CPU, in fp32 or under torch.autocast("cpu", torch.bfloat16) as a PyTorch user
+would write it; eagerly, or with --compile through torch.compile (inductor, or --backend zentorch,
+AMD's EPYC backend, which needs the zentorch package and its torch version).
 
 Prints one line: `<method> … median <s>s/step min <s> (<img/s> img/s) peak RSS <MB> MB`.
 Methods: vpt-deep (10 prompts per layer, fixed text features), coop (16 learned context tokens,
@@ -45,19 +47,24 @@ class Block(nn.Module):
         return x + self.c_proj(h * torch.sigmoid(1.702 * h))
 
 
+# width, layers, patch of the image tower; text width; embedding width (heads = width / 64).
+ARCHS = {"ViT-B/32": (768, 12, 32, 512, 512), "ViT-B/16": (768, 12, 16, 512, 512), "ViT-L/14": (1024, 24, 14, 768, 768)}
+
+
 class CLIP(nn.Module):
-    def __init__(self):
+    def __init__(self, arch):
         super().__init__()
-        dv, dt, D = 768, 512, 512
-        self.conv1 = nn.Conv2d(3, dv, 32, 32, bias=False)
+        dv, layers, patch, dt, D = ARCHS[arch]
+        tokens = (224 // patch) ** 2 + 1
+        self.conv1 = nn.Conv2d(3, dv, patch, patch, bias=False)
         self.class_embedding = nn.Parameter(dv ** -0.5 * torch.randn(dv))
-        self.visual_positional = nn.Parameter(dv ** -0.5 * torch.randn(50, dv))
+        self.visual_positional = nn.Parameter(dv ** -0.5 * torch.randn(tokens, dv))
         self.ln_pre, self.ln_post = nn.LayerNorm(dv), nn.LayerNorm(dv)
-        self.visual_blocks = nn.ModuleList(Block(dv, 12) for _ in range(12))
+        self.visual_blocks = nn.ModuleList(Block(dv, dv // 64) for _ in range(layers))
         self.visual_proj = nn.Parameter(dv ** -0.5 * torch.randn(dv, D))
         self.token_embedding = nn.Embedding(49408, dt)
         self.text_positional = nn.Parameter(0.01 * torch.randn(77, dt))
-        self.text_blocks = nn.ModuleList(Block(dt, 8) for _ in range(12))
+        self.text_blocks = nn.ModuleList(Block(dt, dt // 64) for _ in range(12))
         self.ln_final = nn.LayerNorm(dt)
         self.text_projection = nn.Parameter(dt ** -0.5 * torch.randn(dt, D))
         self.register_buffer("causal", torch.full((77, 77), float("-inf")).triu_(1))
@@ -94,25 +101,32 @@ def main():
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--arch", default="ViT-B/32", choices=sorted(ARCHS))
+    p.add_argument("--compile", action="store_true", help="torch.compile the forward (inductor by default)")
+    p.add_argument("--backend", default="inductor", help="torch.compile backend: inductor or zentorch")
     a = p.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(a.threads)
-    model = CLIP().eval()
+    if a.compile and a.backend == "zentorch":
+        import zentorch  # noqa: F401  (registers the backend)
+    model = CLIP(a.arch).eval()
+    dv, layers, _, dt, D = ARCHS[a.arch]
     B, K = a.batch, a.classes
     pixels = torch.randn(B, 3, 224, 224)
     labels = torch.randint(0, K, (B,))
-    visual_prompts = nn.Parameter(0.02 * torch.randn(12, 10, 768))
-    context = nn.Parameter(0.02 * torch.randn(16, 512))
+    visual_prompts = nn.Parameter(0.02 * torch.randn(layers, 10, dv))
+    context = nn.Parameter(0.02 * torch.randn(16, dt))
     tokens = torch.randint(1, 49000, (K, 77))
     eot = torch.full((K,), 20)
-    fixed_text = F.normalize(torch.randn(K, 512), dim=-1)
+    fixed_text = F.normalize(torch.randn(K, D), dim=-1)
 
     def learned_text():
         e = model.token_embedding(tokens)
         e = torch.cat([e[:, :1], context.expand(K, -1, -1), e[:, 17:]], 1)
         return F.normalize(model.text(e, eot), dim=-1)
 
-    def body():
+    def forward():
+        # The forward and loss (what torch.compile compiles); the backward runs outside it.
         if a.method == "zs-eval":
             with torch.no_grad():
                 return (100 * F.normalize(model.image(pixels), dim=-1) @ fixed_text.t()).argmax(-1)
@@ -123,15 +137,20 @@ def main():
         else:
             features = F.normalize(model.image(pixels, visual_prompts), dim=-1)
             text = learned_text() if a.method == "vlp" else fixed_text
-        loss = F.cross_entropy(100 * features @ text.t(), labels)
-        loss.backward()
-        return loss
+        return F.cross_entropy(100 * features @ text.t(), labels)
+
+    if a.compile:
+        forward = torch.compile(forward, backend=a.backend)
 
     def step():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
-            return body()
+            out = forward()
+        if a.method != "zs-eval":
+            out.backward()
+        return out
 
     step()
+    step()  # compiled forwards settle on the second call
     times = []
     for _ in range(a.steps):
         t0 = time.perf_counter()
@@ -139,8 +158,9 @@ def main():
         times.append(time.perf_counter() - t0)
     median = statistics.median(times)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{a.method} B={B} K={K} threads={a.threads} {a.dtype}: median {median:.3f}s/step min {min(times):.3f} "
-          f"({B / median:.1f} img/s) peak RSS {rss:.0f} MB")
+    how = f"compile:{a.backend}" if a.compile else "eager"
+    print(f"{a.method} {a.arch} B={B} K={K} threads={a.threads} {a.dtype} {how}: median {median:.3f}s/step "
+          f"min {min(times):.3f} ({B / median:.1f} img/s) peak RSS {rss:.0f} MB")
 
 
 if __name__ == "__main__":

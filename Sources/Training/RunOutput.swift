@@ -142,7 +142,9 @@ public final class RunOutput: @unchecked Sendable {
             "memory": ["peakRSSMB": (ProcessMemory.peakResidentMB * 10).rounded() / 10],
         ]
         if OneDNN.bf16Emulated && config.string("runtime.precision") == "bf16" { record["bf16Emulated"] = true }
-        var timing: [String: Any] = ["evaluationSeconds": result.seconds]
+        var timing: [String: Any] = [
+            "evaluationSeconds": result.seconds, "evaluationImagesPerSecond": result.imagesPerSecond,
+        ]
         for (k, v) in extra {
             if k.hasSuffix("Seconds") || k.hasSuffix("PerSecond") { timing[k] = v } else { record[k] = v }
         }

@@ -35,6 +35,9 @@ public struct EvaluationResult: Sendable {
     /// With `recordTop` > 0: per evaluated sample (list order), the top classes and their softmax
     /// probabilities, best first.
     public var top: [[(label: Int, probability: Double)]] = []
+
+    /// Images evaluated per second of wall time (all ranks together: decoding, forward and reduction).
+    public var imagesPerSecond: Double { seconds > 0 ? confusion.total / seconds : 0 }
 }
 
 public final class Trainer: @unchecked Sendable {

@@ -201,10 +201,11 @@ struct Eval: ParsableCommand {
             let subset = c.string("data.subsample")
             print(
                 String(
-                    format: "%@ %@%@ accuracy %.2f%%  macro-F1 %.2f%%  (%d images, %d classes)  %@", data.datasetName,
-                    which,
+                    format: "%@ %@%@ accuracy %.2f%%  macro-F1 %.2f%%  (%d images, %d classes)  %.1f images/s  %@",
+                    data.datasetName, which,
                     subset == "all" ? "" : " (\(subset) classes)", result.confusion.accuracy * 100,
-                    result.confusion.macroF1 * 100, Int(result.confusion.total), data.classNames.count, evaluated))
+                    result.confusion.macroF1 * 100, Int(result.confusion.total), data.classNames.count,
+                    result.imagesPerSecond, evaluated))
             let json = try evaluationRecord(
                 result, data: data, config: c, split: which,
                 extra: [
@@ -384,9 +385,10 @@ struct Zeroshot: ParsableCommand {
             print(
                 String(
                     format:
-                        "zero-shot %@ %@: accuracy %.2f%%  macro-F1 %.2f%%  (%d images, %d classes, template \"%@\")",
+                        "zero-shot %@ %@: accuracy %.2f%%  macro-F1 %.2f%%  (%d images, %d classes, template \"%@\")  "
+                        + "%.1f images/s",
                     data.datasetName, which, result.confusion.accuracy * 100, result.confusion.macroF1 * 100,
-                    Int(result.confusion.total), data.classNames.count, data.template))
+                    Int(result.confusion.total), data.classNames.count, data.template, result.imagesPerSecond))
             if let out {
                 try writeDurably(
                     try evaluationRecord(

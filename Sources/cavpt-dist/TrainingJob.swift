@@ -75,9 +75,9 @@ struct TrainingJob {
             try output.writeStatus("completed")
             output.say(
                 String(
-                    format: "%@ accuracy %.2f%%  macro-F1 %.2f%%  (%d images)  results: %@/results.json",
+                    format: "%@ accuracy %.2f%%  macro-F1 %.2f%%  (%d images)  %.1f images/s  results: %@/results.json",
                     split, result.confusion.accuracy * 100, result.confusion.macroF1 * 100,
-                    Int(result.confusion.total), s.directory))
+                    Int(result.confusion.total), result.imagesPerSecond, s.directory))
         }
         // A sweep's base-to-new job also evaluates the new half with the same tensors (what
         // `eval --run DIR --subsample new` does), so the report's base-to-new table is complete.
