@@ -5,6 +5,7 @@ import ArgumentParser
 import CLIP
 import Data
 import Distributed
+import Files
 import Foundation
 import Tensor
 import Training
@@ -68,16 +69,12 @@ struct Demo: ParsableCommand {
             var options = RunOptions()
             options.dataset = datasetYAML; options.method = "zsclip"; options.dataRoot = dataDir;
             options.model = modelDir
-            let config = try RunSetup.config(options)
-            let data = try RunSetup.data(config)
-            let (clip, tokenizer) = try RunSetup.model(config)
-            let zeroShot = try RunSetup.learner(
-                config, model: clip, tokenizer: tokenizer, classNames: data.classNames,
-                template: data.template)
-            let baseline = try Trainer(
-                comm: SingleProcessCommunicator(), config: config, learner: zeroShot, data: data, output: nil
+            let zeroShot = try RunLoader.load(RunLoad(.options(options)))
+            let baseline = try Evaluator(
+                comm: SingleProcessCommunicator(), learner: zeroShot.learner, imageRoot: zeroShot.data!.imageRoot,
+                settings: zeroShot.settings
             )
-            .evaluate(samples: data.test, listName: "test split")
+            .evaluate(samples: zeroShot.data!.test, listName: "test split")
             print(
                 String(
                     format: "demo: zero-shot accuracy of the random CLIP %.2f%% (chance %.2f%%); now training %@",

@@ -1,5 +1,6 @@
 // CLIP encoders against the float64 PyTorch reference (Tests/Fixtures/make_fixtures.py): a tiny
 // random CLIP in OpenAI names (F32) and the same weights in Hugging Face names (F16).
+import Files
 import Foundation
 import Tensor
 import Testing

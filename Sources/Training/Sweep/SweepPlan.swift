@@ -123,7 +123,7 @@ public struct SweepPlan: Sendable {
                                 grid: combination, folder: "\(root)/\(name)/\(method)/\(shot)shot/\(label)/seed\(seed)",
                                 cost: 0)
                             let config = try resolve(job, overrides(for: job))
-                            job.cost = max(1, config.int("train.epochs")) * shot
+                            job.cost = max(1, config.settings.train.epochs) * shot
                             out.append(job)
                         }
                     }

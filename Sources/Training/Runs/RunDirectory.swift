@@ -1,6 +1,7 @@
 // The run directory's life cycle on rank 0: a fresh run refuses a directory that already holds
 // one (unless --overwrite clears it or --resume continues it), an exclusive lock keeps a second
 // process out for the whole run, and a resumed run's metrics are cut back to its checkpoint.
+import Files
 import Foundation
 import Tensor
 

@@ -3,6 +3,7 @@
 // so a crash never leaves a half checkpoint and the previous one stays loadable.
 import CLIP
 import Data
+import Files
 import Foundation
 import Tensor
 
@@ -176,11 +177,11 @@ public enum Checkpoints {
         }
         var saved = Config()
         if (try? saved.merge(savedRun: state.config, source: path + "/" + stateFile)) != nil,
-            state.epoch > saved.int("train.epochs")
+            state.epoch > saved.settings.train.epochs
         {
             throw TrainingError.checkpoint(
                 "\(path)/\(stateFile): epoch \(state.epoch) is beyond the run's "
-                    + "\(saved.int("train.epochs")) epochs")
+                    + "\(saved.settings.train.epochs) epochs")
         }
     }
 
