@@ -53,7 +53,7 @@ private func relativeError(_ actual: Tensor, _ expected: Tensor) -> Float {
 
     @Test func openAINamesF32() throws { try check(weights: "tiny_a_openai.safetensors", prefix: "") }
 
-    /// SPEC §6a: bf16 products stay within 3e-2 (features) and 5e-2 (logits) of the float64 reference.
+    /// DESIGN §6a: bf16 products stay within 3e-2 (features) and 5e-2 (logits) of the float64 reference.
     @Test(.enabled(if: OneDNN.bf16Unsupported == nil, "this CPU has no bf16 dot products"))
     func openAINamesBF16() throws {
         try check(weights: "tiny_a_openai.safetensors", prefix: "", precision: .bf16, tolerance: (3e-2, 5e-2))

@@ -1,4 +1,4 @@
-// runtime.precision bf16 through the real binary (SPEC §6a): gradients of every preset against the
+// runtime.precision bf16 through the real binary (DESIGN §6a): gradients of every preset against the
 // float64 reference, N ranks against one, the refusal on a CPU without bf16, and what a run records.
 import CLIP
 import Files

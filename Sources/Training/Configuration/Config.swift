@@ -43,6 +43,17 @@ public enum ConfigError: Error, CustomStringConvertible {
         }
     }
 
+    /// A YAML document (within the size and alias limits), or the error naming `source`.
+    static func parsing(yaml text: String, source: String) throws -> Any? {
+        do { return try BoundedYAML.load(yaml: text) } catch let error as YAMLLimitError {
+            throw ConfigError.syntax(source: source, detail: error.reason)
+        } catch {
+            throw ConfigError.syntax(
+                source: source,
+                detail: "not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
+        }
+    }
+
     /// The key that decodes into `field` has no value where one is needed.
     public static func unset(_ field: PartialKeyPath<RunSettings>, hint: String) -> ConfigError {
         .missing(ConfigSchema.name(of: field), hint: hint)
@@ -85,14 +96,7 @@ public struct Config: Sendable, Equatable {
 
     /// Merges one YAML document (nested maps; dotted keys allowed) on top.
     public mutating func merge(yaml text: String, source: String, ignoring ignored: Set<String> = []) throws {
-        let node: Any?
-        do { node = try BoundedYAML.load(yaml: text) } catch let error as YAMLLimitError {
-            throw ConfigError.syntax(source: source, detail: error.reason)
-        } catch {
-            throw ConfigError.syntax(
-                source: source,
-                detail: "not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
-        }
+        let node = try ConfigError.parsing(yaml: text, source: source)
         guard let node else { return }
         guard let map = node as? [String: Any] else {
             throw ConfigError.syntax(source: source, detail: "expected a mapping of config keys at the top level")
@@ -129,11 +133,11 @@ public struct Config: Sendable, Equatable {
         guard let top = (try? BoundedYAML.load(yaml: text)) as? [String: Any],
             let dataset = top["dataset"] as? [String: Any]
         else { return }
-        if let name = dataset["name"] as? String { try set("dataset.name", raw: name, source: source) }
+        if let name = dataset["name"] as? String { try set(\.dataset.name, raw: name, source: source) }
         if dataset["layout"] != nil {
-            if let definitionFile { try set("dataset.config", raw: definitionFile, source: source) }
+            if let definitionFile { try set(\.dataset.config, raw: definitionFile, source: source) }
         } else if let file = dataset["config"] as? String {
-            try set("dataset.config", raw: file, source: source)
+            try set(\.dataset.config, raw: file, source: source)
         }
     }
 

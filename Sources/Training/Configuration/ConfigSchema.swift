@@ -52,47 +52,54 @@ public struct ConfigKey: Sendable {
         self.isPath = isPath; self.field = field; self.read = read; self.write = write
     }
 
+    /// A key whose value is a field of type T, converted each way.
+    static func field<T>(
+        _ name: String, _ path: WritableKeyPath<RunSettings, T> & Sendable, _ kind: ConfigKind, _ meaning: String,
+        operational: Bool = false, isPath: Bool = false, encode: @escaping @Sendable (T) -> ConfigValue,
+        decode: @escaping @Sendable (ConfigValue) -> T?
+    ) -> ConfigKey {
+        ConfigKey(
+            name, kind, meaning, operational: operational || isPath, isPath: isPath, field: path,
+            read: { encode($0[keyPath: path]) },
+            write: { settings, value in
+                // `Config.set` has checked the value against the kind, so it decodes.
+                if let decoded = decode(value) { settings[keyPath: path] = decoded }
+            })
+    }
+
     static func int(
         _ name: String, _ path: WritableKeyPath<RunSettings, Int> & Sendable, min: Int, _ meaning: String,
         operational: Bool = false
     ) -> ConfigKey {
-        ConfigKey(
-            name, .int(min: min), meaning, operational: operational, isPath: false, field: path,
-            read: { .int($0[keyPath: path]) }, write: { $0[keyPath: path] = $1.integer })
+        field(name, path, .int(min: min), meaning, operational: operational, encode: { .int($0) }, decode: \.integer)
     }
 
     static func double(
         _ name: String, _ path: WritableKeyPath<RunSettings, Double> & Sendable, min: Double, _ meaning: String
     ) -> ConfigKey {
-        ConfigKey(
-            name, .double(min: min), meaning, operational: false, isPath: false, field: path,
-            read: { .double($0[keyPath: path]) }, write: { $0[keyPath: path] = $1.number })
+        field(name, path, .double(min: min), meaning, encode: { .double($0) }, decode: \.number)
     }
 
     /// A number held as Float by the method (read as the configuration's double, rounded once).
     static func float(
         _ name: String, _ path: WritableKeyPath<RunSettings, Float> & Sendable, min: Double, _ meaning: String
     ) -> ConfigKey {
-        ConfigKey(
-            name, .double(min: min), meaning, operational: false, isPath: false, field: path,
-            read: { .double(Double($0[keyPath: path])) }, write: { $0[keyPath: path] = Float($1.number) })
+        field(name, path, .double(min: min), meaning, encode: { .double(Double($0)) }, decode: { Float($0.number) })
     }
 
     static func bool(
         _ name: String, _ path: WritableKeyPath<RunSettings, Bool> & Sendable, _ meaning: String
     ) -> ConfigKey {
-        ConfigKey(
-            name, .bool, meaning, operational: false, isPath: false, field: path,
-            read: { .bool($0[keyPath: path]) }, write: { $0[keyPath: path] = $1.flag })
+        field(name, path, .bool, meaning, encode: { .bool($0) }, decode: \.flag)
     }
 
     static func string(
         _ name: String, _ path: WritableKeyPath<RunSettings, String> & Sendable, _ meaning: String,
         operational: Bool = false, isPath: Bool = false
     ) -> ConfigKey {
-        ConfigKey(
-            name, .string, meaning, operational: operational || isPath, isPath: isPath, field: path,
-            read: { .string($0[keyPath: path]) }, write: { $0[keyPath: path] = $1.description })
+        field(
+            name, path, .string, meaning, operational: operational, isPath: isPath, encode: { .string($0) },
+            decode: \.description)
     }
 
     /// A string from a fixed list of names.
@@ -100,9 +107,7 @@ public struct ConfigKey: Sendable {
         _ name: String, _ path: WritableKeyPath<RunSettings, String> & Sendable, _ options: [String],
         _ meaning: String
     ) -> ConfigKey {
-        ConfigKey(
-            name, .choice(options), meaning, operational: false, isPath: false, field: path,
-            read: { .string($0[keyPath: path]) }, write: { $0[keyPath: path] = $1.description })
+        field(name, path, .choice(options), meaning, encode: { .string($0) }, decode: \.description)
     }
 
     /// One of an enumeration's cases, written as its raw value.
@@ -110,30 +115,22 @@ public struct ConfigKey: Sendable {
         _ name: String, _ path: WritableKeyPath<RunSettings, E> & Sendable, _ meaning: String,
         operational: Bool = false
     ) -> ConfigKey where E.RawValue == String {
-        ConfigKey(
-            name, .choice(E.allCases.map(\.rawValue)), meaning, operational: operational, isPath: false,
-            field: path, read: { .string($0[keyPath: path].rawValue) },
-            write: { value, decoded in
-                // The schema admits only the raw values, so the case exists.
-                if let e = E(rawValue: decoded.description) { value[keyPath: path] = e }
-            })
+        field(
+            name, path, .choice(E.allCases.map(\.rawValue)), meaning, operational: operational,
+            encode: { .string($0.rawValue) }, decode: { E(rawValue: $0.description) })
     }
 
     /// An integer from a fixed list (`cavpt.queryDepth`: 1 or 2).
     static func choice(
         _ name: String, _ path: WritableKeyPath<RunSettings, Int> & Sendable, _ options: [Int], _ meaning: String
     ) -> ConfigKey {
-        ConfigKey(
-            name, .choice(options.map(String.init)), meaning, operational: false, isPath: false, field: path,
-            read: { .int($0[keyPath: path]) }, write: { $0[keyPath: path] = $1.integer })
+        field(name, path, .choice(options.map(String.init)), meaning, encode: { .int($0) }, decode: \.integer)
     }
 
     static func intList(
         _ name: String, _ path: WritableKeyPath<RunSettings, [Int]> & Sendable, _ meaning: String
     ) -> ConfigKey {
-        ConfigKey(
-            name, .intList, meaning, operational: false, isPath: false, field: path,
-            read: { .intList($0[keyPath: path]) }, write: { $0[keyPath: path] = $1.integers })
+        field(name, path, .intList, meaning, encode: { .intList($0) }, decode: \.integers)
     }
 }
 

@@ -51,12 +51,8 @@ public final class Trainer: @unchecked Sendable {
         comm: Communicator, settings: RunSettings, learner: PromptLearner, data: RunData, output: RunOutput?,
         failures: FailurePolicy
     ) {
-        self.comm = comm
-        self.settings = settings
-        self.learner = learner
-        self.data = data
-        self.output = output
-        self.failures = failures
+        (self.comm, self.settings, self.learner) = (comm, settings, learner)
+        (self.data, self.output, self.failures) = (data, output, failures)
         optimizer = SGD(
             parameters: learner.parameters, momentum: Float(settings.optim.momentum),
             weightDecay: Float(settings.optim.weightDecay))

@@ -127,37 +127,3 @@ public enum RunDirectory {
         try writeDurably(Data(text.utf8), to: path)
     }
 }
-
-/// A file written by appending whole records: each append is written completely or, on failure
-/// (a full disk, a read-only volume), cut back so no partial record remains, and reported.
-final class AppendOnlyFile: @unchecked Sendable {
-    let path: String
-    let fd: Int32
-
-    init(path: String) throws {
-        self.path = path
-        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw TrainingError.input("cannot open \(path) for writing: \(String(cString: strerror(errno)))")
-        }
-    }
-
-    deinit { close(fd) }
-
-    func append(_ data: Data) throws {
-        let start = lseek(fd, 0, SEEK_END)
-        try data.withUnsafeBytes { buf in
-            var offset = 0
-            while offset < buf.count {
-                let n = write(fd, buf.baseAddress! + offset, buf.count - offset)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else {
-                    let reason = String(cString: strerror(errno))
-                    if start >= 0 { _ = ftruncate(fd, start) }
-                    throw TrainingError.input("cannot append to \(path): \(reason)")
-                }
-                offset += n
-            }
-        }
-    }
-}

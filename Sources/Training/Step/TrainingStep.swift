@@ -33,10 +33,7 @@ public final class TrainingStep: @unchecked Sendable {
     public let buffer: StepBuffer
 
     public init(learner: PromptLearner, comm: Communicator, shardsText: Bool, failures: FailurePolicy) {
-        self.learner = learner
-        self.comm = comm
-        self.shardsText = shardsText
-        self.failures = failures
+        (self.learner, self.comm, self.shardsText, self.failures) = (learner, comm, shardsText, failures)
         buffer = StepBuffer(parameters: learner.parameters)
     }
 
