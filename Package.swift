@@ -30,12 +30,15 @@ let package = Package(
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
         .target(name: "Tensor", dependencies: ["CBLAS", "CAlloc", "CDNNL", "CKernels"], swiftSettings: fast),
+        // Reading untrusted files safely (a FIFO is refused, not waited on) and the safetensors format
+        // (weights, checkpoints, the numerical tests' batches and gradients).
+        .target(name: "Files", dependencies: ["Tensor"], swiftSettings: fast),
         // Resources/ holds the CLIP BPE vocabulary (open_clip's file), found by path at run time.
         .target(
-            name: "CLIP", dependencies: ["Tensor", "CZlib"], exclude: ["Resources"], swiftSettings: fast,
+            name: "CLIP", dependencies: ["Tensor", "Files", "CZlib"], exclude: ["Resources"], swiftSettings: fast,
             linkerSettings: [.linkedLibrary("z")]),
         .target(
-            name: "Data", dependencies: ["Tensor", "CJPEG", "CPNG", .product(name: "Yams", package: "Yams")],
+            name: "Data", dependencies: ["Tensor", "Files", "CJPEG", "CPNG", .product(name: "Yams", package: "Yams")],
             swiftSettings: fast),
         .target(name: "PromptTuning", dependencies: ["Tensor", "CLIP"], swiftSettings: fast),
         .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: fast),
@@ -44,27 +47,33 @@ let package = Package(
         .target(
             name: "Training",
             dependencies: [
-                "Tensor", "CLIP", "Data", "PromptTuning", "Distributed", "CSignals",
+                "Tensor", "Files", "CLIP", "Data", "PromptTuning", "Distributed", "CSignals", "Figures",
                 .product(name: "Yams", package: "Yams"),
             ],
+            swiftSettings: fast),
+        // Figures for the performance notes (`bench`): peak rates, GEMM rates, the decode rate, the step.
+        .target(
+            name: "Benchmarks",
+            dependencies: ["Training", "Files", "CLIP", "Data", "Distributed", "PromptTuning", "Tensor", "CDNNL"],
             swiftSettings: fast),
         .executableTarget(
             name: "cavpt-dist",
             dependencies: [
-                "Training", "CLIP", "Data", "Distributed", "PromptTuning", "Tensor", "CBLAS", "Figures",
+                "Training", "Benchmarks", "Files", "CLIP", "Data", "Distributed", "PromptTuning", "Tensor", "CBLAS",
+                "Figures",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
-        .testTarget(name: "CLIPTests", dependencies: ["CLIP"]),
-        .testTarget(name: "DataTests", dependencies: ["Data"]),
+        .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Files"]),
+        .testTarget(name: "DataTests", dependencies: ["Data", "Files", "Benchmarks"]),
         .testTarget(name: "FiguresTests", dependencies: ["Figures"]),
         .testTarget(name: "PromptTuningTests", dependencies: ["PromptTuning"]),
         // Launched under mpirun by DistributedTests; also holds the allreduce benchmark.
         .executableTarget(name: "DistributedCheck", dependencies: ["Distributed"], path: "Tests/DistributedCheck"),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "DistributedCheck"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "cavpt-dist"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Files", "cavpt-dist"]),
         // cluster/ scripts under real Slurm and mpirun, DistributedCheck as the MPI payload.
         .testTarget(name: "ClusterTests", dependencies: ["DistributedCheck"]),
     ]
@@ -75,7 +84,7 @@ let package = Package(
 if Context.environment["CAVPT_FUZZ"] != nil {
     package.targets.append(.systemLibrary(name: "CLibFuzzer", path: "fuzz/CLibFuzzer"))
     for (name, dependencies) in [
-        ("FuzzSafeTensors", ["CLIP"]),
+        ("FuzzSafeTensors", ["Files"]),
         ("FuzzSplitJSON", ["Data"]),
         ("FuzzConfig", ["Training", "Data"]),
         ("FuzzTokenizer", ["CLIP"]),

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Generates Sources/CLIP/TextTables.swift: the character tables CLIP's text cleanup needs to behave
+"""Generates Sources/CLIP/Generated/TextTables.swift: the character tables CLIP's text cleanup needs to behave
 exactly like open_clip's `basic_clean` (ftfy.fix_text + html.unescape twice), taken from the Python
 modules open_clip uses so that the two cannot drift apart by hand-copying.
 
-    python3 tools/make_text_tables.py      # rewrites Sources/CLIP/TextTables.swift
+    python3 tools/make_text_tables.py      # rewrites Sources/CLIP/Generated/TextTables.swift
 
 Needs: Python 3, ftfy (pip install ftfy). Run again only when upgrading the reference versions.
 """
@@ -17,7 +17,7 @@ import ftfy
 from ftfy import chardata
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(ROOT, "Sources", "CLIP", "TextTables.swift")
+OUT = os.path.join(ROOT, "Sources", "CLIP", "Generated", "TextTables.swift")
 
 
 def hexes(text):

@@ -11,7 +11,7 @@ public struct CLIPModel: Sendable {
     /// exp(logit_scale), the temperature on cosine similarities.
     public let logitScale: Float
 
-    /// fp32: the products of SPEC §1 in fp32; bf16: weight matrices held once in bf16 (SPEC §6a).
+    /// fp32: the products of DESIGN §1 in fp32; bf16: weight matrices held once in bf16 (DESIGN §6a).
     public let precision: Precision
 
     public init(tensors: [String: Tensor], precision: Precision = .fp32) throws {
@@ -25,6 +25,7 @@ public struct CLIPModel: Sendable {
     }
 
     /// exp(logit_scale) · normalize(image) · normalize(text)ᵀ   [n, D], [K, D] -> [n, K]
+    /// The CAVPT paper's eq. 1 (CLIP's prediction: softmax over the classes of these cosine logits).
     public func logits(imageFeatures: Var, textFeatures: Var) -> Var {
         logitScale * matmul(l2Normalize(imageFeatures), l2Normalize(textFeatures), transB: true)
     }

@@ -1,5 +1,6 @@
 // gzip decompression through zlib, bounded so a corrupt or hostile file cannot exhaust memory.
 import CZlib
+import Files
 import Foundation
 import Tensor
 

@@ -1,5 +1,6 @@
 // Strict loading of CLIP weights from safetensors in either naming scheme: find the file, infer the
 // architecture, check every name and shape at once, and hand back canonical F32 tensors.
+import Files
 import Foundation
 import Tensor
 

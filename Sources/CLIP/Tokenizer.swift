@@ -1,6 +1,7 @@
 // CLIP's byte-level BPE tokenizer, id for id the same as open_clip's `SimpleTokenizer`: text cleanup
 // (TextCleaning.swift), the CLIP pre-tokenizer pattern, bytes→unicode, BPE merges by rank, `</w>` word
 // ends, start/end-of-text ids, truncation to the context with EOT kept last, zero padding.
+import Files
 import Foundation
 import Tensor
 

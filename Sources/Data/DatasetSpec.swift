@@ -1,5 +1,6 @@
 // Dataset definitions (`configs/datasets/<name>.yaml`): where a dataset lives under the data
 // root, which layout reads it, its prompt template and CAVPT's K_N; and how `configs/` is found.
+import Files
 import Foundation
 import Tensor
 import Yams

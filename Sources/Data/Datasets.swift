@@ -1,5 +1,6 @@
 // Dataset readers for the folder layouts CoOp/Dassl users already have on disk: CoOp split JSON,
 // FGVC-Aircraft's txt lists, CoOp's ImageNet folders, and a generic image-folder layout.
+import Files
 import Foundation
 import Tensor
 

@@ -1,5 +1,6 @@
 // The few-shot protocol (DESIGN §2): per class K training images without replacement and
 // min(K, 4) validation images, drawn as CoOp/Dassl draw them; saved as JSON and reusable as is.
+import Files
 import Foundation
 import Tensor
 

@@ -1,6 +1,7 @@
 // Image files of either kind users' datasets hold: JPEG through libjpeg, PNG through libpng, told
 // apart by their first bytes (not their names), both converted to RGB as Pillow converts them.
 import CPNG
+import Foundation
 
 public enum ImageFile {
     static let pngSignature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
@@ -24,6 +25,29 @@ public enum ImageFile {
     public static func hasImageExtension(_ name: String) -> Bool {
         let lower = name.lowercased()
         return extensions.contains { lower.hasSuffix($0) }
+    }
+
+    /// Files as given and the images of folders (sorted by name), in argument order.
+    public static func files(_ arguments: [String]) throws -> [String] {
+        var files: [String] = []
+        for argument in arguments {
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: argument, isDirectory: &isFolder) else {
+                throw DataError.layout(path: argument, reason: "no such file or folder")
+            }
+            if isFolder.boolValue {
+                let entries = (try? FileManager.default.contentsOfDirectory(atPath: argument)) ?? []
+                let found = entries.filter { !$0.hasPrefix(".") && hasImageExtension($0) }
+                    .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+                guard !found.isEmpty else {
+                    throw DataError.layout(path: argument, reason: "no .jpg, .jpeg or .png images in the folder")
+                }
+                files += found.map { (argument as NSString).appendingPathComponent($0) }
+            } else {
+                files.append(argument)
+            }
+        }
+        return files
     }
 }
 

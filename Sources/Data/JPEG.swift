@@ -1,6 +1,7 @@
 // JPEG files to packed RGB pixels through libjpeg, converted the way Pillow's
 // `Image.open(f).convert("RGB")` converts them (grayscale replicated, Adobe CMYK inverted).
 import CJPEG
+import Files
 import Tensor
 
 #if canImport(Glibc)

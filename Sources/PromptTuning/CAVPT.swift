@@ -1,6 +1,7 @@
-// The Class-Aware Visual Prompt Tuning module (DESIGN §3.1): per image, K_N class-aware prompts
-// generated from the text features of the classes zero-shot CLIP ranks highest, by attending
-// over the layer's (detached) image tokens plus learnable extra tokens.
+// The Class-Aware Visual Prompt Tuning module (DESIGN §3.1; the CAVPT paper's eq. 9–10): per image,
+// K_N class-aware prompts generated from the text features of the classes zero-shot CLIP ranks
+// highest, by attending over the layer's (detached) image tokens plus learnable extra tokens.
+// Step 1 (the selection) is `PromptLearner.select`; step 7 (the loss) `PromptLearner.loss`.
 //
 // b images, K_N selected classes, T image tokens entering the layer, E extra tokens, d image
 // width, D text embedding width, a attention width (32), K classes.
@@ -71,19 +72,19 @@ public final class CAVPTModule: @unchecked Sendable {
         tokens: Var, queryText: Var, selectedPerImage kN: Int
     ) -> (prompts: Var, classLogits: Var) {
         let (b, T, d) = (tokens.shape[0], tokens.shape[1], tokens.shape[2])
-        // 1. Q = MLP(G)
+        // Step 2: Q = MLP(G)
         var q = linear(queryText, query0.weight, query0.bias)
         if let query2 { q = linear(quickGELU(q), query2.weight, query2.bias) }
         let queries = reshape(q, [b, kN, d])
-        // 2. V = [stopgrad(X_l); E_l]
+        // Step 3: V = [stopgrad(X_l); E_l]
         let keysValues = concatTokens([tokens.detached(), extraTokens], samples: b) // [b, T+E, d]
-        // 3. A = softmax((Q W_q)(V W_k)ᵀ / √a);  O = (A V) W_v
+        // Step 4: A = softmax((Q W_q)(V W_k)ᵀ / √a);  O = (A V) W_v
         let scale = 1 / Float(settings.attentionWidth).squareRoot()
         let scores = scale * bmm(linear(queries, attnQ), linear(keysValues, attnK), transB: true)
         let o = linear(bmm(softmax(scores), keysValues), attnV) // [b, K_N, d]
-        // 4. Class branch: LN_a(O) W_cls
+        // Step 5: class branch LN_a(O) W_cls
         let classLogits = linear(reshape(layerNorm(o, lnA.weight, lnA.bias), [b * kN, d]), classifier)
-        // 5. Prompts: LN_b(O + R) [→ Linear]
+        // Step 6: prompts LN_b(O + R) [→ Linear]
         let residual: Var
         switch settings.residual {
         case .query: residual = queries

@@ -1,4 +1,5 @@
-// What a prompt-tuning method trains and how (DESIGN §3): the knobs every preset sets.
+// What a prompt-tuning method trains and how (DESIGN §3): the knobs every preset sets. The presets
+// themselves are the files configs/methods/*.yaml; Training decodes a run's configuration into these.
 
 public enum VisualPromptMode: String, Sendable, Codable, CaseIterable {
     case none, shallow, deep
@@ -44,32 +45,4 @@ public struct MethodSettings: Sendable, Equatable {
 
     public var usesCAVPT: Bool { !cavpt.layers.isEmpty }
     public var trainsAnything: Bool { textPrompt || visualPrompt != .none || usesCAVPT }
-
-    /// The Table 1 rows and the released-code variant (DESIGN §3, §3.2).
-    public static func preset(_ name: String) -> MethodSettings? {
-        var m = MethodSettings()
-        var paperCAVPT = CAVPTSettings()
-        paperCAVPT.layers = [-1] // the last image layer, whatever the depth
-        switch name {
-        case "zsclip": break
-        case "coop": m.textPrompt = true
-        case "vpt_shallow": m.visualPrompt = .shallow
-        case "vpt_deep": m.visualPrompt = .deep
-        case "vpt_cavpt": m.visualPrompt = .deep; m.cavpt = paperCAVPT
-        case "vlp_deep": m.textPrompt = true; m.visualPrompt = .deep
-        case "vlp_cavpt": m.textPrompt = true; m.visualPrompt = .deep; m.cavpt = paperCAVPT
-        case "dpt_released":
-            m.textPrompt = true; m.visualPrompt = .deep
-            m.cavpt.layers = [-1]; m.cavpt.topK = 10; m.cavpt.queries = .learned; m.cavpt.queryDepth = 1
-            m.cavpt.residual = .query; m.cavpt.outputProjection = false; m.cavpt.nonTarget = .ignore
-            m.cavpt.alpha = 0.3; m.cavpt.guidanceEpochs = 30
-        default: return nil
-        }
-        return m
-    }
-
-    public static let presetNames = [
-        "zsclip", "coop", "vpt_shallow", "vpt_deep", "vpt_cavpt",
-        "vlp_deep", "vlp_cavpt", "dpt_released",
-    ]
 }

@@ -136,7 +136,7 @@ public final class PromptLearner: @unchecked Sendable {
 
     /// Needs the frozen zero-shot pass (CAVPT selection or the guidance loss)? Not when CAVPT selects
     /// every class (K_N = K): the ranking would only order the slots, and the class-aware prompts, the
-    /// attention over them and L_ca are the same for any order (an exact shortcut, SPEC §3: it saves a
+    /// attention over them and L_ca are the same for any order (an exact shortcut, DESIGN §3.1: it saves a
     /// whole frozen image forward per step, e.g. EuroSAT with K_N = 10 and OxfordPets).
     func needsPlainPass(epoch: Int) -> Bool {
         (!cavpt.isEmpty && selectedPerImage < classCount) || (epoch < settings.cavpt.guidanceEpochs)
@@ -153,7 +153,7 @@ public final class PromptLearner: @unchecked Sendable {
         return Selection(plainFeatures: plain, selected: topClasses(zeroShot, k: selectedPerImage))
     }
 
-    /// (layer, image, slot) entries that count in L_ca for this shard (DESIGN §3.1 step 6).
+    /// (layer, image, slot) entries that count in L_ca for this shard (DESIGN §3.1 step 7).
     public func contributingPairs(_ selection: Selection, labels: [Int]) -> Int {
         guard !cavpt.isEmpty else { return 0 }
         switch settings.cavpt.nonTarget {
@@ -278,7 +278,8 @@ public final class PromptLearner: @unchecked Sendable {
         public var cavptLoss: Float = 0
     }
 
-    /// The loss of DESIGN §3.1/§3.3 for this shard, normalised by global counts so that summing the
+    /// The loss of DESIGN §3.1 step 7 and §3.3 for this shard (CE over the eq. 1 logits plus α · L_ca,
+    /// the CAVPT paper's eq. 9–10), normalised by global counts so that summing the
     /// shards' gradients gives the gradient of the global mean loss.
     ///   globalBatch: B.   contributingPairs: the global count of L_ca entries (0: no CAVPT term).
     /// `text` replaces the text features the method would compute (the trainer passes a leaf holding

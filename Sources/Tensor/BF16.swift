@@ -1,4 +1,4 @@
-// bf16 storage for frozen weights (runtime.precision bf16, SPEC §6a), the fp32 → bf16 rounding of
+// bf16 storage for frozen weights (runtime.precision bf16, DESIGN §6a), the fp32 → bf16 rounding of
 // activations that feed oneDNN, and the frozen weight matrix that is either fp32 or bf16.
 import CAlloc
 import CKernels

@@ -1,5 +1,6 @@
 // `cavpt-dist bench …`: figures for the performance notes (never used by tests).
 import ArgumentParser
+import Benchmarks
 import CLIP
 import Data
 import Foundation
@@ -40,86 +41,15 @@ struct BenchGEMM: ParsableCommand {
             let rows = self.rows ?? 32 * (shape.imageTokens + 10)
             try BenchArguments.check("rows", rows, 1...65_536)
             try BenchArguments.checkSeconds(seconds)
-            let reexec = ProcessInfo.processInfo.environment["CAVPT_DIST_REEXEC_FROM"]
-            print(
-                "OpenBLAS core: \(BLASRuntime.coreName)"
-                    + (reexec.map { " (restarted from \($0) with OPENBLAS_CORETYPE set)" } ?? ""))
-            if let warning = BLASRuntime.slowKernelWarning { print("warning: \(warning)") }
-            let bf16 = OneDNN.bf16Unsupported == nil
-            print(
-                "oneDNN \(OneDNN.version), ISA \(OneDNN.isaName)"
-                    + (bf16 ? "" : " (no bf16 dot products: bf16 rows skipped)"))
-            // (m, n, k) of y = x Wᵀ in forward and dx = dy W in backward for one image block.
-            let d = shape.visionWidth
-            print("\(archName): image width \(d), \(rows) rows")
-            let shapes: [(String, Int, Int, Int, Bool)] = [
-                ("qkv     fwd", rows, 3 * d, d, true), ("out     fwd", rows, d, d, true),
-                ("c_fc    fwd", rows, 4 * d, d, true), ("c_proj  fwd", rows, d, 4 * d, true),
-                ("qkv     dx ", rows, d, 3 * d, false), ("c_fc    dx ", rows, d, 4 * d, false),
-            ]
-            for t in counts {
-                BLASRuntime.setThreads(t)
-                let fp32Peak = PeakRate.measure(.fp32FMA, threads: t)
-                let bf16Peak = bf16 ? PeakRate.measure(.bf16Dot, threads: t) : nil
-                func share(_ rate: Double, _ peak: Double?) -> String {
-                    peak.map { String(format: "%3.0f%% of peak", 100 * rate / $0) } ?? "peak unknown"
-                }
-                print(
-                    "threads \(t): measured peak "
-                        + (fp32Peak.map { String(format: "%.0f GFLOP/s fp32 FMA", $0) } ?? "fp32 n/a (no AVX2/FMA)")
-                        + (bf16Peak.map { String(format: ", %.0f GFLOP/s bf16 dot product", $0) } ?? ""))
-                for (name, m, n, k, transB) in shapes {
-                    let rate = measureGEMM(m: m, n: n, k: k, seconds: seconds)
-                    var line = String(
-                        format: "  %@  %5d×%4d×%4d  fp32 %7.1f GFLOP/s (%@)",
-                        name, m, n, k, rate, share(rate, fp32Peak))
-                    if bf16 {
-                        let r = measureBF16GEMM(m: m, n: n, k: k, transB: transB, seconds: seconds)
-                        line += String(format: "   bf16 %7.1f GFLOP/s (%@)  %.2f×", r, share(r, bf16Peak), r / rate)
-                    }
-                    print(line)
-                }
-            }
+            GEMMBenchmark.run(
+                threadCounts: counts, arch: archName, width: shape.visionWidth, rows: rows, seconds: seconds)
         }
     }
 }
 
-func measureGEMM(m: Int, n: Int, k: Int, seconds: Double) -> Double {
-    let a = Tensor.randn([m, k], seed: 1), b = Tensor.randn([n, k], seed: 2)
-    let c = Tensor(zeros: [m, n])
-    return timedRate(flops: 2 * Double(m) * Double(n) * Double(k), seconds: seconds) {
-        BLAS.gemm(transB: true, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: k, c: c.data, ldc: n)
-    }
-}
-
-/// bf16 × bf16 → fp32 through oneDNN as the frozen-weight products run it: W [n, k] used transposed
-/// in forward (transB), W [k, n] as stored for the input gradient.
-func measureBF16GEMM(m: Int, n: Int, k: Int, transB: Bool, seconds: Double) -> Double {
-    let a = BF16Tensor(rounding: .randn([m, k], seed: 1))
-    let b = BF16Tensor(rounding: .randn(transB ? [n, k] : [k, n], seed: 2))
-    let c = Tensor(zeros: [m, n])
-    return timedRate(flops: 2 * Double(m) * Double(n) * Double(k), seconds: seconds) {
-        OneDNN.gemm(
-            m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: transB ? k : n, transB: transB, c: c.data, ldc: n)
-    }
-}
-
-/// GFLOP/s of `body` (one warm-up call, then repeated for `seconds`).
-func timedRate(flops: Double, seconds: Double, _ body: () -> Void) -> Double {
-    body()
-    var runs = 0
-    let start = DispatchTime.now().uptimeNanoseconds
-    var elapsed = 0.0
-    repeat {
-        body()
-        runs += 1
-        elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    } while elapsed < seconds
-    return flops * Double(runs) / elapsed / 1e9
-}
-
-/// One training step (forward + backward w.r.t. the trained tensors) on an architecture's shapes with
-/// random frozen weights — the same work as a PyTorch step on the same shapes, for a ratio on one machine.
+/// The trainer's training step (`TrainingStep`: forward + backward w.r.t. the trained tensors, the
+/// fused allreduce, the update) on an architecture's shapes with random frozen weights — the same work
+/// as a PyTorch step on the same shapes, for a ratio on one machine.
 struct BenchStep: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "step",
@@ -153,163 +83,16 @@ struct BenchStep: ParsableCommand {
             guard let mode = Recompute(rawValue: recompute) else {
                 throw ValidationError("--recompute must be one of none, attention, blocks, got '\(recompute)'")
             }
-            ResidualBlock.recompute = mode
-            guard let settings = MethodSettings.preset(method) else {
-                throw ValidationError(
-                    "unknown method '\(method)'; one of \(MethodSettings.presetNames.joined(separator: ", "))")
-            }
-            BLASRuntime.setThreads(
-                comm.defaultBLASThreads(
-                    override: threads
-                        ?? ProcessInfo.processInfo.environment["CAVPT_DIST_BLAS_THREADS"].flatMap(Int.init)))
-            let model = try CLIPModel(
-                tensors: RandomCLIP.make(shape, seed: 1),
-                precision: try RunSetup.checkedPrecision(precision))
-            // Class prompts of fixed length: SOT, words…, EOT at `eot`, as the PyTorch peer's.
-            let names = (0..<classes).map { "class\($0)" }
-            var nextWord = 0
-            let prompts = try ClassPrompts(classNames: names, template: "a photo of a {}.", contextLength: 16) { text in
-                let words = text.split(separator: " ").count
-                var ids = [49406]
-                for w in 0..<max(words, eot - 1) {
-                    if text.hasPrefix("X") && w < 16 {
-                        ids.append(343)
-                    } else {
-                        nextWord += 1; ids.append(400 + nextWord % 40000)
-                    }
-                }
-                ids = Array(ids.prefix(eot)) + [49407]
-                return ids + Array(repeating: 0, count: 77 - ids.count)
-            }
-            let learner = try PromptLearner(model: model, prompts: prompts, settings: settings, seed: 1)
-            let shard = EpochPlan.shard(0..<batch, rank: comm.rank, size: comm.size)
-            let pixels = Tensor.randn(
-                [shard.count, 3, shape.resolution, shape.resolution], seed: 2 + UInt64(comm.rank))
-            let labels = shard.map { $0 % classes }
-            let gradientCount = learner.parameters.reduce(0) { $0 + $1.1.value.count }
-            let packed = Tensor(zeros: [gradientCount + 1])
-            var communication = 0.0, waiting = 0.0
-            func step() throws {
-                if !settings.trainsAnything {
-                    if !labels.isEmpty { _ = learner.predict(pixels: pixels, textFeatures: learner.templateFeatures) }
-                    return
-                }
-                let sharded =
-                    shardText && learner.textContext != nil ? try ShardedText.gather(learner, comm: comm) : nil
-                if !labels.isEmpty {
-                    let selection = learner.select(pixels: pixels, epoch: 100)
-                    let out = learner.loss(
-                        pixels: pixels, labels: labels, selection: selection, epoch: 100, globalBatch: batch,
-                        contributingPairs: learner.contributingPairs(globalBatch: batch), text: sharded?.leaf)
-                    out.loss.backward()
-                }
-                try sharded?.backward(comm: comm)
-                do {
-                    var offset = 0
-                    for (_, p) in learner.parameters {
-                        if let g = p.grad { (packed.data + offset).update(from: g.data, count: g.count) }
-                        offset += p.value.count
-                        p.zeroGrad()
-                    }
-                }
-                // The trainer's fused allreduce; the barrier separates waiting for the slowest rank
-                // from the transfer itself.
-                var t0 = DispatchTime.now().uptimeNanoseconds
-                try comm.barrier()
-                var t1 = DispatchTime.now().uptimeNanoseconds
-                waiting += Double(t1 - t0) / 1e9
-                t0 = t1
-                try comm.allreduce(UnsafeMutableBufferPointer(start: packed.data, count: gradientCount + 1), .sum)
-                t1 = DispatchTime.now().uptimeNanoseconds
-                communication += Double(t1 - t0) / 1e9
-            }
-            try step()
-            communication = 0; waiting = 0
-            var times: [Double] = []
-            let counter = OpCounter(timed: true)
-            for _ in 0..<steps {
-                let start = DispatchTime.now().uptimeNanoseconds
-                try BLAS.$counter.withValue(counter) { try step() }
-                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-            }
-            // Every rank's peak memory (each holds its shard's activations), and the machine's peak rate.
-            let peaks = try comm.allgather(ProcessMemory.peakResidentMB)
-            guard comm.rank == 0 else { return }
-            let median = times.sorted()[times.count / 2], total = times.reduce(0, +)
-            print(
-                "OpenBLAS core \(BLASRuntime.coreName); \(comm.size) rank(s) × \(BLASRuntime.threads) BLAS thread(s); "
-                    + "precision \(RunSetup.precisionSummary(model.precision)); \(archName); attention "
-                    + (FusedAttention.enabled ? "fused (\(FusedAttention.kernel))" : "unfused")
-                    + "; recompute \(mode.rawValue)")
-            print(
-                String(
-                    format: "%@ B=%d K=%d %@: median %.3fs/step min %.3f  (%.1f img/s)  peak RSS %.0f MB",
-                    method, batch, classes, precision, median, times.min()!, Double(batch) / median,
-                    peaks.max() ?? 0))
-            if comm.size > 1 {
-                print("  peak RSS per rank: " + peaks.map { String(format: "%.0f MB", $0) }.joined(separator: ", "))
-            }
-            let perStep = { (x: Double) in x / Double(steps) }
-            let gemmSeconds =
-                counter.seconds + counter.bf16Seconds + counter.bf16SmallSeconds + counter.fusedAttentionSeconds
-            print(
-                String(
-                    format:
-                        "  rank 0 per step: %.0f sgemm (%.1f GFLOP at %.0f GFLOP/s), %.0f bf16 oneDNN (%.1f GFLOP "
-                        + "at %.0f GFLOP/s)",
-                    perStep(Double(counter.gemms)), perStep(counter.flops) / 1e9,
-                    counter.flops / 1e9 / max(counter.seconds, 1e-9),
-                    perStep(Double(counter.bf16GEMMs + counter.bf16SmallGEMMs)),
-                    perStep(counter.bf16Flops + counter.bf16SmallFlops) / 1e9,
-                    (counter.bf16Flops + counter.bf16SmallFlops) / 1e9
-                        / max(counter.bf16Seconds + counter.bf16SmallSeconds, 1e-9)))
-            print(
-                String(
-                    format:
-                        "  attention: %.0f fused kernel calls + %.0f sgemm + %.0f bf16 batched products, %.1f GFLOP, "
-                        + "%.0f%% of step time",
-                    perStep(Double(counter.fusedAttentionCalls)), perStep(Double(counter.smallGEMMs)),
-                    perStep(Double(counter.bf16SmallGEMMs)),
-                    perStep(counter.smallFlops + counter.bf16SmallFlops + counter.fusedAttentionFlops) / 1e9,
-                    100 * (counter.smallSeconds + counter.bf16SmallSeconds + counter.fusedAttentionSeconds) / total))
-            // The whole step's counted FLOPs (products and fused attention) against the measured peak.
-            let stepFlops =
-                (counter.flops + counter.bf16Flops + counter.bf16SmallFlops + counter.fusedAttentionFlops)
-                / Double(steps)
-            let peak = PeakRate.measure(model.precision == .bf16 ? .bf16Dot : .fp32FMA, threads: BLASRuntime.threads)
-            print(
-                String(format: "  step: %.1f GFLOP counted, %.0f GFLOP/s", stepFlops / 1e9, stepFlops / median / 1e9)
-                    + (peak.map {
-                        String(
-                            format: ", %.0f%% of the measured %@ peak (%.0f GFLOP/s)",
-                            100 * stepFlops / median / 1e9 / $0, model.precision == .bf16 ? "bf16" : "fp32", $0)
-                    } ?? ""))
-            if model.precision == .bf16 {
-                print("  oneDNN matmul implementations: " + OneDNN.implementations.joined(separator: ", "))
-            }
-            print(
-                String(
-                    format:
-                        "  breakdown: GEMM %.0f%% of step time (sgemm %.0f%%, bf16 %.0f%%, fused attention %.0f%%), "
-                        + "non-GEMM %.0f%% (%.3fs/step)",
-                    100 * gemmSeconds / total, 100 * counter.seconds / total,
-                    100 * (counter.bf16Seconds + counter.bf16SmallSeconds) / total,
-                    100 * counter.fusedAttentionSeconds / total,
-                    100 * (1 - gemmSeconds / total), (total - gemmSeconds) / Double(steps)))
-            if comm.size > 1 {
-                print(
-                    String(
-                        format:
-                            "  allreduce of %d floats: %.2f ms/step (%.2f%% of step time); waiting for the slowest "
-                            + "rank %.1f%%",
-                        gradientCount + 1, 1000 * communication / Double(steps), 100 * communication / total,
-                        100 * waiting / total))
-            }
+            var benchmark = StepBenchmark()
+            benchmark.method = method; benchmark.batch = batch; benchmark.classes = classes; benchmark.eot = eot
+            benchmark.steps = steps; benchmark.threads = threads; benchmark.shardText = shardText
+            benchmark.precision = precision
+            benchmark.shape = shape; benchmark.archName = archName; benchmark.recompute = mode
+            try benchmark.run(comm)
         }
     }
 }
 
-/// Decode + train-augment throughput of the data pipeline, to set next to a step's image rate.
 struct BenchData: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data",

@@ -5,6 +5,7 @@ import ArgumentParser
 import CLIP
 import Data
 import Distributed
+import Files
 import Foundation
 import Tensor
 import Training
@@ -43,14 +44,17 @@ struct Demo: ParsableCommand {
                 root: dataDir, classCount: classes, perClass: shots,
                 testPerClass: testPerClass)
             print("demo: tiny random CLIP in \(modelDir), synthetic \(classes)-class dataset in \(dataDir)")
-            let trainArguments = [
-                "train", "--dataset", datasetYAML, "--method", method, "--data-root", dataDir,
-                "--model", modelDir, "--output", root + "/run", "--seed", "1",
-                "--set", "train.epochs=\(epochs)", "--set", "train.shots=\(shots)", "--set", "train.batchSize=16",
-                "--set", "optim.visual.warmupEpochs=1", "--set", "optim.text.warmupEpochs=1",
-                "--set", "optim.text.lr=0.01", "--set", "checkpoint.every=10",
-                "--set", "eval.batchSize=20", "--set", "train.logEvery=100",
+            // The demo's settings, as `--set` assignments of the command it prints and runs.
+            let sets: [(PartialKeyPath<RunSettings>, Any)] = [
+                (\.train.epochs, epochs), (\.train.shots, shots), (\.train.batchSize, 16),
+                (\.optim.visual.warmupEpochs, 1), (\.optim.text.warmupEpochs, 1), (\.optim.text.lr, 0.01),
+                (\.checkpoint.every, 10), (\.eval.batchSize, 20), (\.train.logEvery, 100),
             ]
+            let trainArguments =
+                [
+                    "train", "--dataset", datasetYAML, "--method", method, "--data-root", dataDir,
+                    "--model", modelDir, "--output", root + "/run", "--seed", "1",
+                ] + sets.flatMap { ["--set", "\(ConfigSchema.name(of: $0.0))=\($0.1)"] }
             let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
             var command = [executable] + trainArguments
             if ranks > 1 {
@@ -68,16 +72,12 @@ struct Demo: ParsableCommand {
             var options = RunOptions()
             options.dataset = datasetYAML; options.method = "zsclip"; options.dataRoot = dataDir;
             options.model = modelDir
-            let config = try RunSetup.config(options)
-            let data = try RunSetup.data(config)
-            let (clip, tokenizer) = try RunSetup.model(config)
-            let zeroShot = try RunSetup.learner(
-                config, model: clip, tokenizer: tokenizer, classNames: data.classNames,
-                template: data.template)
-            let baseline = try Trainer(
-                comm: SingleProcessCommunicator(), config: config, learner: zeroShot, data: data, output: nil
+            let zeroShot = try RunLoader.load(RunLoad(.options(options)))
+            let baseline = try Evaluator(
+                comm: SingleProcessCommunicator(), learner: zeroShot.learner, imageRoot: zeroShot.data!.imageRoot,
+                settings: zeroShot.settings
             )
-            .evaluate(samples: data.test, listName: "test split")
+            .evaluate(samples: zeroShot.data!.test, listName: "test split")
             print(
                 String(
                     format: "demo: zero-shot accuracy of the random CLIP %.2f%% (chance %.2f%%); now training %@",

@@ -3,6 +3,7 @@
 import ArgumentParser
 import Data
 import Foundation
+import Training
 
 struct Fewshot: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -82,7 +83,7 @@ struct Fewshot: ParsableCommand {
         }
         let key = assignment[..<equals].trimmingCharacters(in: .whitespaces)
         let value = assignment[assignment.index(after: equals)...].trimmingCharacters(in: .whitespaces)
-        guard key == "train.shots" else {
+        guard key == ConfigSchema.name(of: \.train.shots) else {
             throw FewshotError("--set \(assignment): fewshot only uses train.shots, not \(key)")
         }
         guard let shots = Int(value), shots >= 1 else {

@@ -47,52 +47,47 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let trained = runDirectory != nil || checkpoint != nil
-            let savedCheckpoint: Checkpoint? = try checkpoint.map { try Checkpoints.read($0) }
-            var c: Config
-            var definition: DatasetSpec?
-            if trained {
-                (c, definition) = try recordedRunConfig(run: runDirectory, checkpoint: savedCheckpoint, override: nil)
+            var load: RunLoad
+            if runDirectory != nil || checkpoint != nil {
+                load = RunLoad(
+                    .saved(run: runDirectory, checkpoint: try checkpoint.map { try Checkpoints.read($0) }))
+                load.tensors = .saved
             } else {
                 var options = RunOptions()
                 options.method = "zsclip"
-                c = try RunSetup.config(options)
+                load = RunLoad(.options(options))
             }
-            if let dataset { definition = try switchDataset(&c, to: dataset, subsample: "all") }
-            if let dataRoot { try c.set("data.root", raw: dataRoot, source: "--data-root") }
-            if let model { try c.set("model.path", raw: model, source: "--model") }
-            if let vocab { try c.set("model.vocab", raw: vocab, source: "--vocab") }
-            if let subsample { try c.set("data.subsample", raw: subsample, source: "--subsample") }
-            let data = try RunSetup.data(c, definition: definition)
-            let (clip, tokenizer) = try RunSetup.model(c)
-            let learner = try RunSetup.learner(
-                c, model: clip, tokenizer: tokenizer, classNames: data.classNames, template: data.template)
-            _ = try loadTrainedTensors(
-                into: learner, run: runDirectory, checkpoint: savedCheckpoint, epochs: c.int("train.epochs"), warn: true
-            )
-            let files = try imageFiles(images)
-            let textFeatures = learner.evaluationTextFeatures()
-            let R = clip.image.resolution
+            load.dataset = dataset
+            load.override(\.data.root, dataRoot, flag: "--data-root")
+            load.override(\.model.path, model, flag: "--model")
+            load.override(\.model.vocab, vocab, flag: "--vocab")
+            load.override(\.data.subsample, subsample, flag: "--subsample")
+            let run = try RunLoader.load(load)
+            let classNames = run.classNames
+            let files = try ImageFile.files(images)
+            // The evaluator's class logits (the text side encoded once, as `eval` does).
+            let logits = Evaluator.classLogits(run.learner)
+            let R = run.model.image.resolution
             var lines: [String] = []
             for start in stride(from: 0, to: files.count, by: 32) {
                 let chunk = Array(files[start..<min(start + 32, files.count)])
                 let pixels = Tensor(uninitialized: [chunk.count, 3, R, R])
                 for (i, path) in chunk.enumerated() {
-                    writeTestImage(try decodeImage(path: path), resolution: R, into: pixels.data + i * 3 * R * R)
+                    writeTestImage(try ImageFile.decode(path: path), resolution: R, into: pixels.data + i * 3 * R * R)
                 }
-                let logits = learner.predict(pixels: pixels, textFeatures: textFeatures)
+                let scores = logits(pixels)
                 for (i, path) in chunk.enumerated() {
-                    let best = topClasses(
-                        logits.data + i * logits.lastDim, count: logits.lastDim, k: min(top, logits.lastDim))
+                    let best = topProbabilities(
+                        scores.data + i * scores.lastDim, count: scores.lastDim, k: min(top, scores.lastDim))
                     print(
                         "\(path): "
-                            + best.map { String(format: "%@ %.1f%%", data.classNames[$0.0], $0.1 * 100) }.joined(
+                            + best.map { String(format: "%@ %.1f%%", classNames[$0.0], $0.1 * 100) }.joined(
                                 separator: ", "))
                     if out != nil {
                         let record: [String: Any] = [
-                            "path": path, "prediction": best[0].0, "predictedClass": data.classNames[best[0].0],
+                            "path": path, "prediction": best[0].0, "predictedClass": classNames[best[0].0],
                             "top": best.map {
-                                ["label": $0.0, "class": data.classNames[$0.0], "probability": $0.1] as [String: Any]
+                                ["label": $0.0, "class": classNames[$0.0], "probability": $0.1] as [String: Any]
                             },
                         ]
                         lines.append(
@@ -107,31 +102,3 @@ struct Predict: ParsableCommand {
         }
     }
 }
-
-/// Files as given and the images of folders (sorted by name), in argument order.
-func imageFiles(_ arguments: [String]) throws -> [String] {
-    var files: [String] = []
-    for argument in arguments {
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: argument, isDirectory: &isFolder) else {
-            throw TrainingError.input("\(argument): no such file or folder")
-        }
-        if isFolder.boolValue {
-            let entries = (try? FileManager.default.contentsOfDirectory(atPath: argument)) ?? []
-            let found = entries.filter { name in
-                let lower = name.lowercased()
-                return !name.hasPrefix(".") && ImageFile.hasImageExtension(lower)
-            }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-            guard !found.isEmpty else {
-                throw TrainingError.input("\(argument): no .jpg, .jpeg or .png images in the folder")
-            }
-            files += found.map { (argument as NSString).appendingPathComponent($0) }
-        } else {
-            files.append(argument)
-        }
-    }
-    return files
-}
-
-/// An image file decoded to RGB (JPEG through libjpeg).
-func decodeImage(path: String) throws -> RGBImage { try ImageFile.decode(path: path) }

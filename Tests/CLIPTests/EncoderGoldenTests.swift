@@ -1,5 +1,6 @@
 // CLIP encoders against the float64 PyTorch reference (Tests/Fixtures/make_fixtures.py): a tiny
 // random CLIP in OpenAI names (F32) and the same weights in Hugging Face names (F16).
+import Files
 import Foundation
 import Tensor
 import Testing
@@ -58,7 +59,7 @@ private let bf16Testable: Bool = {
 
     @Test func openAINamesF32() throws { try check(weights: "tiny_a_openai.safetensors", prefix: "") }
 
-    /// SPEC §6a: bf16 products stay within 3e-2 (features) and 5e-2 (logits) of the float64 reference.
+    /// DESIGN §6a: bf16 products stay within 3e-2 (features) and 5e-2 (logits) of the float64 reference.
     @Test(.enabled(if: bf16Testable, "oneDNN runs no bf16 here"))
     func openAINamesBF16() throws {
         try check(weights: "tiny_a_openai.safetensors", prefix: "", precision: .bf16, tolerance: (3e-2, 5e-2))

@@ -1,9 +1,10 @@
-// Hostile weight and vocabulary files: JSON nested past any sane depth, FIFOs where a file should
-// be, and the inputs the fuzzers found, replayed through the same parsers.
 import Foundation
 import Testing
 
 @testable import CLIP
+// Hostile weight and vocabulary files: JSON nested past any sane depth, FIFOs where a file should
+// be, and the inputs the fuzzers found, replayed through the same parsers.
+@testable import Files
 
 private func deepList(_ depth: Int) -> String {
     String(repeating: "[", count: depth) + String(repeating: "]", count: depth)

@@ -1,6 +1,6 @@
 import Foundation
 import Tensor
-// runtime.precision bf16 at the model level (SPEC §6a): weight matrices held once, in bf16 only, and
+// runtime.precision bf16 at the model level (DESIGN §6a): weight matrices held once, in bf16 only, and
 // every product with them a bf16 oneDNN call, counted.
 import Testing
 

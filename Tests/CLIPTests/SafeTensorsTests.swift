@@ -1,9 +1,10 @@
-// safetensors: round trips, dtype conversion against torch's, and every malformed-file error.
 import Foundation
 import Tensor
 import Testing
 
 @testable import CLIP
+// safetensors: round trips, dtype conversion against torch's, and every malformed-file error.
+@testable import Files
 
 @Suite struct SafeTensorsTests {
     @Test func roundTripKeepsNamesShapesValuesAndMetadata() throws {

@@ -1,5 +1,6 @@
 // Weight names and strict loading, checked against the parameter names open_clip and transformers
 // actually produce for the same tiny CLIP (Tests/Fixtures/safetensors/clip_names.json).
+import Files
 import Foundation
 import Tensor
 import Testing

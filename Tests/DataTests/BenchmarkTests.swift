@@ -1,4 +1,5 @@
 // The decode + augment benchmark runs on real photos and reports a rate (never asserted on time).
+import Benchmarks
 import Testing
 
 @testable import Data

@@ -1,5 +1,6 @@
 // Hostile and careless input files for the data layer: YAML nesting and alias bombs, deep JSON,
 // FIFOs and folders where a file should be, and the inputs the fuzzers found.
+import Files
 import Foundation
 import Testing
 

@@ -22,8 +22,31 @@ private let prompts = try! ClassPrompts(
     classNames: classNames, template: "a photo of a {}.", contextLength: 4,
     tokenize: fakeTokenize)
 
+/// The method settings configs/methods/NAME.yaml sets (TrainingTests' ConfigTests checks that the
+/// files decode to these).
+private func presetSettings(_ name: String) -> MethodSettings {
+    var m = MethodSettings()
+    var paperCAVPT = CAVPTSettings()
+    paperCAVPT.layers = [-1]
+    switch name {
+    case "coop": m.textPrompt = true
+    case "vpt_shallow": m.visualPrompt = .shallow
+    case "vpt_deep": m.visualPrompt = .deep
+    case "vpt_cavpt": m.visualPrompt = .deep; m.cavpt = paperCAVPT
+    case "vlp_deep": m.textPrompt = true; m.visualPrompt = .deep
+    case "vlp_cavpt": m.textPrompt = true; m.visualPrompt = .deep; m.cavpt = paperCAVPT
+    case "dpt_released":
+        m.textPrompt = true; m.visualPrompt = .deep
+        m.cavpt.layers = [-1]; m.cavpt.topK = 10; m.cavpt.queries = .learned; m.cavpt.queryDepth = 1
+        m.cavpt.residual = .query; m.cavpt.outputProjection = false; m.cavpt.nonTarget = .ignore
+        m.cavpt.alpha = 0.3; m.cavpt.guidanceEpochs = 30
+    default: break // zsclip
+    }
+    return m
+}
+
 private func learner(_ preset: String, _ edit: (inout MethodSettings) -> Void = { _ in }) throws -> PromptLearner {
-    var settings = MethodSettings.preset(preset)!
+    var settings = presetSettings(preset)
     settings.textLength = 4
     settings.cavpt.topK = 3
     edit(&settings)

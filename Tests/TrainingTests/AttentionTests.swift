@@ -2,6 +2,7 @@
 // model (Tests/Fixtures/make_attention_fixtures.py), for zero-shot CLIP and prompted methods; the
 // picture of a trained run is a PNG of the expected layout.
 import CLIP
+import Files
 import Foundation
 import Tensor
 import Testing

@@ -1,6 +1,7 @@
 // The model-facing commands through the real binary: values against the PyTorch goldens, and
 // one-line errors with a non-zero exit on bad input.
 import CLIP
+import Files
 import Foundation
 import Tensor
 import Testing

@@ -6,17 +6,51 @@ import Testing
 @testable import Training
 
 @Suite struct ConfigTests {
-    @Test(arguments: MethodSettings.presetNames)
-    func methodFilesMatchPresets(_ name: String) throws {
+    /// What each preset file must decode to (DESIGN §3, §3.2); cavpt.topK of the paper presets
+    /// comes from the dataset, so it stays the schema default here.
+    static func expectedPreset(_ name: String) -> MethodSettings {
+        var m = MethodSettings()
+        var paperCAVPT = CAVPTSettings()
+        paperCAVPT.layers = [-1]
+        switch name {
+        case "coop": m.textPrompt = true
+        case "vpt_shallow": m.visualPrompt = .shallow
+        case "vpt_deep": m.visualPrompt = .deep
+        case "vpt_cavpt": m.visualPrompt = .deep; m.cavpt = paperCAVPT
+        case "vlp_deep": m.textPrompt = true; m.visualPrompt = .deep
+        case "vlp_cavpt": m.textPrompt = true; m.visualPrompt = .deep; m.cavpt = paperCAVPT
+        case "dpt_released":
+            m.textPrompt = true; m.visualPrompt = .deep
+            m.cavpt.layers = [-1]; m.cavpt.topK = 10; m.cavpt.queries = .learned; m.cavpt.queryDepth = 1
+            m.cavpt.residual = .query; m.cavpt.outputProjection = false; m.cavpt.nonTarget = .ignore
+            m.cavpt.alpha = 0.3; m.cavpt.guidanceEpochs = 30
+        default: break // zsclip
+        }
+        return m
+    }
+
+    @Test(arguments: MethodPresets.names)
+    func methodFilesDecodeToTheirSettings(_ name: String) throws {
         var c = Config()
         try c.merge(file: packageRoot + "/configs/methods/\(name).yaml")
-        #expect(c.string("method.name") == name)
-        var expected = MethodSettings.preset(name)!
-        let loaded = MethodSettings(config: c)
-        // The paper presets take K_N from the dataset config; only dpt_released fixes it.
-        if name != "dpt_released" { expected.cavpt.topK = loaded.cavpt.topK }
-        if !expected.usesCAVPT { expected.cavpt = loaded.cavpt }
-        #expect(loaded == expected)
+        let settings = RunSettings(c)
+        #expect(settings.methodName == name)
+        #expect(settings.method == Self.expectedPreset(name))
+    }
+
+    @Test func everyPresetHasItsFile() throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: packageRoot + "/configs/methods")
+            .filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }
+        #expect(Set(files) == Set(MethodPresets.names))
+        #expect(MethodPresets.names.count == Set(MethodPresets.names).count)
+    }
+
+    @Test func defaultsAreTheSettingsFields() {
+        // The schema's defaults are read off RunSettings(): decoding them gives it back, and every
+        // key decodes into a field of its own.
+        #expect(RunSettings(Config()) == RunSettings())
+        #expect(Set(ConfigSchema.keys.map(\.name)).count == ConfigSchema.keys.count)
+        for key in ConfigSchema.keys { #expect(ConfigSchema.name(of: key.field) == key.name) }
     }
 
     @Test func layersAndOverrides() throws {
@@ -25,10 +59,11 @@ import Testing
         try c.merge(yaml: "train:\n  epochs: 7\n", source: "b.yaml")
         try c.apply(override: "cavpt.layers=[11,12]")
         try c.apply(override: "optim.visual.lr=0.05")
-        #expect(c.int("train.epochs") == 7)
-        #expect(c.double("cavpt.alpha") == 2)
-        #expect(c.intList("cavpt.layers") == [11, 12])
-        #expect(c.double("optim.visual.lr") == 0.05)
+        let s = RunSettings(c)
+        #expect(s.train.epochs == 7)
+        #expect(s.method.cavpt.alpha == 2)
+        #expect(s.method.cavpt.layers == [11, 12])
+        #expect(s.optim.visual.lr == 0.05)
         #expect(c.sources["train.epochs"] == "b.yaml")
         // The effective YAML reads back to the same configuration.
         var again = Config()

@@ -67,6 +67,23 @@ import Testing
         }
     }
 
+    @Test func benchStepRunsTheTrainersCollectives() throws {
+        // dpt_released (`ignore`): the trainer reduces the pair count, then the fused buffer, each step.
+        let out = temporaryDirectory("bench-collectives") + "/run"
+        let train = try mpirun(2, tinyRun.trainArguments(method: "dpt_released", output: out, epochs: 1))
+        try #require(train.status == 0, "\(train.stderr)")
+        let epoch = try #require(try metricLines(out).first)
+        let steps = try #require(epoch["steps"] as? Int), allreduces = try #require(epoch["allreduces"] as? Int)
+        #expect(steps > 0 && allreduces == 2 * steps, "\(allreduces) allreduces for \(steps) steps")
+        // `bench step` runs the same step: the same collectives per step, and no other.
+        let bench = try mpirun(
+            2, ["bench", "step", "--method", "dpt_released", "--batch", "2", "--classes", "4", "--steps", "1"])
+        try #require(bench.status == 0, "\(bench.stderr)")
+        #expect(
+            bench.stdout.contains("collectives per step: \(allreduces / steps) allreduce, 0 allgather, 0 broadcast"),
+            "\(bench.stdout)")
+    }
+
     @Test func resumeAfterKillEqualsUninterrupted() throws {
         let base = temporaryDirectory("resume")
         let full = base + "/full", killed = base + "/killed"

@@ -2,6 +2,7 @@
 // test process and shared by the integration tests (they only read it).
 import CLIP
 import Data
+import Files
 import Foundation
 import Tensor
 

@@ -1,6 +1,7 @@
 // `cavpt-dist gradients` against the float64 PyTorch reference of every method (DESIGN §3), and the
 // optimiser and schedule against torch.optim.SGD and DESIGN §4.
 import CLIP
+import Files
 import Foundation
 import Tensor
 import Testing
@@ -150,7 +151,7 @@ let gradientManifest: GradientManifest = {
         // CoOp's text group and the paper's visual group, from the method configs.
         var c = Config()
         try c.merge(file: packageRoot + "/configs/methods/vlp_cavpt.yaml")
-        let text = LRSchedule(config: c, group: .text), visual = LRSchedule(config: c, group: .visual)
+        let text = LRSchedule(RunSettings(c), group: .text), visual = LRSchedule(RunSettings(c), group: .visual)
         #expect(text == LRSchedule(lr: 0.002, warmupEpochs: 1, warmupLR: 1e-5, epochs: 200))
         #expect(visual == LRSchedule(lr: 0.01, warmupEpochs: 10, warmupLR: 1e-5, epochs: 200))
     }

@@ -1,6 +1,7 @@
-// runtime.precision bf16 through the real binary (SPEC §6a): gradients of every preset against the
+// runtime.precision bf16 through the real binary (DESIGN §6a): gradients of every preset against the
 // float64 reference, N ranks against one, the refusal on a CPU without bf16, and what a run records.
 import CLIP
+import Files
 import Foundation
 import Tensor
 import Testing
@@ -187,7 +188,7 @@ extension BF16Runs {
 
     @Test func precisionDefaultsToFP32AndIsNotOperational() throws {
         let c = Config()
-        #expect(c.string("runtime.precision") == "fp32")
+        #expect(c.settings.runtime.precision == .fp32)
         // A run resumed in another precision would not continue the same computation.
         #expect(!ConfigSchema.operational.contains("runtime.precision"))
     }

@@ -3,6 +3,7 @@
 // once against an independent computation), predict agreeing with eval --predictions, and the
 // report's base-to-new harmonic mean of the seed means.
 import CLIP
+import Files
 import Foundation
 import Tensor
 import Testing

@@ -41,9 +41,9 @@ import Testing
                 back.values[key] == c.values[key],
                 "\(key): \(String(describing: back.values[key])) vs \(String(describing: c.values[key]))")
         }
-        #expect(back.string("data.root") == FileManager.default.currentDirectoryPath + "/relative/data")
-        #expect(back.string("dataset.name") == "mine")
-        #expect(back.string("dataset.config") == "/run/config.yaml")
+        #expect(back.settings.data.root == FileManager.default.currentDirectoryPath + "/relative/data")
+        #expect(back.settings.dataset.name == "mine")
+        #expect(back.settings.dataset.config == "/run/config.yaml")
         // The file is a dataset definition in its own right.
         var recorded = spec
         recorded.topK = nil

@@ -3,6 +3,7 @@
 // and preemption by real signals (exit 75, a checkpoint of the step boundary, the printed resume
 // command continuing bit-identical to an uninterrupted run).
 import CLIP
+import Files
 import Foundation
 import Tensor
 import Testing

@@ -3,6 +3,7 @@
 // mpirun and run again trains only what was unfinished and ends bit-identical; changed settings
 // for existing folders are refused; a plan's grid gives one folder per combination.
 import CLIP
+import Files
 import Foundation
 import Tensor
 import Testing

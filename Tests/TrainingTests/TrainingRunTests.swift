@@ -65,10 +65,10 @@ import Training
         let recorded = dir + "/run/config.yaml"
         try saved.merge(
             savedRun: try String(contentsOfFile: recorded, encoding: .utf8), source: recorded, definitionFile: recorded)
-        #expect(saved.string("method.name") == "vpt_deep")
-        #expect(saved.string("dataset.name") == "synthetic")
-        #expect(saved.int("cavpt.topK") == 3) // from the definition's cavpt section
-        #expect(saved.string("method.visualPrompt") == "deep")
+        #expect(saved.settings.methodName == "vpt_deep")
+        #expect(saved.settings.dataset.name == "synthetic")
+        #expect(saved.settings.method.cavpt.topK == 3) // from the definition's cavpt section
+        #expect(saved.settings.method.visualPrompt == .deep)
     }
 
     @Test func badInputsGiveOneLineErrors() throws {

@@ -32,6 +32,7 @@ func fuzzOne(_ bytes: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     options.sets = parts.dropFirst().map { String(decoding: $0, as: UTF8.self) }
     if let config = try? RunSetup.config(options) {
         _ = config.yaml()
+        _ = config.settings
         _ = try? config.differences(from: Config())
     }
     _ = try? DatasetSpec(contentsOf: file)

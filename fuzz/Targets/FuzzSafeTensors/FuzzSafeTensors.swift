@@ -3,7 +3,7 @@ import Foundation
 
 // libFuzzer target: the safetensors header (length prefix, JSON, dtype/shape/offset checks) of a
 // whole file held in memory, as `SafeTensorsFile(path:)` validates it after mmap.
-@testable import CLIP
+@testable import Files
 
 @main enum FuzzSafeTensors {
     static func main() {

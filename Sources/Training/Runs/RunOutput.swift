@@ -8,6 +8,7 @@ public final class RunOutput: @unchecked Sendable {
     public let directory: String
     public var checkpointDirectory: String { directory + "/checkpoints" }
     let config: Config
+    let settings: RunSettings
     let dataset: DatasetSpec?
     let quiet: Bool
     let lock: RunDirectoryLock?
@@ -24,8 +25,9 @@ public final class RunOutput: @unchecked Sendable {
     ) throws {
         self.directory = directory
         var config = config
-        if config.string("output.dir").isEmpty { try config.set("output.dir", raw: directory, source: "run directory") }
+        if config.settings.output.dir.isEmpty { try config.set(\.output.dir, raw: directory, source: "run directory") }
         self.config = config
+        settings = config.settings
         self.dataset = dataset
         self.quiet = quiet
         self.lock = lock
@@ -98,14 +100,14 @@ public final class RunOutput: @unchecked Sendable {
     @discardableResult
     func checkpoint(_ trainer: Trainer, progress: EpochProgress? = nil) throws -> String {
         let state = CheckpointState(
-            epoch: trainer.epochsDone, seed: config.int("train.seed"),
+            epoch: trainer.epochsDone, seed: settings.train.seed,
             configHash: configHash(config), config: recordedConfig,
-            rngKeys: ["seed": config.int("train.seed"), "epoch": trainer.epochsDone],
+            rngKeys: ["seed": settings.train.seed, "epoch": trainer.epochsDone],
             ranks: trainer.comm.size, version: cavptDistVersion, progress: progress)
         try Checkpoints.write(
             state, parameters: trainer.learner.parameters.map { ($0.0, $0.1.value) },
             momentum: trainer.optimizer.buffers, to: checkpointDirectory,
-            keep: config.int("checkpoint.keep"))
+            keep: settings.checkpoint.keep)
         let path =
             checkpointDirectory + "/" + Checkpoints.folderName(epoch: trainer.epochsDone, step: progress?.steps ?? 0)
         say("checkpoint: \(path)")
@@ -129,11 +131,11 @@ public final class RunOutput: @unchecked Sendable {
         var perClass: [String: Any] = [:]
         for (name, acc) in zip(classNames, result.confusion.perClassAccuracy) { perClass[name] = acc ?? NSNull() }
         var record: [String: Any] = [
-            "dataset": config.string("dataset.name"), "method": config.string("method.name"),
-            "seed": config.int("train.seed"), "shots": config.int("train.shots"), "split": split,
+            "dataset": settings.dataset.name, "method": settings.methodName,
+            "seed": settings.train.seed, "shots": settings.train.shots, "split": split,
             "accuracy": result.confusion.accuracy, "macroF1": result.confusion.macroF1,
             "perClassAccuracy": perClass, "evaluated": Int(result.confusion.total),
-            "precision": config.string("runtime.precision"),
+            "precision": settings.runtime.precision.rawValue,
             "versions": [
                 "cavpt-dist": cavptDistVersion, "openblasCore": BLASRuntime.coreName,
                 "onednn": OneDNN.version, "onednnISA": OneDNN.isaName,
@@ -141,7 +143,7 @@ public final class RunOutput: @unchecked Sendable {
             // This rank's peak resident memory so far (training and evaluation), in MiB.
             "memory": ["peakRSSMB": (ProcessMemory.peakResidentMB * 10).rounded() / 10],
         ]
-        if OneDNN.bf16Emulated && config.string("runtime.precision") == "bf16" { record["bf16Emulated"] = true }
+        if OneDNN.bf16Emulated && settings.runtime.precision == .bf16 { record["bf16Emulated"] = true }
         var timing: [String: Any] = [
             "evaluationSeconds": result.seconds, "evaluationImagesPerSecond": result.imagesPerSecond,
         ]
@@ -156,7 +158,7 @@ public final class RunOutput: @unchecked Sendable {
             [
                 ("\(split)/accuracy", accuracy), ("\(split)/error_rate", 100 - accuracy),
                 ("\(split)/macro_f1", result.confusion.macroF1 * 100),
-            ], step: config.int("train.epochs"))
+            ], step: settings.train.epochs)
     }
 }
 

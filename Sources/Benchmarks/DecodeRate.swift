@@ -1,3 +1,4 @@
+import Data
 // Decode + train-augment throughput, to compare with the trainer's image rate
 // (`cavpt-dist bench data`). Prints nothing; the caller reports the number.
 import Foundation

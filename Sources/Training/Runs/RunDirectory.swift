@@ -1,6 +1,7 @@
 // The run directory's life cycle on rank 0: a fresh run refuses a directory that already holds
 // one (unless --overwrite clears it or --resume continues it), an exclusive lock keeps a second
 // process out for the whole run, and a resumed run's metrics are cut back to its checkpoint.
+import Files
 import Foundation
 import Tensor
 
@@ -124,39 +125,5 @@ public enum RunDirectory {
         }
         let text = kept.map { $0 + "\n" }.joined()
         try writeDurably(Data(text.utf8), to: path)
-    }
-}
-
-/// A file written by appending whole records: each append is written completely or, on failure
-/// (a full disk, a read-only volume), cut back so no partial record remains, and reported.
-final class AppendOnlyFile: @unchecked Sendable {
-    let path: String
-    let fd: Int32
-
-    init(path: String) throws {
-        self.path = path
-        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw TrainingError.input("cannot open \(path) for writing: \(String(cString: strerror(errno)))")
-        }
-    }
-
-    deinit { close(fd) }
-
-    func append(_ data: Data) throws {
-        let start = lseek(fd, 0, SEEK_END)
-        try data.withUnsafeBytes { buf in
-            var offset = 0
-            while offset < buf.count {
-                let n = write(fd, buf.baseAddress! + offset, buf.count - offset)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else {
-                    let reason = String(cString: strerror(errno))
-                    if start >= 0 { _ = ftruncate(fd, start) }
-                    throw TrainingError.input("cannot append to \(path): \(reason)")
-                }
-                offset += n
-            }
-        }
     }
 }

@@ -3,6 +3,7 @@
 // so a crash never leaves a half checkpoint and the previous one stays loadable.
 import CLIP
 import Data
+import Files
 import Foundation
 import Tensor
 
@@ -176,11 +177,11 @@ public enum Checkpoints {
         }
         var saved = Config()
         if (try? saved.merge(savedRun: state.config, source: path + "/" + stateFile)) != nil,
-            state.epoch > saved.int("train.epochs")
+            state.epoch > saved.settings.train.epochs
         {
             throw TrainingError.checkpoint(
                 "\(path)/\(stateFile): epoch \(state.epoch) is beyond the run's "
-                    + "\(saved.int("train.epochs")) epochs")
+                    + "\(saved.settings.train.epochs) epochs")
         }
     }
 
@@ -192,47 +193,4 @@ public enum Checkpoints {
         }
         return nil
     }
-}
-
-func createDirectory(_ path: String) throws {
-    do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-        throw TrainingError.input("cannot create folder \(path): \(error.localizedDescription)")
-    }
-}
-
-/// Writes a file under a temporary name, fsyncs it and renames it into place, so a crash or a full
-/// disk leaves either the old file or the new one, never a torn one. Errors name the file.
-public func writeDurably(_ data: Data, to path: String) throws {
-    let temporary = path + ".tmp"
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    guard fd >= 0 else { throw TrainingError.input("cannot write \(path): \(String(cString: strerror(errno)))") }
-    func fail(_ what: String) -> TrainingError {
-        let reason = String(cString: strerror(errno))
-        close(fd)
-        unlink(temporary)
-        return TrainingError.input("cannot \(what) \(path): \(reason)")
-    }
-    try data.withUnsafeBytes { buf in
-        var offset = 0
-        while offset < buf.count {
-            let n = Glibc.write(fd, buf.baseAddress! + offset, buf.count - offset)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw fail("write") }
-            offset += n
-        }
-    }
-    guard fsync(fd) == 0 else { throw fail("fsync") }
-    close(fd)
-    guard rename(temporary, path) == 0 else {
-        let reason = String(cString: strerror(errno))
-        unlink(temporary)
-        throw TrainingError.input("cannot write \(path): \(reason)")
-    }
-}
-
-func fsyncPath(_ path: String) throws {
-    let fd = open(path, O_RDONLY)
-    guard fd >= 0 else { return }
-    defer { close(fd) }
-    _ = fsync(fd)
 }

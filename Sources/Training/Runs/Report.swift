@@ -3,6 +3,7 @@
 // the harmonic mean of the seed means) and cross-dataset transfer. Runs are grouped by dataset,
 // method, shots, class subset and every other configuration value; only seeds are averaged.
 import Data
+import Files
 import Foundation
 import Tensor
 
@@ -26,10 +27,10 @@ public enum ReportFormat: String, Sendable, CaseIterable { case markdown, csv, j
 
 public enum Report {
     /// Keys that never separate groups: where and how fast, plus what the grouping names itself.
-    static let ignored: Set<String> = ConfigSchema.operational.union([
-        "train.seed", "dataset.name", "method.name",
-        "train.shots", "data.subsample", "eval.split",
-    ])
+    static let ignored: Set<String> = ConfigSchema.operational.union(
+        [
+            \RunSettings.train.seed, \.dataset.name, \.methodName, \.train.shots, \.data.subsample, \.eval.split,
+        ].map { ConfigSchema.name(of: $0) })
 
     /// Run directories under `paths` (a run directory itself, or folders searched for them).
     public static func collect(_ paths: [String]) throws -> [RunRecord] {
@@ -85,10 +86,11 @@ public enum Report {
             else { continue }
             evaluations.append((target, e["subsample"] as? String ?? "all", e["split"] as? String ?? "test", acc))
         }
+        let s = c.settings
         return RunRecord(
-            directory: dir, dataset: c.string("dataset.name"), method: c.string("method.name"),
-            shots: (results["shots"] as? NSNumber)?.intValue ?? c.int("train.shots"), seed: c.int("train.seed"),
-            subsample: c.string("data.subsample"), settings: settings, accuracy: accuracy,
+            directory: dir, dataset: s.dataset.name, method: s.methodName,
+            shots: (results["shots"] as? NSNumber)?.intValue ?? s.train.shots, seed: s.train.seed,
+            subsample: s.data.subsample.rawValue, settings: settings, accuracy: accuracy,
             macroF1: (results["macroF1"] as? NSNumber)?.doubleValue ?? .nan, evaluations: evaluations)
     }
 
@@ -105,7 +107,7 @@ public enum Report {
         }
     }
 
-    static func methodOrder(_ m: String) -> Int { ConfigSchema.methods.firstIndex(of: m) ?? ConfigSchema.methods.count }
+    static func methodOrder(_ m: String) -> Int { MethodPresets.names.firstIndex(of: m) ?? MethodPresets.names.count }
 
     /// Each run's row: keys that vary among a method's runs of one dataset name the row; keys that
     /// only follow the dataset (K_N per dataset) do not.

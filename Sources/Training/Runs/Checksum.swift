@@ -1,5 +1,6 @@
 // CRC-32C (Castagnoli), the checksum checkpoints record for each file they hold (and the one
 // TFRecord framing uses). Slicing-by-8 tables: a few hundred MB/s, far more than a checkpoint needs.
+import Files
 import Foundation
 import Tensor
 

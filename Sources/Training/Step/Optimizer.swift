@@ -21,10 +21,13 @@ public struct LRSchedule: Sendable, Equatable {
 public enum ParameterGroup: String, Sendable, CaseIterable {
     /// Visual prompts and CAVPT modules.
     case visual
-    /// CoOp's text context.
+    /// CoOp's text context, and every text-side tensor (`text.*`; a CoCoOp meta-net, `meta_net.*`).
     case text
 
-    public static func of(_ name: String) -> ParameterGroup { name.hasPrefix("text.") ? .text : .visual }
+    /// The group of a trained tensor, by its canonical name.
+    public static func of(_ name: String) -> ParameterGroup {
+        name.hasPrefix("text.") || name.hasPrefix("meta_net.") ? .text : .visual
+    }
 }
 
 /// buf = μ·buf + (g + wd·p);  p −= lr·buf   (dampening 0, no Nesterov; buf starts at g as PyTorch's does).
@@ -69,19 +72,6 @@ public final class SGD: @unchecked Sendable {
                 throw TrainingError.checkpoint("momentum buffer \"\(name)\" does not match a trained tensor")
             }
             buffers[name] = t.copy()
-        }
-    }
-}
-
-public enum TrainingError: Error, CustomStringConvertible {
-    case checkpoint(String)
-    case configuration(String)
-    case diverged(String)
-    case input(String)
-
-    public var description: String {
-        switch self {
-        case .checkpoint(let m), .configuration(let m), .diverged(let m), .input(let m): return m
         }
     }
 }

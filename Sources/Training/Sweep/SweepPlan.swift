@@ -35,14 +35,7 @@ public struct SweepPlan: Sendable {
     /// A sweep YAML: `datasets`, `methods`, `seeds`, `shots` (lists or single values), `set` (fixed
     /// keys) and `grid` (keys with lists of values).
     public mutating func merge(yaml text: String, source: String) throws {
-        let parsed: Any?
-        do { parsed = try BoundedYAML.load(yaml: text) } catch let error as YAMLLimitError {
-            throw ConfigError.syntax(source: source, detail: error.reason)
-        } catch {
-            throw ConfigError.syntax(
-                source: source,
-                detail: "not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
-        }
+        let parsed = try ConfigError.parsing(yaml: text, source: source)
         guard let top = parsed as? [String: Any] else {
             throw ConfigError.syntax(
                 source: source, detail: "a sweep plan is a mapping (datasets, methods, seeds, shots, set, grid)")
@@ -123,7 +116,7 @@ public struct SweepPlan: Sendable {
                                 grid: combination, folder: "\(root)/\(name)/\(method)/\(shot)shot/\(label)/seed\(seed)",
                                 cost: 0)
                             let config = try resolve(job, overrides(for: job))
-                            job.cost = max(1, config.int("train.epochs")) * shot
+                            job.cost = max(1, config.settings.train.epochs) * shot
                             out.append(job)
                         }
                     }
@@ -135,7 +128,7 @@ public struct SweepPlan: Sendable {
 
     /// The `--set` assignments of a job: the fixed ones, its shots, then its grid values.
     public func overrides(for job: SweepJob) -> [String] {
-        sets + ["train.shots=\(job.shots)"] + job.grid.map { "\($0.0)=\($0.1)" }
+        sets + ["\(ConfigSchema.name(of: \.train.shots))=\(job.shots)"] + job.grid.map { "\($0.0)=\($0.1)" }
     }
 
     /// The order the jobs are handed out in: longest first (ties: the plan's order).
